@@ -1,0 +1,33 @@
+# Runtime settings shared by all mmretina configs (mirrors mmdet 3.3.0's
+# configs/_base_/default_runtime.py, plus the import of our package).
+default_scope = 'mmdet'
+
+# Importing mmretina registers the `mmretina.*` modules (RetinaHead,
+# FocalLoss, AnchorGenerator, MaxIoUAssigner) and makes full mmengine
+# checkpoints loadable under torch>=2.6 (weights_only=True by default).
+custom_imports = dict(imports=['mmretina'], allow_failed_imports=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='DetVisualizationHook'))
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # tools/train.py and tools/test.py switch this to 'gloo' when CUDA is
+    # not available, so CPU-only distributed runs work.
+    dist_cfg=dict(backend='nccl'),
+)
+
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
+
+log_level = 'INFO'
+load_from = None
+resume = False

@@ -1,0 +1,3 @@
+from .retina_head import RetinaHead
+
+__all__ = ['RetinaHead']

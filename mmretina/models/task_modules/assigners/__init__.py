@@ -1,0 +1,3 @@
+from .max_iou_assigner import MaxIoUAssigner
+
+__all__ = ['MaxIoUAssigner']

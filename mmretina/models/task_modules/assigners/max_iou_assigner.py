@@ -1,0 +1,285 @@
+"""Max-IoU anchor assignment (RetinaNet paper sec. 4, "Anchors").
+
+An anchor is positive for the ground truth it overlaps most when that IoU is
+>= 0.5, negative (background) when its best IoU is < 0.4, and ignored in
+between. Low-quality matching then gives every ground truth its best
+anchor(s) even below 0.5, so that no object goes without a positive.
+
+The assignment of a whole batch is one tensor program
+(:meth:`MaxIoUAssigner.assign_batch`): ground truths are padded per batch, IoU
+is one batched call, low-quality matching is vectorised and anchors are
+processed in chunks when ground truths x anchors would be large.
+
+Deliberate difference from mmdet: a ground truth whose best IoU with every
+anchor is 0 (a degenerate box, or one that no anchor touches) gets no
+low-quality match. mmdet, with ``min_pos_iou=0``, makes every anchor with
+IoU 0 to it a positive for it (open-mmlab/mmdetection#8289).
+"""
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+from mmdet.models.task_modules.assigners import AssignResult
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmretina.registry import TASK_UTILS
+
+# Ground truths x anchors (x images) above which the IoU is computed in
+# anchor chunks: 2^24 fp32 values = 64 MiB per chunk.
+_MAX_IOU_ELEMENTS = 1 << 24
+
+
+def pad_boxes(boxes: list, multiple: int = 8) -> Tuple[Tensor, Tensor]:
+    """Stack per-image boxes into one padded tensor.
+
+    The padded count is rounded up to ``multiple`` so that batches with
+    similar counts share shapes, without padding to a fixed large maximum.
+
+    Args:
+        boxes (list[Tensor]): B tensors of shape (G_i, 4).
+
+    Returns:
+        tuple[Tensor, Tensor]: (B, G, 4) boxes (zeros where padded) and
+        (B, G) bool mask of real boxes.
+    """
+    num = max([b.size(0) for b in boxes] + [0])
+    size = -(-num // multiple) * multiple
+    ref = boxes[0]
+    padded = ref.new_zeros((len(boxes), size, 4))
+    valid = torch.zeros((len(boxes), size),
+                        dtype=torch.bool,
+                        device=ref.device)
+    for i, b in enumerate(boxes):
+        padded[i, :b.size(0)] = b
+        valid[i, :b.size(0)] = True
+    return padded, valid
+
+
+@TASK_UTILS.register_module()
+class MaxIoUAssigner:
+    """Assign each prior a ground truth (index >= 1), background (0) or
+    nothing (-1, ignored).
+
+    Args:
+        pos_iou_thr (float): IoU >= this makes a positive (paper: 0.5).
+        neg_iou_thr (float | tuple[float, float]): IoU < this (or within
+            [lo, hi)) makes a negative (paper: 0.4).
+        min_pos_iou (float): minimum IoU of a low-quality match.
+        gt_max_assign_all (bool): give a ground truth all anchors tied at
+            its best IoU (True) or only the first (False).
+        ignore_iof_thr (float): IoF with an ignore box above which a prior
+            is ignored; negative disables it.
+        ignore_wrt_candidates (bool): IoF relative to the prior (True) or to
+            the ignore box (False).
+        match_low_quality (bool): enable low-quality matching.
+        gpu_assign_thr (float): above this many ground truths, assign on the
+            CPU to save device memory; negative disables it.
+        iou_calculator (dict): config of the overlaps calculator.
+    """
+
+    def __init__(self,
+                 pos_iou_thr: float,
+                 neg_iou_thr: Union[float, Tuple[float, float]],
+                 min_pos_iou: float = .0,
+                 gt_max_assign_all: bool = True,
+                 ignore_iof_thr: float = -1,
+                 ignore_wrt_candidates: bool = True,
+                 match_low_quality: bool = True,
+                 gpu_assign_thr: float = -1,
+                 iou_calculator: dict = dict(type='BboxOverlaps2D')) -> None:
+        if isinstance(neg_iou_thr, (tuple, list)):
+            if len(neg_iou_thr) != 2:
+                raise ValueError('MaxIoUAssigner: neg_iou_thr as a tuple '
+                                 f'needs 2 values, got {neg_iou_thr}')
+            neg_iou_thr = tuple(neg_iou_thr)
+        self.pos_iou_thr = pos_iou_thr
+        self.neg_iou_thr = neg_iou_thr
+        self.min_pos_iou = min_pos_iou
+        self.gt_max_assign_all = gt_max_assign_all
+        self.ignore_iof_thr = ignore_iof_thr
+        self.ignore_wrt_candidates = ignore_wrt_candidates
+        self.match_low_quality = match_low_quality
+        self.gpu_assign_thr = gpu_assign_thr
+        self.iou_calculator = TASK_UTILS.build(iou_calculator)
+
+    # ------------------------------------------------------------------
+    # mmdet's per-image API
+    # ------------------------------------------------------------------
+    def assign(self,
+               pred_instances: InstanceData,
+               gt_instances: InstanceData,
+               gt_instances_ignore: Optional[InstanceData] = None,
+               **kwargs) -> AssignResult:
+        """Assign the priors of one image.
+
+        Args:
+            pred_instances (InstanceData): ``priors`` (N, 4).
+            gt_instances (InstanceData): ``bboxes`` (G, 4), ``labels`` (G,).
+            gt_instances_ignore (InstanceData, optional): ``bboxes`` (I, 4).
+
+        Returns:
+            AssignResult: ``gt_inds`` (N,) with -1 ignored, 0 background,
+            i + 1 for ground truth i; ``max_overlaps`` (N,); ``labels`` (N,)
+            with -1 for non-positives.
+        """
+        priors = pred_instances.priors
+        gt_bboxes = gt_instances.bboxes
+        gt_labels = gt_instances.labels
+        ignore = (None if gt_instances_ignore is None else
+                  gt_instances_ignore.bboxes)
+        device = priors.device
+        if self.gpu_assign_thr > 0 and gt_bboxes.shape[0] > self.gpu_assign_thr:
+            priors, gt_bboxes, gt_labels = (priors.cpu(), gt_bboxes.cpu(),
+                                            gt_labels.cpu())
+            ignore = None if ignore is None else ignore.cpu()
+        num_gts, num_priors = gt_bboxes.size(0), priors.size(0)
+        if num_gts == 0 or num_priors == 0:
+            gt_inds = priors.new_full((num_priors, ),
+                                      0 if num_gts == 0 else -1,
+                                      dtype=torch.long)
+            return AssignResult(
+                num_gts=num_gts,
+                gt_inds=gt_inds.to(device),
+                max_overlaps=priors.new_zeros((num_priors, )).to(device),
+                labels=torch.full_like(gt_inds, -1).to(device))
+        ignored = None
+        if ignore is not None:
+            ignored = self.ignored_priors(priors[None], ignore[None],
+                                          ignore.new_ones((1, len(ignore)),
+                                                          dtype=torch.bool))
+        gt_inds, max_overlaps = self.assign_batch(
+            priors, gt_bboxes[None],
+            torch.ones((1, num_gts), dtype=torch.bool, device=priors.device),
+            ignored)
+        gt_inds, max_overlaps = gt_inds[0], max_overlaps[0]
+        labels = torch.full_like(gt_inds, -1)
+        pos = gt_inds > 0
+        labels[pos] = gt_labels[gt_inds[pos] - 1].long()
+        return AssignResult(
+            num_gts=num_gts,
+            gt_inds=gt_inds.to(device),
+            max_overlaps=max_overlaps.to(device),
+            labels=labels.to(device))
+
+    # ------------------------------------------------------------------
+    # batched core
+    # ------------------------------------------------------------------
+    def ignored_priors(self, priors: Tensor, ignore: Tensor,
+                       ignore_valid: Tensor) -> Optional[Tensor]:
+        """Priors whose IoF with an ignore box exceeds ``ignore_iof_thr``.
+
+        Args:
+            priors (Tensor): (B, N, 4) or (1, N, 4).
+            ignore (Tensor): (B, I, 4) padded ignore boxes.
+            ignore_valid (Tensor): (B, I) mask of real ignore boxes.
+
+        Returns:
+            Tensor | None: (B, N) bool, or None when nothing is ignored.
+        """
+        if (self.ignore_iof_thr <= 0 or ignore.numel() == 0
+                or priors.size(1) == 0 or not ignore_valid.any()):
+            return None
+        priors = priors.expand(ignore.size(0), -1, -1)
+        if self.ignore_wrt_candidates:
+            iof = self.iou_calculator(priors, ignore, mode='iof')  # B, N, I
+            iof = iof.masked_fill(~ignore_valid[:, None, :], -1)
+            max_iof = iof.max(dim=2).values
+        else:
+            iof = self.iou_calculator(ignore, priors, mode='iof')  # B, I, N
+            iof = iof.masked_fill(~ignore_valid[:, :, None], -1)
+            max_iof = iof.max(dim=1).values
+        return max_iof > self.ignore_iof_thr
+
+    def assign_batch(self,
+                     priors: Tensor,
+                     gt_bboxes: Tensor,
+                     gt_valid: Tensor,
+                     excluded: Optional[Tensor] = None
+                     ) -> Tuple[Tensor, Tensor]:
+        """Assign one set of priors in every image of a batch.
+
+        Args:
+            priors (Tensor): (N, 4) priors shared by all images.
+            gt_bboxes (Tensor): (B, G, 4) padded ground truths.
+            gt_valid (Tensor): (B, G) mask of real ground truths.
+            excluded (Tensor, optional): (B, N) priors that take no part
+                (outside the image or ignored): their IoU counts as -1, so
+                they end up ignored (-1) and never win a low-quality match.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``gt_inds`` (B, N) int64 (-1 ignored, 0
+            background, g + 1 for ground truth g) and ``max_overlaps`` (B, N).
+        """
+        num_imgs, num_gts = gt_valid.shape
+        num_priors = priors.size(0)
+        chunk = max(1, _MAX_IOU_ELEMENTS // max(1, num_imgs * num_gts))
+
+        def overlaps_of(start: int, end: int) -> Tensor:
+            """(B, G, n) IoU with invalid pairs at -1."""
+            ious = self.iou_calculator(
+                gt_bboxes, priors[start:end].expand(num_imgs, -1, -1))
+            ious = ious.masked_fill(~gt_valid[:, :, None], -1)
+            if excluded is not None:
+                ious = ious.masked_fill(excluded[:, None, start:end], -1)
+            return ious
+
+        bounds = [(s, min(num_priors, s + chunk))
+                  for s in range(0, num_priors, chunk)]
+        max_overlaps = priors.new_empty((num_imgs, num_priors))
+        argmax = torch.empty((num_imgs, num_priors),
+                             dtype=torch.long,
+                             device=priors.device)
+        gt_max = priors.new_full((num_imgs, num_gts), -1.)
+        gt_argmax = torch.zeros((num_imgs, num_gts),
+                                dtype=torch.long,
+                                device=priors.device)
+        cached = None
+        for start, end in bounds:
+            ious = overlaps_of(start, end)
+            if len(bounds) == 1:
+                cached = ious
+            # First index wins ties, as in torch.max: lowest gt for an anchor.
+            max_overlaps[:, start:end], argmax[:, start:end] = ious.max(dim=1)
+            chunk_max, chunk_arg = ious.max(dim=2)
+            better = chunk_max > gt_max  # strict: earlier anchor wins ties
+            gt_max = torch.where(better, chunk_max, gt_max)
+            gt_argmax = torch.where(better, chunk_arg + start, gt_argmax)
+
+        gt_inds = torch.full_like(argmax, -1)
+        if isinstance(self.neg_iou_thr, tuple):
+            lo, hi = self.neg_iou_thr
+            gt_inds[(max_overlaps >= lo) & (max_overlaps < hi)] = 0
+        else:
+            gt_inds[(max_overlaps >= 0)
+                    & (max_overlaps < self.neg_iou_thr)] = 0
+        pos = max_overlaps >= self.pos_iou_thr
+        gt_inds[pos] = argmax[pos] + 1
+
+        if self.match_low_quality:
+            # A ground truth takes part if it is real, reaches min_pos_iou
+            # and overlaps some anchor at all (the #8289 difference).
+            eligible = gt_valid & (gt_max >= self.min_pos_iou) & (gt_max > 0)
+            # Later ground truths overwrite earlier ones (mmdet's loop
+            # order), so each anchor takes the largest eligible index.
+            rank = torch.arange(
+                1, num_gts + 1, device=priors.device)[None, :] * eligible
+            if self.gt_max_assign_all:
+                low = torch.zeros_like(gt_inds)
+                for start, end in bounds:
+                    ious = cached if cached is not None else overlaps_of(
+                        start, end)
+                    hit = ious == gt_max[:, :, None]
+                    low[:, start:end] = (hit * rank[:, :, None]).amax(dim=1)
+            else:
+                low = torch.zeros_like(gt_inds)
+                low.scatter_reduce_(1, gt_argmax, rank, reduce='amax')
+            gt_inds = torch.where(low > 0, low, gt_inds)
+        return gt_inds, max_overlaps
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(pos_iou_thr={self.pos_iou_thr}, '
+                f'neg_iou_thr={self.neg_iou_thr}, '
+                f'min_pos_iou={self.min_pos_iou}, '
+                f'gt_max_assign_all={self.gt_max_assign_all}, '
+                f'ignore_iof_thr={self.ignore_iof_thr}, '
+                f'match_low_quality={self.match_low_quality})')

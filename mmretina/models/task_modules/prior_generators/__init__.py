@@ -1,0 +1,3 @@
+from .anchor_generator import AnchorGenerator
+
+__all__ = ['AnchorGenerator']
