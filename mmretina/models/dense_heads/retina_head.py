@@ -330,8 +330,10 @@ class RetinaHead(BaseDenseHead):
             gt_labels[i, :len(g.labels)] = g.labels
         if isinstance(self.assigner, MaxIoUAssigner):
             excluded = ~inside
-            if batch_gt_instances_ignore is not None:
+            if batch_gt_instances_ignore is not None and any(
+                    g is not None for g in batch_gt_instances_ignore):
                 ignore, ignore_valid = pad_boxes([
+                    anchors.new_zeros((0, 4)) if g is None else
                     get_box_tensor(g.bboxes).to(anchors)
                     for g in batch_gt_instances_ignore
                 ])
@@ -460,7 +462,13 @@ class RetinaHead(BaseDenseHead):
             targets.bbox_targets,
             torch.ones_like(targets.bbox_targets),
             avg_factor=avg_factor)
-        if not (torch.isfinite(loss_cls) & torch.isfinite(loss_bbox)):
+        # One host sync per step. Checking the maps themselves catches what
+        # the losses hide: an inf delta at a background anchor, or a -inf
+        # logit, which the focal loss maps to 0.
+        finite = torch.isfinite(loss_cls) & torch.isfinite(loss_bbox)
+        for m in list(cls_scores) + list(bbox_preds):
+            finite = finite & torch.isfinite(m.detach()).all()
+        if not bool(finite):
             _raise_non_finite(cls_scores, bbox_preds, loss_cls, loss_bbox)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
 

@@ -47,9 +47,12 @@ def sigmoid_focal_loss(pred: Tensor,
         alpha (float): balance of positives alpha (paper: 0.25).
 
     Returns:
-        Tensor: loss of shape S, in the dtype of ``pred`` (computed in fp32).
+        Tensor: loss of shape S, in the dtype of ``pred`` (computed in at
+        least fp32).
     """
-    x = pred.float()
+    # fp16 / bf16 logits are promoted: (1 - p_t)^gamma underflows in fp16.
+    x = pred.float() if pred.dtype in (torch.float16, torch.bfloat16) \
+        else pred
     t = target.type_as(x)
     p = x.sigmoid()
     # 1 - p_t in the paper's notation.

@@ -205,6 +205,8 @@ class MaxIoUAssigner:
             excluded (Tensor, optional): (B, N) priors that take no part
                 (outside the image or ignored): their IoU counts as -1, so
                 they end up ignored (-1) and never win a low-quality match.
+                Images without ground truth are all background, as in
+                mmdet, whatever ``excluded`` says.
 
         Returns:
             tuple[Tensor, Tensor]: ``gt_inds`` (B, N) int64 (-1 ignored, 0
@@ -215,10 +217,11 @@ class MaxIoUAssigner:
         chunk = max(1, _MAX_IOU_ELEMENTS // max(1, num_imgs * num_gts))
 
         def overlaps_of(start: int, end: int) -> Tensor:
-            """(B, G, n) IoU with invalid pairs at -1."""
+            """(B, G, n) IoU; padded ground truths at 0, excluded priors
+            at -1."""
             ious = self.iou_calculator(
                 gt_bboxes, priors[start:end].expand(num_imgs, -1, -1))
-            ious = ious.masked_fill(~gt_valid[:, :, None], -1)
+            ious = ious.masked_fill(~gt_valid[:, :, None], 0)
             if excluded is not None:
                 ious = ious.masked_fill(excluded[:, None, start:end], -1)
             return ious
@@ -233,6 +236,8 @@ class MaxIoUAssigner:
         gt_argmax = torch.zeros((num_imgs, num_gts),
                                 dtype=torch.long,
                                 device=priors.device)
+        if excluded is not None:
+            excluded = excluded & gt_valid.any(dim=1, keepdim=True)
         cached = None
         for start, end in bounds:
             ious = overlaps_of(start, end)

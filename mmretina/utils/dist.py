@@ -1,0 +1,84 @@
+"""Distributed launch on machines without CUDA.
+
+mmengine 0.10.7's ``init_dist`` always calls ``torch.cuda.set_device`` for
+the ``pytorch`` / ``slurm`` / ``mpi`` launchers and the configs ask for the
+``nccl`` backend, and ``Runner.wrap_model`` hands ``device_ids=[LOCAL_RANK]``
+to ``DistributedDataParallel``. None of that works without a GPU. On such a
+machine :func:`setup_cpu_distributed` (called by ``tools/train.py`` and
+``tools/test.py`` before the runner is built) instead
+
+* switches ``env_cfg.dist_cfg.backend`` to ``gloo``,
+* initialises the default process group itself (the runner then sees an
+  initialised group and skips ``init_dist``),
+* wraps the model in ``MMDistributedDataParallel`` without ``device_ids``
+  (unless the config already sets ``model_wrapper_cfg``).
+
+With CUDA available it does nothing, so GPU runs behave exactly as mmdet's.
+"""
+import datetime
+import os
+import subprocess
+
+import torch
+import torch.distributed as torch_dist
+
+__all__ = ['setup_cpu_distributed']
+
+
+def _set_env_from_launcher(launcher: str) -> None:
+    """Fill RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* like mmengine does."""
+    if launcher == 'slurm':
+        proc_id = int(os.environ['SLURM_PROCID'])
+        ntasks = int(os.environ['SLURM_NTASKS'])
+        node_list = os.environ['SLURM_NODELIST']
+        local_rank = os.environ.get('SLURM_LOCALID', '0')
+        os.environ.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in os.environ:
+            os.environ['MASTER_ADDR'] = subprocess.getoutput(
+                f'scontrol show hostname {node_list} | head -n1')
+        os.environ['WORLD_SIZE'] = str(ntasks)
+        os.environ['LOCAL_RANK'] = str(local_rank)
+        os.environ['RANK'] = str(proc_id)
+    elif launcher == 'mpi':
+        os.environ.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in os.environ:
+            raise KeyError('The environment variable MASTER_ADDR is not set')
+        os.environ['WORLD_SIZE'] = os.environ['OMPI_COMM_WORLD_SIZE']
+        os.environ['RANK'] = os.environ['OMPI_COMM_WORLD_RANK']
+        os.environ['LOCAL_RANK'] = os.environ['OMPI_COMM_WORLD_LOCAL_RANK']
+    elif launcher != 'pytorch':
+        raise ValueError(f'Invalid launcher type: {launcher}')
+
+
+def setup_cpu_distributed(cfg) -> bool:
+    """Prepare a CPU-only distributed run (gloo); no-op when CUDA exists.
+
+    Args:
+        cfg (mmengine.Config): the full config; ``cfg.launcher`` must be set.
+
+    Returns:
+        bool: whether the CPU/gloo path was taken.
+    """
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        _set_env_from_launcher(launcher)
+        kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
+        if kwargs.get('timeout') is not None:
+            kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+        torch_dist.init_process_group(backend=dist_cfg['backend'], **kwargs)
+
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    return True

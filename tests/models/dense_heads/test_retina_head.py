@@ -1,0 +1,299 @@
+"""RetinaHead parity with mmdet's RetinaHead, and its own guarantees."""
+import copy
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+
+NUM_CLASSES = 4
+
+
+def head_cfg(prefix='mmretina.', **overrides):
+    cfg = dict(
+        type=f'{prefix}RetinaHead',
+        num_classes=NUM_CLASSES,
+        in_channels=8,
+        stacked_convs=2,
+        feat_channels=8,
+        anchor_generator=dict(
+            type=f'{prefix}AnchorGenerator',
+            octave_base_scale=4,
+            scales_per_octave=3,
+            ratios=[0.5, 1.0, 2.0],
+            strides=[8, 16, 32, 64, 128]),
+        bbox_coder=dict(
+            type='DeltaXYWHBBoxCoder',
+            target_means=[.0, .0, .0, .0],
+            target_stds=[1.0, 1.0, 1.0, 1.0]),
+        loss_cls=dict(
+            type=f'{prefix}FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            loss_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
+        train_cfg=dict(
+            assigner=dict(
+                type=f'{prefix}MaxIoUAssigner',
+                pos_iou_thr=0.5,
+                neg_iou_thr=0.4,
+                min_pos_iou=0,
+                ignore_iof_thr=-1),
+            sampler=dict(type='PseudoSampler'),
+            allowed_border=-1,
+            pos_weight=-1,
+            debug=False),
+        test_cfg=dict(
+            nms_pre=1000,
+            min_bbox_size=0,
+            score_thr=0.05,
+            nms=dict(type='nms', iou_threshold=0.5),
+            max_per_img=100))
+    cfg.update(overrides)
+    return ConfigDict(cfg)
+
+
+def build_pair(**overrides):
+    ours = MODELS.build(head_cfg('mmretina.', **copy.deepcopy(overrides)))
+    theirs = MODELS.build(head_cfg('', **copy.deepcopy(overrides)))
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours, theirs
+
+
+def random_gt(num, img_h, img_w, gen):
+    xy = torch.rand(num, 2, generator=gen) * torch.tensor([img_w, img_h])
+    wh = 8 + torch.rand(num, 2, generator=gen) * 120
+    boxes = torch.cat([xy, xy + wh], 1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, img_w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, img_h)
+    labels = torch.randint(0, NUM_CLASSES, (num, ), generator=gen)
+    return InstanceData(bboxes=boxes, labels=labels)
+
+
+def make_batch(img_shapes, num_gts, seed=0):
+    """Head outputs for a padded batch plus gts and metas."""
+    gen = torch.Generator().manual_seed(seed)
+    pad_h = max(s[0] for s in img_shapes)
+    pad_w = max(s[1] for s in img_shapes)
+    pad_h, pad_w = -(-pad_h // 32) * 32, -(-pad_w // 32) * 32
+    metas = [
+        dict(
+            img_shape=s,
+            pad_shape=(pad_h, pad_w),
+            batch_input_shape=(pad_h, pad_w),
+            scale_factor=(1.5, 1.25)) for s in img_shapes
+    ]
+    gts = [random_gt(n, s[0], s[1], gen) for s, n in zip(img_shapes, num_gts)]
+    return metas, gts, (pad_h, pad_w), gen
+
+
+def head_outputs(head, pad_hw, num_imgs, gen, scale=1.0):
+    feats = []
+    for stride in (8, 16, 32, 64, 128):
+        h, w = -(-pad_hw[0] // stride), -(-pad_hw[1] // stride)
+        feats.append(torch.randn(num_imgs, 8, h, w, generator=gen) * scale)
+    return feats
+
+
+CASES = {
+    'sizes_differ': ([(200, 300), (256, 180)], [3, 5]),
+    'empty_gt': ([(160, 224), (160, 224)], [0, 4]),
+    'crowded': ([(256, 256), (192, 256)], [45, 7]),
+}
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_loss_and_grad_match_mmdet(case):
+    shapes, num_gts = CASES[case]
+    ours, theirs = build_pair()
+    metas, gts, pad_hw, gen = make_batch(shapes, num_gts)
+    feats = head_outputs(ours, pad_hw, len(shapes), gen)
+    losses = []
+    grads = []
+    for head in (ours, theirs):
+        head.zero_grad()
+        x = [f.clone().requires_grad_(True) for f in feats]
+        cls_scores, bbox_preds = head(x)
+        loss = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+        loss_cls = sum(loss['loss_cls']) if isinstance(
+            loss['loss_cls'], list) else loss['loss_cls']
+        loss_bbox = sum(loss['loss_bbox']) if isinstance(
+            loss['loss_bbox'], list) else loss['loss_bbox']
+        (loss_cls + loss_bbox).backward()
+        losses.append((loss_cls.detach(), loss_bbox.detach()))
+        grads.append({n: p.grad.clone() for n, p in head.named_parameters()})
+    (oc, ob), (tc, tb) = losses
+    assert float(tc) > 0
+    torch.testing.assert_close(oc, tc, rtol=1e-5, atol=0)
+    torch.testing.assert_close(ob, tb, rtol=1e-5, atol=1e-7)
+    for name in grads[1]:
+        torch.testing.assert_close(
+            grads[0][name], grads[1][name], rtol=1e-4, atol=1e-7, msg=name)
+
+
+def random_outputs(pad_hw, num_imgs, gen, num_anchors=9):
+    """Logits ~ N(-4, 2): about a third of the scores pass 0.05, none
+    saturate (ties at 1.0 would make the nms_pre cut ill-defined)."""
+    cls_scores, bbox_preds = [], []
+    for stride in (8, 16, 32, 64, 128):
+        h, w = -(-pad_hw[0] // stride), -(-pad_hw[1] // stride)
+        cls_scores.append(-4 + 2 * torch.randn(
+            num_imgs, num_anchors * NUM_CLASSES, h, w, generator=gen))
+        bbox_preds.append(0.5 * torch.randn(
+            num_imgs, num_anchors * 4, h, w, generator=gen))
+    return cls_scores, bbox_preds
+
+
+@pytest.mark.parametrize('case', list(CASES))
+@pytest.mark.parametrize('rescale', [True, False])
+def test_predictions_match_mmdet(case, rescale):
+    shapes, num_gts = CASES[case]
+    ours, theirs = build_pair()
+    metas, _, pad_hw, gen = make_batch(shapes, num_gts, seed=1)
+    outs = random_outputs(pad_hw, len(shapes), gen)
+    mine = ours.predict_by_feat(*outs, batch_img_metas=metas, rescale=rescale)
+    ref = theirs.predict_by_feat(*outs, batch_img_metas=metas,
+                                 rescale=rescale)
+    for a, b in zip(mine, ref):
+        assert len(b) == 100
+        assert len(a) == len(b)
+        torch.testing.assert_close(a.scores, b.scores)
+        torch.testing.assert_close(a.bboxes, b.bboxes)
+        assert torch.equal(a.labels, b.labels)
+
+
+def losses_of(head, outs, gts, metas, ignore=None):
+    head.zero_grad()
+    loss = head.loss_by_feat(*outs, gts, metas, ignore)
+    return {
+        k: sum(v) if isinstance(v, list) else v
+        for k, v in loss.items()
+    }
+
+
+@pytest.mark.parametrize('overrides', [
+    dict(reg_decoded_bbox=True, loss_bbox=dict(type='GIoULoss',
+                                               loss_weight=2.0)),
+    dict(loss_bbox=dict(type='SmoothL1Loss', beta=0.11, loss_weight=1.0)),
+    dict(loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=1.5,
+                       alpha=0.3, loss_weight=2.0)),
+])
+def test_other_losses_match_mmdet(overrides):
+    ours, theirs = build_pair(**overrides)
+    metas, gts, pad_hw, gen = make_batch([(200, 260), (230, 200)], [6, 9])
+    outs = random_outputs(pad_hw, 2, gen)
+    a, b = losses_of(ours, outs, gts, metas), losses_of(theirs, outs, gts,
+                                                        metas)
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7)
+
+
+def test_ignore_boxes_and_allowed_border_match_mmdet():
+    train_cfg = head_cfg().train_cfg
+    ours_cfg = copy.deepcopy(train_cfg)
+    ours_cfg.allowed_border = 0
+    ours_cfg.assigner.ignore_iof_thr = 0.5
+    theirs_cfg = copy.deepcopy(ours_cfg)
+    theirs_cfg.assigner.type = 'MaxIoUAssigner'
+    ours = MODELS.build(head_cfg(train_cfg=ours_cfg))
+    theirs = MODELS.build(head_cfg('', train_cfg=theirs_cfg))
+    metas, gts, pad_hw, gen = make_batch([(200, 260), (230, 200)], [6, 9])
+    ignore = [InstanceData(bboxes=random_gt(3, 200, 200, gen).bboxes),
+              InstanceData(bboxes=torch.zeros(0, 4))]
+    outs = random_outputs(pad_hw, 2, gen)
+    a = losses_of(ours, outs, gts, metas, ignore)
+    b = losses_of(theirs, outs, gts, metas, ignore)
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7)
+
+
+def test_any_mmdet_assigner_works_through_the_per_image_path():
+    train_cfg = copy.deepcopy(head_cfg().train_cfg)
+    train_cfg.assigner.type = 'MaxIoUAssigner'  # mmdet's, not ours
+    generic = MODELS.build(head_cfg(train_cfg=train_cfg))
+    fast, _ = build_pair()
+    metas, gts, pad_hw, gen = make_batch([(200, 260), (230, 200)], [6, 9])
+    outs = random_outputs(pad_hw, 2, gen)
+    a, b = losses_of(fast, outs, gts, metas), losses_of(generic, outs, gts,
+                                                        metas)
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=0)
+
+
+def test_state_dict_keys_match_mmdet():
+    ours, theirs = build_pair()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert 'cls_convs.0.conv.weight' in ours.state_dict()
+    assert 'retina_reg.bias' in ours.state_dict()
+
+
+def test_init_uses_the_prior_bias():
+    """Sec. 4.1: b = -log((1 - pi) / pi) with pi = 0.01, weights N(0, 0.01)."""
+    head = MODELS.build(head_cfg(feat_channels=64, in_channels=64))
+    head.init_weights()
+    expected = -torch.log(torch.tensor((1 - 0.01) / 0.01))
+    torch.testing.assert_close(head.retina_cls.bias,
+                               expected.expand_as(head.retina_cls.bias))
+    assert abs(head.retina_cls.weight.std().item() - 0.01) < 0.002
+    assert abs(head.cls_convs[0].conv.weight.std().item() - 0.01) < 0.002
+
+
+def test_anchors_are_cached_per_size_device_and_dtype():
+    head = MODELS.build(head_cfg())
+    sizes = [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]
+    first = head._priors(sizes, torch.float32, torch.device('cpu'))
+    again = head._priors(sizes, torch.float32, torch.device('cpu'))
+    assert first[1] is again[1]
+    other = head._priors(sizes, torch.float64, torch.device('cpu'))
+    assert other[1].dtype == torch.float64
+
+
+def test_nan_ground_truth_is_named():
+    head, _ = build_pair()
+    metas, gts, pad_hw, gen = make_batch([(200, 260)], [3])
+    metas[0]['img_path'] = 'data/broken.jpg'
+    gts[0].bboxes[1, 2] = float('nan')
+    outs = random_outputs(pad_hw, 1, gen)
+    with pytest.raises(ValueError, match=r'broken\.jpg.*NaN or inf.*\[1\]'):
+        head.loss_by_feat(*outs, gts, metas)
+
+
+@pytest.mark.parametrize('which', [0, 1])
+def test_non_finite_head_output_raises_instead_of_nan_loss(which):
+    head, _ = build_pair()
+    metas, gts, pad_hw, gen = make_batch([(200, 260)], [3])
+    outs = random_outputs(pad_hw, 1, gen)
+    outs[which][2][0, 0, 1, 1] = float('inf') if which else float('nan')
+    name = 'box deltas' if which else 'classification scores'
+    with pytest.raises(FloatingPointError, match=f'{name} of level 2'):
+        head.loss_by_feat(*outs, gts, metas)
+
+
+def test_no_anchor_inside_the_image_is_an_error():
+    train_cfg = copy.deepcopy(head_cfg().train_cfg)
+    train_cfg.allowed_border = 0
+    head = MODELS.build(head_cfg(train_cfg=train_cfg))
+    metas, gts, pad_hw, gen = make_batch([(20, 20)], [1])
+    outs = random_outputs(pad_hw, 1, gen)
+    with pytest.raises(ValueError, match='no valid anchor inside'):
+        head.loss_by_feat(*outs, gts, metas)
+
+
+def test_nan_scores_never_become_detections():
+    head, _ = build_pair()
+    metas, _, pad_hw, gen = make_batch([(200, 260)], [0])
+    outs = random_outputs(pad_hw, 1, gen)
+    for s in outs[0]:
+        s.fill_(float('nan'))
+    result = head.predict_by_feat(*outs, batch_img_metas=metas)[0]
+    assert len(result) == 0
+
+
+def test_sampling_samplers_are_refused():
+    train_cfg = copy.deepcopy(head_cfg().train_cfg)
+    train_cfg.sampler = dict(type='RandomSampler', num=256,
+                             pos_fraction=0.5)
+    with pytest.raises(ValueError, match='no sampling'):
+        MODELS.build(head_cfg(train_cfg=train_cfg))

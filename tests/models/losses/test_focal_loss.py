@@ -1,0 +1,145 @@
+"""FocalLoss: paper facts, parity with mmdet, stability, fast path."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmdet.models.losses import FocalLoss as MMDetFocalLoss
+
+from mmretina.models.losses import FocalLoss, focal_loss_sum
+
+
+def single_loss(p_t, gamma, alpha=0.5):
+    """Loss of one positive with probability p_t, through the module."""
+    logit = torch.logit(torch.tensor([[p_t]], dtype=torch.float64))
+    loss = FocalLoss(gamma=gamma, alpha=alpha, reduction='sum')
+    return loss(logit, torch.ones(1, 1, dtype=torch.float64)).item()
+
+
+def test_gamma_2_down_weights_easy_examples_like_the_paper():
+    """Sec. 3.2: with gamma = 2, p_t = 0.9 -> 100x lower loss than CE,
+    p_t ~ 0.968 -> ~1000x lower."""
+    ce = -torch.log(torch.tensor(0.9, dtype=torch.float64)).item()
+    assert ce / single_loss(0.9, 2.0, alpha=1.0) == pytest.approx(100, rel=1e-6)
+    ce = -torch.log(torch.tensor(0.968, dtype=torch.float64)).item()
+    ratio = ce / single_loss(0.968, 2.0, alpha=1.0)
+    assert ratio == pytest.approx(1 / 0.032**2, rel=1e-6)
+    assert 900 < ratio < 1000
+
+
+def test_gamma_0_alpha_half_is_half_of_bce():
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.randn(50, 6, generator=gen)
+    target = (torch.rand(50, 6, generator=gen) > 0.7).float()
+    loss = FocalLoss(gamma=0.0, alpha=0.5, reduction='mean')(pred, target)
+    bce = F.binary_cross_entropy_with_logits(pred, target)
+    torch.testing.assert_close(loss, 0.5 * bce)
+
+
+def inputs(seed=0, n=300, k=7, scale=3.0):
+    gen = torch.Generator().manual_seed(seed)
+    pred = torch.randn(n, k, generator=gen) * scale
+    labels = torch.randint(0, k + 1, (n, ), generator=gen)  # k = background
+    weight = (torch.rand(n, generator=gen) > 0.2).float()
+    return pred, labels, weight
+
+
+def run(loss, pred, target, **kwargs):
+    pred = pred.clone().requires_grad_(True)
+    out = loss(pred, target, **kwargs)
+    out.sum().backward()
+    return out.detach(), pred.grad
+
+
+@pytest.mark.parametrize('reduction', ['none', 'mean', 'sum'])
+@pytest.mark.parametrize('one_hot', [False, True])
+@pytest.mark.parametrize('with_weight', [False, True])
+@pytest.mark.parametrize('avg_factor', [None, 37.0])
+def test_values_and_grads_match_mmdet(reduction, one_hot, with_weight,
+                                      avg_factor):
+    if reduction == 'sum' and avg_factor is not None:
+        pytest.skip('error case, tested separately')
+    pred, labels, weight = inputs()
+    target = F.one_hot(labels, 8)[:, :7] if one_hot else labels
+    kwargs = dict(weight=weight if with_weight else None,
+                  avg_factor=avg_factor)
+    cfg = dict(gamma=2.0, alpha=0.25, reduction=reduction, loss_weight=0.7)
+    ours = run(FocalLoss(**cfg), pred, target, **kwargs)
+    ref = run(MMDetFocalLoss(**cfg), pred, target, **kwargs)
+    torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ours[1], ref[1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('override', ['none', 'mean', 'sum'])
+def test_reduction_override_and_activated_match_mmdet(override):
+    pred, labels, weight = inputs(1)
+    for cfg in (dict(), dict(activated=True)):
+        x = pred.sigmoid() if cfg else pred
+        ours = FocalLoss(**cfg)(x, labels, weight, reduction_override=override)
+        ref = MMDetFocalLoss(**cfg)(x, labels, weight,
+                                    reduction_override=override)
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_sum_with_avg_factor_is_an_error_and_mean_adds_eps():
+    pred, labels, _ = inputs(2)
+    with pytest.raises(ValueError, match='avg_factor can not be used'):
+        FocalLoss(reduction='sum')(pred, labels, avg_factor=3.0)
+    zero = FocalLoss()(pred, labels, torch.zeros(len(labels)), avg_factor=0)
+    assert torch.isfinite(zero) and zero == 0
+
+
+def test_per_element_weight_matches_mmdet():
+    pred, labels, _ = inputs(3)
+    w = torch.rand(pred.numel())
+    ours = FocalLoss()(pred, labels, w, avg_factor=10.0)
+    ref = MMDetFocalLoss()(pred, labels, w, avg_factor=10.0)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_large_logits_stay_finite_and_exact():
+    """Logits of +-100: the loss equals the float64 value, grads finite."""
+    pred = torch.tensor([[100., -100.], [-100., 100.], [30., -30.]])
+    labels = torch.tensor([0, 0, 2])
+    out, grad = run(FocalLoss(reduction='sum'), pred, labels)
+    ref = FocalLoss(reduction='sum')(pred.double(), labels)
+    assert torch.isfinite(out) and torch.isfinite(grad).all()
+    torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=1e-6)
+    # a confident mistake costs alpha_t * |logit|: a missed positive at -100
+    # (0.25 * 100), false positives at 100 and 30 ((1 - 0.25) * logit).
+    assert out.item() == pytest.approx(0.25 * 100 + 0.75 * 100 + 0.75 * 30,
+                                       rel=1e-6)
+
+
+def test_fp16_autocast_computes_in_fp32():
+    pred, labels, weight = inputs(4, scale=8.0)
+    half = pred.half().requires_grad_(True)
+    out = focal_loss_sum([half], labels, weight)
+    out.backward()
+    assert out.dtype == torch.float32 and torch.isfinite(out)
+    ref = focal_loss_sum([pred.half().float()], labels, weight)
+    torch.testing.assert_close(out, ref)
+    assert torch.isfinite(half.grad).all()
+
+
+def test_fused_sum_equals_elementwise_over_several_maps():
+    pred, labels, weight = inputs(5, n=1000)
+    maps = list(pred.split([600, 300, 100]))
+    maps = [m.clone().requires_grad_(True) for m in maps]
+    total = focal_loss_sum(maps, labels, weight)
+    total.backward()
+    ref_pred = pred.clone().requires_grad_(True)
+    ref = MMDetFocalLoss(reduction='sum')(ref_pred, labels, weight)
+    ref.backward()
+    torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.cat([m.grad for m in maps]), ref_pred.grad, rtol=1e-5,
+        atol=1e-8)
+
+
+def test_bad_targets_are_explained():
+    pred = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r'label targets must lie in \[0, 4\]'):
+        FocalLoss()(pred, torch.tensor([0, 5, 1]))
+    with pytest.raises(ValueError, match='one-hot targets must have the shape'):
+        FocalLoss()(pred, torch.zeros(3, 5))
+    with pytest.raises(ValueError, match='use_sigmoid=True'):
+        FocalLoss(use_sigmoid=False)

@@ -1,0 +1,170 @@
+"""MaxIoUAssigner: mmdet's assignments, ties included, plus the #8289 fix."""
+import pytest
+import torch
+from mmdet.models.task_modules.assigners import \
+    MaxIoUAssigner as MMDetMaxIoUAssigner
+from mmengine.structures import InstanceData
+
+from mmretina.models.task_modules import MaxIoUAssigner
+from mmretina.models.task_modules.assigners import max_iou_assigner
+
+RETINA = dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0,
+              ignore_iof_thr=-1)
+
+
+def random_boxes(n, size, gen, min_wh=2, max_wh=60):
+    xy = torch.rand(n, 2, generator=gen) * size
+    wh = min_wh + torch.rand(n, 2, generator=gen) * (max_wh - min_wh)
+    return torch.cat([xy, xy + wh], 1)
+
+
+def grid_priors(step=8, size=128, wh=(16, 32)):
+    boxes = []
+    for y in range(0, size, step):
+        for x in range(0, size, step):
+            for s in wh:
+                boxes.append([x, y, x + s, y + s])
+    return torch.tensor(boxes, dtype=torch.float32)
+
+
+def assert_same(cfg, priors, gt_bboxes, gt_labels, ignore=None):
+    pred = InstanceData(priors=priors)
+    gt = InstanceData(bboxes=gt_bboxes, labels=gt_labels)
+    ign = None if ignore is None else InstanceData(bboxes=ignore)
+    ours = MaxIoUAssigner(**cfg).assign(pred, gt, ign)
+    ref = MMDetMaxIoUAssigner(**cfg).assign(pred, gt, ign)
+    assert ours.num_gts == ref.num_gts
+    assert torch.equal(ours.gt_inds, ref.gt_inds)
+    assert torch.equal(ours.max_overlaps, ref.max_overlaps)
+    assert torch.equal(ours.labels, ref.labels)
+    return ours
+
+
+CONFIGS = {
+    'retina': RETINA,
+    'tuple_neg': dict(pos_iou_thr=0.6, neg_iou_thr=(0.1, 0.4),
+                      min_pos_iou=0.1),
+    'first_only': dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.1,
+                       gt_max_assign_all=False),
+    'no_low_quality': dict(pos_iou_thr=0.5, neg_iou_thr=0.4,
+                           match_low_quality=False),
+    'ignore': dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.05,
+                   ignore_iof_thr=0.5),
+    'ignore_wrt_gt': dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.05,
+                          ignore_iof_thr=0.3, ignore_wrt_candidates=False),
+}
+
+
+@pytest.mark.parametrize('name', list(CONFIGS))
+@pytest.mark.parametrize('seed', range(3))
+def test_random_cases_match_mmdet(name, seed):
+    gen = torch.Generator().manual_seed(seed)
+    priors = random_boxes(500, 200, gen)
+    gts = random_boxes(12, 200, gen, 10, 80)
+    labels = torch.randint(0, 5, (12, ), generator=gen)
+    ignore = random_boxes(3, 200, gen, 20, 60)
+    assert_same(CONFIGS[name], priors, gts, labels, ignore)
+
+
+@pytest.mark.parametrize('name', list(CONFIGS))
+def test_tie_heavy_grid_matches_mmdet(name):
+    """Grid anchors and grid-aligned gts: many equal IoUs, duplicate gts."""
+    priors = grid_priors()
+    gts = torch.tensor([[0, 0, 16, 16], [0, 0, 16, 16], [8, 8, 40, 40],
+                        [4, 4, 20, 20], [64, 64, 96, 96], [60, 60, 100, 100],
+                        [16, 0, 32, 16]], dtype=torch.float32)
+    labels = torch.arange(len(gts))
+    ignore = torch.tensor([[60, 60, 110, 110]], dtype=torch.float32)
+    result = assert_same(CONFIGS[name], priors, gts, labels, ignore)
+    assert (result.gt_inds > 0).any()
+
+
+def test_argmax_tie_takes_lowest_gt_and_low_quality_takes_last_gt():
+    priors = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30]], dtype=torch.float)
+    gts = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10]], dtype=torch.float)
+    pred = InstanceData(priors=priors)
+    gt = InstanceData(bboxes=gts, labels=torch.tensor([3, 7]))
+    no_lq = MaxIoUAssigner(0.5, 0.4, match_low_quality=False).assign(pred, gt)
+    assert no_lq.gt_inds.tolist() == [1, 0]  # argmax tie: first gt
+    lq = MaxIoUAssigner(0.5, 0.4, min_pos_iou=0.1).assign(pred, gt)
+    assert lq.gt_inds.tolist() == [2, 0]  # low-quality loop: last gt wins
+    assert lq.labels.tolist() == [7, -1]
+
+
+def test_empty_gt_and_empty_priors_match_mmdet():
+    gen = torch.Generator().manual_seed(0)
+    priors = random_boxes(20, 100, gen)
+    ours = assert_same(RETINA, priors, torch.zeros(0, 4),
+                       torch.zeros(0, dtype=torch.long))
+    assert (ours.gt_inds == 0).all()
+    ours = assert_same(RETINA, torch.zeros(0, 4), random_boxes(3, 100, gen),
+                       torch.tensor([0, 1, 2]))
+    assert ours.gt_inds.numel() == 0
+    # Ignore boxes do not matter when there is no ground truth (mmdet).
+    assert_same(CONFIGS['ignore'], priors, torch.zeros(0, 4),
+                torch.zeros(0, dtype=torch.long), random_boxes(2, 100, gen))
+
+
+def test_zero_iou_gt_gets_no_low_quality_match():
+    """The deliberate difference: mmdet (#8289) makes every anchor with IoU
+    0 to an unreachable gt its positive; we match nothing to it."""
+    priors = torch.tensor([[0, 0, 10, 10], [10, 10, 20, 20], [50, 50, 60, 60]],
+                          dtype=torch.float)
+    gts = torch.tensor([[0, 0, 10, 10], [200, 200, 210, 210]],
+                       dtype=torch.float)
+    pred = InstanceData(priors=priors)
+    gt = InstanceData(bboxes=gts, labels=torch.tensor([0, 1]))
+    ref = MMDetMaxIoUAssigner(**RETINA).assign(pred, gt)
+    ours = MaxIoUAssigner(**RETINA).assign(pred, gt)
+    # mmdet's bug: every anchor has IoU 0 with gt 2, so all become its
+    # positives, even the perfect match of gt 1.
+    assert ref.gt_inds.tolist() == [2, 2, 2]
+    assert ours.gt_inds.tolist() == [1, 0, 0]
+    # A degenerate (zero-area) gt is the same case.
+    gt = InstanceData(bboxes=torch.tensor([[5., 5., 5., 9.]]),
+                      labels=torch.tensor([0]))
+    assert MaxIoUAssigner(**RETINA).assign(pred, gt).gt_inds.tolist() == [
+        0, 0, 0
+    ]
+
+
+def test_chunked_assignment_equals_unchunked(monkeypatch):
+    gen = torch.Generator().manual_seed(3)
+    priors = random_boxes(3000, 300, gen)
+    gts = random_boxes(40, 300, gen, 10, 80)
+    labels = torch.randint(0, 3, (40, ), generator=gen)
+    pred = InstanceData(priors=priors)
+    gt = InstanceData(bboxes=gts, labels=labels)
+    for cfg in (RETINA, CONFIGS['first_only']):
+        full = MaxIoUAssigner(**cfg).assign(pred, gt)
+        monkeypatch.setattr(max_iou_assigner, '_MAX_IOU_ELEMENTS', 1000)
+        chunked = MaxIoUAssigner(**cfg).assign(pred, gt)
+        monkeypatch.undo()
+        assert torch.equal(full.gt_inds, chunked.gt_inds)
+        assert torch.equal(full.max_overlaps, chunked.max_overlaps)
+
+
+def test_gpu_assign_thr_cpu_fallback_gives_same_result():
+    gen = torch.Generator().manual_seed(4)
+    priors = random_boxes(300, 200, gen)
+    gts = random_boxes(30, 200, gen, 10, 80)
+    labels = torch.randint(0, 3, (30, ), generator=gen)
+    cfg = dict(RETINA, gpu_assign_thr=10)
+    result = assert_same(cfg, priors, gts, labels)
+    assert result.gt_inds.device == priors.device
+
+
+def test_batch_assignment_equals_per_image():
+    gen = torch.Generator().manual_seed(5)
+    priors = random_boxes(800, 256, gen)
+    counts = [0, 3, 17]
+    gts = [random_boxes(n, 256, gen, 10, 90) for n in counts]
+    assigner = MaxIoUAssigner(**RETINA)
+    padded, valid = max_iou_assigner.pad_boxes(gts)
+    assert padded.shape == (3, 24, 4)  # bucket of 8, not a fixed maximum
+    gt_inds, _ = assigner.assign_batch(priors, padded, valid)
+    for i, boxes in enumerate(gts):
+        single = assigner.assign(
+            InstanceData(priors=priors),
+            InstanceData(bboxes=boxes, labels=torch.zeros(len(boxes)).long()))
+        assert torch.equal(gt_inds[i], single.gt_inds)

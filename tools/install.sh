@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what mmretina needs, reusing whatever is already installed.
+# Idempotent: a second run checks versions and does nothing.
+#
+#   bash tools/install.sh            # torch 2.13 CPU, mmcv 2.1.0, mmdet 3.3.0
+#   MMRETINA_WHEELS=DIR bash tools/install.sh   # use a prebuilt mmcv wheel
+#
+# mmcv 2.1.0 has no wheel for torch 2.13 on PyPI: without a wheel it is built
+# from source (about 16 minutes on 2 cores, once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+pip_q() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+have() {  # have DIST VERSION_PREFIX
+  "$PY" - "$1" "$2" <<'PYEOF'
+import sys
+from importlib import metadata
+try:
+    v = metadata.version(sys.argv[1])
+except metadata.PackageNotFoundError:
+    sys.exit(1)
+sys.exit(0 if v.split('+')[0].startswith(sys.argv[2]) else 1)
+PYEOF
+}
+step() { echo "[install] $*"; }
+
+if have torch 2.13.0; then step "torch 2.13.0 present"; else
+  step "installing torch==2.13.0"; pip_q torch==2.13.0; fi
+
+if have mmcv 2.1.0 && "$PY" -c "import mmcv.ops" 2>/dev/null; then
+  step "mmcv 2.1.0 (with ops) present"
+else
+  wheel=""
+  for dir in "${MMRETINA_WHEELS:-}" ../shared/wheels; do
+    [ -n "$dir" ] || continue
+    cand=$(ls "$dir"/mmcv-2.1.0-*.whl 2>/dev/null | head -n 1 || true)
+    [ -n "$cand" ] && { wheel=$cand; break; }
+  done
+  if [ -n "$wheel" ]; then
+    step "installing mmcv from $wheel"; pip_q --no-deps "$wheel"
+  else
+    step "building mmcv 2.1.0 with ops from source (~16 min on 2 cores)"
+    # mmcv's setup.py needs pkg_resources: setuptools < 70 while building,
+    # then back to what torch 2.13 requires.
+    pip_q "setuptools<70" wheel ninja
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} "$PY" -m pip install \
+      --disable-pip-version-check --no-build-isolation mmcv==2.1.0
+    pip_q "setuptools>=77.0.3"
+  fi
+  # mmcv's runtime dependencies (the wheel was installed without them).
+  pip_q addict mmengine "numpy" packaging Pillow pyyaml yapf opencv-python
+fi
+
+if have mmdet 3.3.0 && have mmengine 0.10 && "$PY" -c "import pycocotools" 2>/dev/null; then
+  step "mmdet 3.3.0, mmengine 0.10, pycocotools present"
+else
+  step "installing mmdet 3.3.0, mmengine, pycocotools"
+  pip_q mmdet==3.3.0 "mmengine>=0.10.5,<0.11" pycocotools
+fi
+
+if "$PY" -c "import pytest" 2>/dev/null; then :; else pip_q -r requirements/tests.txt; fi
+
+here=$(pwd)
+if [ "$(cd / && "$PY" -c 'import mmretina, os; print(os.path.dirname(os.path.dirname(os.path.abspath(mmretina.__file__))))' 2>/dev/null)" = "$here" ]; then
+  step "mmretina (editable) present"
+else
+  step "installing mmretina (editable)"
+  pip_q --no-deps --no-build-isolation -e .
+fi
+(cd / && "$PY" -c "import mmretina, mmdet, mmcv.ops, torch; print('[install] ok: mmretina', mmretina.__version__, 'mmdet', mmdet.__version__, 'torch', torch.__version__)")
