@@ -6,3 +6,9 @@ from . import models  # noqa: F401  (registers modules)
 from .registry import MODELS, TASK_UTILS
 
 __all__ = ['__version__', 'MODELS', 'TASK_UTILS']
+
+# torch >= 2.6 refuses full mmengine checkpoints by default; allow exactly
+# the types they hold (see mmretina/utils/checkpoint.py).
+from .utils import register_safe_checkpoint_globals  # noqa: E402
+
+register_safe_checkpoint_globals()

@@ -1,4 +1,5 @@
-from .checkpoint import register_safe_checkpoint_globals, safe_checkpoint_globals
+from .checkpoint import (register_safe_checkpoint_globals,
+                         safe_checkpoint_globals)
 from .dist import setup_cpu_distributed
 
 __all__ = [

@@ -14,29 +14,22 @@ other pickled object (an arbitrary class, ``os.system``, ...) is still
 refused. The entries were found empirically, by saving a checkpoint with a
 ``Runner`` and loading it with ``weights_only=True`` until it passed:
 
-===========================================  ================================
-global                                       where mmengine's checkpoint has it
-===========================================  ================================
-``mmengine.logging.history_buffer            ``message_hub.log_scalars``: one
-.HistoryBuffer``                             ``HistoryBuffer`` per logged
-                                             scalar (loss, lr, time, ...)
-``builtins.getattr``, *restricted*           ``HistoryBuffer.__getstate__``
-(:func:`_history_buffer_getattr`)            stores its statistics methods;
-                                             pickle writes ``HistoryBuffer.min``
-                                             as ``getattr(HistoryBuffer,
-                                             'min')``. Only that form is
-                                             accepted, nothing else.
-``numpy.ndarray``,                           ``HistoryBuffer._log_history`` /
-``numpy._core.multiarray._reconstruct``      ``_count_history`` arrays
-``numpy._core.multiarray.scalar``            ``message_hub.runtime_info['eta']``
-                                             is a ``numpy.float64``
-``numpy.dtype`` and the numeric dtype        dtype of those arrays / scalars
-classes (``numpy.dtypes.Float64DType``,      (pickle rebuilds a dtype and then
-``Int64DType``, ``BoolDType``, ...)          sets its state, which torch only
-                                             allows for allowlisted types).
-                                             Object, string, void and datetime
-                                             dtypes are *not* allowed.
-===========================================  ================================
+* ``mmengine.logging.history_buffer.HistoryBuffer``: the message hub's
+  ``log_scalars`` hold one per logged scalar (loss, lr, time, ...).
+* ``builtins.getattr``, *restricted* (:func:`_history_buffer_getattr`):
+  ``HistoryBuffer.__getstate__`` stores its statistics methods, and pickle
+  writes the function ``HistoryBuffer.min`` as ``getattr(HistoryBuffer,
+  'min')``. Only that form (HistoryBuffer's statistics methods) is accepted;
+  the real ``getattr`` is never exposed.
+* ``numpy.ndarray`` and ``numpy._core.multiarray._reconstruct``: the
+  ``_log_history`` / ``_count_history`` arrays of each ``HistoryBuffer``.
+* ``numpy._core.multiarray.scalar``: ``message_hub.runtime_info['eta']`` is
+  a ``numpy.float64``.
+* ``numpy.dtype`` and the numeric dtype classes (``numpy.dtypes
+  .Float64DType``, ``Int64DType``, ``BoolDType``, ...): the dtype of those
+  arrays and scalars (pickle rebuilds a dtype, then sets its state, which
+  torch only allows for allowlisted types). Object, string, void and
+  datetime dtypes are *not* allowed, so object arrays stay refused.
 
 The numpy functions are also registered under their numpy 1.x path
 (``numpy.core.multiarray.*``) so checkpoints written with numpy<2 load with
@@ -68,11 +61,13 @@ def _history_buffer_getattr(obj, name):
     this only returns statistics methods of ``HistoryBuffer``.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if (obj is HistoryBuffer and isinstance(name, str)
-            and not name.startswith('_')
-            and (name in _HISTORY_BUFFER_STATISTICS
-                 or name in HistoryBuffer._statistics_methods)):
-        return getattr(obj, name)
+    if obj is HistoryBuffer and isinstance(name, str) \
+            and not name.startswith('_'):
+        attr = HistoryBuffer.__dict__.get(name)
+        if attr is not None and (
+                name in _HISTORY_BUFFER_STATISTICS
+                or HistoryBuffer._statistics_methods.get(name) is attr):
+            return getattr(obj, name)
     raise pickle.UnpicklingError(
         f'mmretina: getattr({obj!r}, {name!r}) is not allowed while '
         'loading a checkpoint with weights_only=True (only '

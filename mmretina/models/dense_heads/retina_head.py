@@ -425,27 +425,32 @@ class RetinaHead(BaseDenseHead):
                                    batch_img_metas, batch_gt_instances_ignore)
 
         num_imgs = cls_scores[0].size(0)
-        level_sizes = [len(a) for a in levels]
-        k = self.cls_out_channels
-        # Rows of each level as (B * N_l, K); targets reordered to match.
-        cls_rows = [s.permute(0, 2, 3, 1).reshape(-1, k) for s in cls_scores]
-        labels = torch.cat([
-            t.reshape(-1) for t in targets.labels.split(level_sizes, dim=1)
-        ])
-        weights = torch.cat([
-            t.reshape(-1)
-            for t in targets.label_weights.split(level_sizes, dim=1)
-        ])
         avg_factor = targets.avg_factor
         if isinstance(self.loss_cls, FocalLoss) and not \
                 self.loss_cls.activated and self.loss_cls.reduction == 'mean':
-            total = focal_loss_sum(cls_rows, labels, weights,
-                                   self.loss_cls.gamma, self.loss_cls.alpha)
+            total = focal_loss_sum(cls_scores, targets.labels,
+                                   targets.label_weights,
+                                   self.num_base_priors, self.loss_cls.gamma,
+                                   self.loss_cls.alpha)
             eps = torch.finfo(torch.float32).eps
             loss_cls = self.loss_cls.loss_weight * total / (avg_factor + eps)
         else:
+            # Any other sigmoid loss: rows (B * N_l, K) level by level.
+            k = self.cls_out_channels
+            level_sizes = [len(a) for a in levels]
+            cls_rows = torch.cat([
+                s.permute(0, 2, 3, 1).reshape(-1, k) for s in cls_scores
+            ])
+            labels = torch.cat([
+                t.reshape(-1)
+                for t in targets.labels.split(level_sizes, dim=1)
+            ])
+            weights = torch.cat([
+                t.reshape(-1)
+                for t in targets.label_weights.split(level_sizes, dim=1)
+            ])
             loss_cls = self.loss_cls(
-                torch.cat(cls_rows), labels, weights, avg_factor=avg_factor)
+                cls_rows, labels, weights, avg_factor=avg_factor)
 
         dim = self.bbox_coder.encode_size
         box_rows = torch.cat([
@@ -567,14 +572,14 @@ def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
     """(anchor, class) pairs kept before NMS, for all images and levels.
 
     Per image and level: sigmoid score > ``score_thr``, the ``nms_pre`` best
-    (all if negative). Ties are broken by mmdet's flat index
+    (all if <= 0), in descending score; ties are broken by mmdet's flat index
     ((y * W + x) * A + a) * K + k, lowest first.
 
     Args:
         cls_scores (list[Tensor]): B x (A*K) x H_l x W_l logits per level.
         num_anchors (int): A.
         score_thr (float): score threshold.
-        nms_pre (int): candidates per image and level; <= 0 keeps all.
+        nms_pre (int): candidates per image and level.
 
     Returns:
         dict[str, Tensor]: ``img``, ``level``, ``anchor`` (index within the
@@ -587,41 +592,49 @@ def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
         logit_thr = math.log(score_thr / (1 - score_thr)) - 1e-3
     else:
         logit_thr = -math.inf
-    parts = {k: [] for k in ('img', 'level', 'anchor', 'label', 'score',
-                             'flat')}
+    groups = []
     for level, logits in enumerate(cls_scores):
-        num_imgs, channels, height, width = logits.shape
+        num_imgs, channels = logits.shape[:2]
         num_classes = channels // num_anchors
-        img, chan, y, x = (logits > logit_thr).nonzero().unbind(1)
-        score = logits[img, chan, y, x].float().sigmoid()
+        # Indices of the B x H x W x (A*K) view come in mmdet's flat order.
+        hwc = logits.permute(0, 2, 3, 1)
+        img, y, x, chan = (hwc > logit_thr).nonzero().unbind(1)
+        score = hwc[img, y, x, chan].float().sigmoid()
         keep = score > score_thr
-        img, chan, y, x, score = (img[keep], chan[keep], y[keep], x[keep],
+        img, y, x, chan, score = (img[keep], y[keep], x[keep], chan[keep],
                                   score[keep])
-        anchor = (y * width + x) * num_anchors + chan // num_classes
-        parts['img'].append(img)
-        parts['level'].append(torch.full_like(img, level))
-        parts['anchor'].append(anchor)
-        parts['label'].append(chan % num_classes)
-        parts['score'].append(score.to(logits.dtype))
-        parts['flat'].append(anchor * num_classes + chan % num_classes)
-    cand = {k: torch.cat(v) for k, v in parts.items()}
-    num_levels = len(cls_scores)
-    # Order: by (image, level), then score descending, then flat index.
-    order = cand['flat'].argsort(stable=True)
-    order = order[cand['score'][order].argsort(descending=True, stable=True)]
-    group = cand['img'] * num_levels + cand['level']
-    order = order[group[order].argsort(stable=True)]
-    cand = {k: v[order] for k, v in cand.items()}
-    group = group[order]
-    if nms_pre > 0 and group.numel():
-        # Rank within each (image, level) group = position - group start.
-        counts = torch.bincount(group, minlength=int(group.max()) + 1)
-        starts = counts.cumsum(0) - counts
-        rank = torch.arange(group.numel(), device=group.device) - starts[group]
-        keep = rank < nms_pre
-        cand = {k: v[keep] for k, v in cand.items()}
-    del cand['flat']
-    return cand
+        anchor = (y * logits.size(-1) + x) * num_anchors + chan // num_classes
+        bounds = torch.searchsorted(
+            img, torch.arange(num_imgs + 1, device=img.device)).tolist()
+        for i in range(num_imgs):
+            sel = slice(bounds[i], bounds[i + 1])
+            order = _top_scores(score[sel], nms_pre)
+            groups.append(
+                (i, level, anchor[sel][order], (chan[sel] % num_classes)[order],
+                 score[sel][order].to(logits.dtype)))
+    groups.sort(key=lambda g: (g[0], g[1]))
+    return dict(
+        img=torch.cat([torch.full_like(g[2], g[0]) for g in groups]),
+        level=torch.cat([torch.full_like(g[2], g[1]) for g in groups]),
+        anchor=torch.cat([g[2] for g in groups]),
+        label=torch.cat([g[3] for g in groups]),
+        score=torch.cat([g[4] for g in groups]))
+
+
+def _top_scores(score: Tensor, k: int) -> Tensor:
+    """Indices of the k best scores, descending, ties by lowest index.
+
+    ``score`` is in flat-index order; a full sort of all candidates (what
+    mmdet does) is needed only for the k that survive.
+    """
+    if 0 < k < score.numel():
+        kth = score.topk(k, sorted=False).values.min()
+        above = (score > kth).nonzero().squeeze(1)
+        tied = (score == kth).nonzero().squeeze(1)[:k - above.numel()]
+        idx = torch.cat([above, tied]).sort().values
+    else:
+        idx = torch.arange(score.numel(), device=score.device)
+    return idx[score[idx].argsort(descending=True, stable=True)]
 
 
 def _gather_deltas(bbox_pred: Tensor, img: int, anchor: Tensor,

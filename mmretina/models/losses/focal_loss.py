@@ -25,8 +25,9 @@ from torch import Tensor
 from mmretina.registry import MODELS
 
 # Elements processed at once by the chunked kernels: large enough that the
-# Python loop is negligible, small enough that temporaries stay in cache.
-_CHUNK = 1 << 18
+# Python loop and thread start-up are negligible, small enough that the
+# temporaries (a few fp32 copies) stay small next to the maps themselves.
+_CHUNK = 1 << 22
 
 
 def _alpha_weight(target: Tensor, alpha: float) -> Tensor:
@@ -82,26 +83,9 @@ def focal_loss_with_prob(prob: Tensor,
     return _alpha_weight(t, alpha) * one_minus_pt.pow(gamma) * ce
 
 
-def _neg_loss_and_grad(x: Tensor, gamma: float, alpha: float,
-                       need_grad: bool):
-    """Loss and d loss / dx of the t = 0 branch, elementwise, fp32 input.
-
-    FL = (1 - alpha) p^gamma softplus(x);
-    dFL/dx = (1 - alpha) p^gamma (gamma (1 - p) softplus(x) + p).
-    """
-    p = torch.sigmoid(x)
-    sp = F.softplus(x)
-    p_gamma = p.pow(gamma)
-    loss = (1 - alpha) * p_gamma * sp
-    if not need_grad:
-        return loss, None
-    grad = (1 - alpha) * p_gamma * (gamma * (1 - p) * sp + p)
-    return loss, grad
-
-
 def _pos_loss_and_grad(x: Tensor, gamma: float, alpha: float,
                        need_grad: bool):
-    """Loss and d loss / dx of the t = 1 branch, elementwise, fp32 input.
+    """Loss and d loss / dx of the t = 1 branch, elementwise.
 
     FL = alpha (1 - p)^gamma softplus(-x);
     dFL/dx = -alpha (1 - p)^gamma (gamma p softplus(-x) + 1 - p).
@@ -116,87 +100,156 @@ def _pos_loss_and_grad(x: Tensor, gamma: float, alpha: float,
     return loss, grad
 
 
-class FocalLossSum(torch.autograd.Function):
-    """Weighted sum of the focal loss over several logit maps.
+def _neg_loss_and_grad(x: Tensor, gamma: float, alpha: float,
+                       grad_out: Optional[Tensor]):
+    """Loss and d loss / dx of the t = 0 branch, elementwise.
 
-    Label-index targets, one anchor weight per row, no one-hot tensor. The
-    gradient is analytic and computed in forward (chunk by chunk) only when
-    an input needs it, so backward is a multiply.
+    FL = (1 - alpha) p^gamma softplus(x);
+    dFL/dx = (1 - alpha) p^gamma (gamma (1 - p) softplus(x) + p).
 
-    Inputs of :meth:`forward`:
-        labels (Tensor): (R,) int64, class index in [0, K) for positives,
-            K (background) otherwise; R = total rows over all maps.
-        weights (Tensor): (R,) float anchor weights (0 = ignored).
-        gamma, alpha (float): focal parameters.
-        *logits (Tensor): maps of shape (R_i, K) whose rows, concatenated,
-            align with ``labels``.
+    This runs on every (anchor, class) pair, so it is written for few
+    passes over memory; the (1 - alpha) factor is left to the caller.
+
+    Args:
+        x (Tensor): fp32 logits.
+        grad_out (Tensor, optional): where to write dFL/dx / (1 - alpha),
+            same shape as ``x``; None skips the gradient.
 
     Returns:
-        Tensor: scalar fp32 sum of weight * FL over all rows and classes.
+        Tensor: FL / (1 - alpha), same shape as ``x``.
+    """
+    p = torch.sigmoid(x)
+    sp = F.softplus(x)
+    p_gamma = p * p if gamma == 2.0 else p.pow(gamma)
+    if grad_out is not None:
+        # gamma (1 - p) sp + p  =  p + gamma * sp - gamma * p * sp
+        t = torch.addcmul(p, sp, 1 - p, value=gamma)
+        torch.mul(p_gamma, t, out=grad_out)
+    return sp.mul_(p_gamma)
+
+
+def _chunks(num_planes: int, plane_len: int, plane_elems: int):
+    """(plane start, plane end, offset start, offset end) of chunks of about
+    ``_CHUNK`` elements over ``num_planes`` planes of ``plane_len`` columns.
+    Large chunks keep intra-op threads busy; bounded ones keep temporaries
+    small."""
+    if plane_elems >= _CHUNK:
+        step = max(1, plane_len * _CHUNK // plane_elems)
+        for p in range(num_planes):
+            for s0 in range(0, plane_len, step):
+                yield p, p + 1, s0, min(plane_len, s0 + step)
+    else:
+        per = max(1, _CHUNK // max(plane_elems, 1))
+        for p0 in range(0, num_planes, per):
+            yield p0, min(num_planes, p0 + per), 0, plane_len
+
+
+class FocalLossSum(torch.autograd.Function):
+    """Weighted sum of the focal loss over the classification maps of a
+    dense head, in their native N x (A*K) x H x W layout.
+
+    Label-index targets, one weight per anchor, no one-hot tensor and no
+    permuted copy of the maps. The gradient is analytic, computed in forward
+    chunk by chunk when a map needs it, so backward is one multiply.
+
+    Inputs of :meth:`forward`:
+        labels (Tensor): (B, N) int64 class index in [0, K) for positives,
+            K (background) otherwise; N = sum over levels of H_l*W_l*A, in
+            mmdet's anchor order ((y * W + x) * A + a) per level.
+        weights (Tensor): (B, N) anchor weights (0 = ignored).
+        num_anchors (int): A.
+        gamma, alpha (float): focal parameters.
+        *logits (Tensor): B x (A*K) x H_l x W_l per level.
+
+    Returns:
+        Tensor: scalar fp32 sum of weight * FL over all anchors and classes.
     """
 
     @staticmethod
-    def forward(ctx, labels: Tensor, weights: Tensor, gamma: float,
-                alpha: float, *logits: Tensor) -> Tensor:
-        need_grad = any(ctx.needs_input_grad[4:])
-        total = torch.zeros((), dtype=torch.float32, device=labels.device)
-        grads: List[Optional[Tensor]] = []
+    def forward(ctx, labels: Tensor, weights: Tensor, num_anchors: int,
+                gamma: float, alpha: float, *logits: Tensor) -> Tensor:
+        need_grad = any(ctx.needs_input_grad[5:])
+        neg_total = torch.zeros((), dtype=torch.float32, device=labels.device)
+        pos_total = torch.zeros((), dtype=torch.float32, device=labels.device)
+        grads = []
         start = 0
         for logit in logits:
-            rows, num_classes = logit.shape
-            lab = labels[start:start + rows]
-            w = weights[start:start + rows].float()
+            num_imgs, channels, height, width = logit.shape
+            num_classes = channels // num_anchors
+            hw = height * width
+            rows = hw * num_anchors
+            # (B, A, HW) labels and weights in the maps' layout.
+            lab = labels[:, start:start + rows].view(
+                num_imgs, hw, num_anchors).transpose(1, 2)
+            w = weights[:, start:start + rows].view(
+                num_imgs, hw, num_anchors).transpose(1, 2).float()
             start += rows
-            grad = torch.empty_like(logit) if need_grad else None
-            rows_per_chunk = max(1, _CHUNK // max(num_classes, 1))
-            for r0 in range(0, rows, rows_per_chunk):
-                r1 = min(rows, r0 + rows_per_chunk)
-                x = logit[r0:r1].float()
-                wc = w[r0:r1]
-                loss, g = _neg_loss_and_grad(x, gamma, alpha, need_grad)
-                total += (loss.sum(1) * wc).sum()
-                # Rows with a foreground label swap one entry to the t = 1
-                # branch: subtract its negative loss, add its positive loss.
-                pos = (lab[r0:r1] < num_classes).nonzero().squeeze(1)
-                if pos.numel():
-                    cls = lab[r0:r1][pos]
-                    xp = x[pos, cls]
-                    wp = wc[pos]
-                    lp, gp = _pos_loss_and_grad(xp, gamma, alpha, need_grad)
-                    total += ((lp - loss[pos, cls]) * wp).sum()
-                    if need_grad:
-                        g[pos, cls] = gp
+            x_all = logit.reshape(num_imgs, num_anchors, num_classes, hw)
+            grad = torch.empty(x_all.shape, dtype=torch.float32,
+                               device=logit.device) if need_grad else None
+            # Chunks of about _CHUNK elements: several whole (image, anchor)
+            # planes on small levels, part of one plane on large ones.
+            planes = x_all.view(num_imgs * num_anchors, num_classes, hw)
+            w_planes = w.reshape(num_imgs * num_anchors, hw)
+            g_planes = None if grad is None else grad.view(planes.shape)
+            per_plane = num_classes * hw
+            for p0, p1, s0, s1 in _chunks(num_imgs * num_anchors, hw,
+                                          per_plane):
+                x = planes[p0:p1, :, s0:s1].float()
+                wc = w_planes[p0:p1, None, s0:s1]
+                g = None if g_planes is None else g_planes[p0:p1, :, s0:s1]
+                loss = _neg_loss_and_grad(x, gamma, alpha, g)
+                neg_total += loss.mul_(wc).sum()
+                if g is not None:
+                    g.mul_(wc * (1 - alpha))
+            # Positives swap one class per anchor to the t = 1 branch.
+            b_idx, a_idx, s_idx = (lab < num_classes).nonzero().unbind(1)
+            if b_idx.numel():
+                cls = lab[b_idx, a_idx, s_idx]
+                xp = x_all[b_idx, a_idx, cls, s_idx].float()
+                wp = w[b_idx, a_idx, s_idx]
+                lp, gp = _pos_loss_and_grad(xp, gamma, alpha, need_grad)
+                ln, _ = _pos_loss_and_grad(-xp, gamma, 1 - alpha, False)
+                pos_total += ((lp - ln) * wp).sum()
                 if need_grad:
-                    grad[r0:r1] = (g * wc[:, None]).to(logit.dtype)
-            grads.append(grad)
+                    grad[b_idx, a_idx, cls, s_idx] = gp * wp
+            grads.append(None if grad is None else grad.view(logit.shape).to(
+                logit.dtype))
         ctx.save_for_backward(*[g for g in grads if g is not None])
-        return total
+        ctx.has_grad = [g is not None for g in grads]
+        return (1 - alpha) * neg_total + pos_total
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        grads = ctx.saved_tensors
-        return (None, None, None, None) + tuple(
-            g * grad_out.to(g.dtype) for g in grads)
+        saved = iter(ctx.saved_tensors)
+        grads = [
+            next(saved) * grad_out.to(torch.float32) if has else None
+            for has in ctx.has_grad
+        ]
+        return (None, None, None, None, None) + tuple(
+            None if g is None else g for g in grads)
 
 
 def focal_loss_sum(logits: Sequence[Tensor],
                    labels: Tensor,
                    weights: Tensor,
+                   num_anchors: int = 1,
                    gamma: float = 2.0,
                    alpha: float = 0.25) -> Tensor:
-    """Sum over rows r and classes k of weights[r] * FL(logits[r, k]).
+    """Sum over anchors and classes of weight * FL, on dense-head maps.
 
     Args:
-        logits (Sequence[Tensor]): maps of shape (R_i, K); their rows in
-            order align with ``labels``.
-        labels (Tensor): (R,) class index, K = background.
-        weights (Tensor): (R,) per-row weight.
+        logits (Sequence[Tensor]): B x (A*K) x H_l x W_l per level.
+        labels (Tensor): (B, N) class index per anchor, K = background,
+            anchors in mmdet's order level by level.
+        weights (Tensor): (B, N) per-anchor weight.
+        num_anchors (int): A.
 
     Returns:
         Tensor: fp32 scalar.
     """
-    return FocalLossSum.apply(labels, weights, float(gamma), float(alpha),
-                              *logits)
+    return FocalLossSum.apply(labels, weights, num_anchors, float(gamma),
+                              float(alpha), *logits)
 
 
 def _reduce(loss: Tensor, reduction: str,
@@ -309,7 +362,9 @@ class FocalLoss(torch.nn.Module):
                 # Fast path: no one-hot tensor, analytic gradient.
                 w = (torch.ones_like(target, dtype=torch.float32)
                      if weight is None else weight)
-                total = focal_loss_sum([pred], target, w, self.gamma,
+                # (N, K) rows as a 1 x K x N x 1 map (a transposed view).
+                total = focal_loss_sum([pred.t()[None, :, :, None]],
+                                       target[None], w[None], 1, self.gamma,
                                        self.alpha)
                 if reduction == 'mean' and avg_factor is None:
                     total = total / max(pred.numel(), 1)

@@ -109,30 +109,64 @@ def test_large_logits_stay_finite_and_exact():
                                        rel=1e-6)
 
 
-def test_fp16_autocast_computes_in_fp32():
+def as_map(rows, num_imgs=1, num_anchors=1, height=1):
+    """(B*H*W*A, K) rows -> B x (A*K) x H x W map (mmdet's anchor order)."""
+    k = rows.size(1)
+    return rows.reshape(num_imgs, height, -1, num_anchors * k).permute(
+        0, 3, 1, 2).contiguous()
+
+
+def test_fp16_logits_are_computed_in_fp32():
     pred, labels, weight = inputs(4, scale=8.0)
-    half = pred.half().requires_grad_(True)
-    out = focal_loss_sum([half], labels, weight)
+    half = as_map(pred.half()).requires_grad_(True)
+    out = focal_loss_sum([half], labels[None], weight[None])
     out.backward()
     assert out.dtype == torch.float32 and torch.isfinite(out)
-    ref = focal_loss_sum([pred.half().float()], labels, weight)
+    ref = focal_loss_sum([as_map(pred.half().float())], labels[None],
+                         weight[None])
     torch.testing.assert_close(out, ref)
+    assert half.grad.dtype == torch.float16
     assert torch.isfinite(half.grad).all()
 
 
-def test_fused_sum_equals_elementwise_over_several_maps():
-    pred, labels, weight = inputs(5, n=1000)
-    maps = list(pred.split([600, 300, 100]))
-    maps = [m.clone().requires_grad_(True) for m in maps]
-    total = focal_loss_sum(maps, labels, weight)
+def test_fp16_autocast_loss_matches_fp32():
+    pred, labels, _ = inputs(6, scale=20.0)
+    loss = FocalLoss()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = loss(pred.bfloat16(), labels, avg_factor=10.0)
+    ref = loss(pred.bfloat16().float(), labels, avg_factor=10.0)
+    assert torch.isfinite(low)
+    torch.testing.assert_close(low.float(), ref, rtol=1e-2, atol=0)
+
+
+@pytest.mark.parametrize('num_anchors,height', [(1, 1), (3, 4)])
+def test_fused_sum_on_maps_equals_mmdet_on_rows(num_anchors, height):
+    """Several levels of B x (A*K) x H x W maps, B = 2: the loss and the
+    gradient equal mmdet's focal loss on the permuted rows."""
+    gen = torch.Generator().manual_seed(5)
+    k, num_imgs = 7, 2
+    sizes = [(height, 5), (height, 3)]
+    rows = [torch.randn(num_imgs * h * w * num_anchors, k, generator=gen) * 3
+            for h, w in sizes]
+    maps = [as_map(r, num_imgs, num_anchors, h).requires_grad_(True)
+            for r, (h, _) in zip(rows, sizes)]
+    labels = [torch.randint(0, k + 1, (num_imgs, len(r) // num_imgs),
+                            generator=gen) for r in rows]
+    weights = [torch.rand(num_imgs, len(r) // num_imgs, generator=gen)
+               for r in rows]
+    total = focal_loss_sum(maps, torch.cat(labels, 1), torch.cat(weights, 1),
+                           num_anchors)
     total.backward()
-    ref_pred = pred.clone().requires_grad_(True)
-    ref = MMDetFocalLoss(reduction='sum')(ref_pred, labels, weight)
+    ref_rows = [r.clone().requires_grad_(True) for r in rows]
+    ref = MMDetFocalLoss(reduction='sum')(
+        torch.cat(ref_rows), torch.cat([lab.reshape(-1) for lab in labels]),
+        torch.cat([w.reshape(-1) for w in weights]))
     ref.backward()
     torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(
-        torch.cat([m.grad for m in maps]), ref_pred.grad, rtol=1e-5,
-        atol=1e-8)
+    for m, r, (h, _) in zip(maps, ref_rows, sizes):
+        torch.testing.assert_close(
+            m.grad, as_map(r.grad, num_imgs, num_anchors, h), rtol=1e-5,
+            atol=1e-8)
 
 
 def test_bad_targets_are_explained():

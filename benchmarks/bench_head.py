@@ -1,0 +1,327 @@
+"""Speed and memory of mmretina's RetinaHead against mmdet's, in one run.
+
+Both heads are built from the same config (COCO: 80 classes, 9 anchors,
+P3-P7) and fed identical head outputs for 2 images of 800x1333 padded to
+800x1344. The two implementations alternate, so machine load hits both
+alike; the script prints medians and mmdet / ours ratios, checks that the
+losses (relative 1e-5) and the predictions agree, and measures the peak
+memory of each step in a fresh process per implementation.
+
+    python benchmarks/bench_head.py                 # CPU, all figures
+    python benchmarks/bench_head.py --device cuda   # same on a GPU
+    python benchmarks/bench_head.py --quick         # fewer repeats, no R50
+
+Head outputs: logits ~ N(-6.5, 1.5) (about 1.5% of the (anchor, class)
+scores pass score_thr=0.05, like a partly trained model), deltas ~ N(0, 0.5).
+"""
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+
+IMG_H, IMG_W, PAD_H, PAD_W = 800, 1333, 800, 1344
+STRIDES = (8, 16, 32, 64, 128)
+NUM_CLASSES = 80
+
+
+def head_cfg(prefix: str) -> ConfigDict:
+    """mmdet's retinanet_r50_fpn head, with our types when prefixed."""
+    return ConfigDict(
+        type=f'{prefix}RetinaHead',
+        num_classes=NUM_CLASSES,
+        in_channels=256,
+        stacked_convs=4,
+        feat_channels=256,
+        anchor_generator=dict(
+            type=f'{prefix}AnchorGenerator',
+            octave_base_scale=4,
+            scales_per_octave=3,
+            ratios=[0.5, 1.0, 2.0],
+            strides=list(STRIDES)),
+        bbox_coder=dict(
+            type='DeltaXYWHBBoxCoder',
+            target_means=[.0, .0, .0, .0],
+            target_stds=[1.0, 1.0, 1.0, 1.0]),
+        loss_cls=dict(
+            type=f'{prefix}FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            loss_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
+        train_cfg=dict(
+            assigner=dict(
+                type=f'{prefix}MaxIoUAssigner',
+                pos_iou_thr=0.5,
+                neg_iou_thr=0.4,
+                min_pos_iou=0,
+                ignore_iof_thr=-1),
+            sampler=dict(type='PseudoSampler'),
+            allowed_border=-1,
+            pos_weight=-1,
+            debug=False),
+        test_cfg=dict(
+            nms_pre=1000,
+            min_bbox_size=0,
+            score_thr=0.05,
+            nms=dict(type='nms', iou_threshold=0.5),
+            max_per_img=100))
+
+
+def build(impl: str, device: str):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    import mmretina  # noqa: F401
+    return MODELS.build(head_cfg('mmretina.' if impl == 'ours' else '')).to(
+        device)
+
+
+def make_inputs(num_gts: int, device: str, seed: int = 0):
+    """Head outputs, ground truths and metas of a 2-image COCO batch."""
+    gen = torch.Generator().manual_seed(seed)
+    cls_scores, bbox_preds = [], []
+    for s in STRIDES:
+        h, w = -(-PAD_H // s), -(-PAD_W // s)
+        cls_scores.append((-6.5 + 1.5 * torch.randn(
+            2, 9 * NUM_CLASSES, h, w, generator=gen)).to(device))
+        bbox_preds.append((0.5 * torch.randn(2, 36, h, w,
+                                             generator=gen)).to(device))
+    gts = []
+    for _ in range(2):
+        xy = torch.rand(num_gts, 2, generator=gen) * torch.tensor(
+            [IMG_W - 40., IMG_H - 40.])
+        wh = 16 + torch.rand(num_gts, 2, generator=gen) * 300
+        boxes = torch.cat(
+            [xy, (xy + wh).minimum(torch.tensor([IMG_W, IMG_H]) * 1.)], 1)
+        gts.append(
+            InstanceData(
+                bboxes=boxes.to(device),
+                labels=torch.randint(0, NUM_CLASSES, (num_gts, ),
+                                     generator=gen).to(device)))
+    metas = [
+        dict(img_shape=(IMG_H, IMG_W), pad_shape=(PAD_H, PAD_W),
+             batch_input_shape=(PAD_H, PAD_W), scale_factor=(1.6, 1.6))
+        for _ in range(2)
+    ]
+    return cls_scores, bbox_preds, gts, metas
+
+
+def sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def loss_step(head, cls_scores, bbox_preds, gts, metas):
+    """loss_by_feat + backward to the head outputs; returns the total."""
+    cls_scores = [c.detach().requires_grad_(True) for c in cls_scores]
+    bbox_preds = [b.detach().requires_grad_(True) for b in bbox_preds]
+    losses = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+    total = {
+        k: sum(v) if isinstance(v, list) else v
+        for k, v in losses.items()
+    }
+    (total['loss_cls'] + total['loss_bbox']).backward()
+    return {k: float(v) for k, v in total.items()}
+
+
+def predict_step(head, cls_scores, bbox_preds, metas):
+    with torch.no_grad():
+        return head.predict_by_feat(
+            cls_scores, bbox_preds, batch_img_metas=metas, rescale=True)
+
+
+def timed(fn, device):
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t0, out
+
+
+def compare_head(num_gts: int, repeats: int, device: str) -> dict:
+    heads = {impl: build(impl, device) for impl in ('mmdet', 'ours')}
+    cls_scores, bbox_preds, gts, metas = make_inputs(num_gts, device)
+    times = {(i, s): [] for i in heads for s in ('loss', 'predict')}
+    results = {}
+    for rep in range(repeats + 1):  # first round warms up
+        for impl, head in heads.items():
+            t, out = timed(
+                lambda: loss_step(head, cls_scores, bbox_preds, gts, metas),
+                device)
+            results[(impl, 'loss')] = out
+            if rep:
+                times[(impl, 'loss')].append(t)
+            t, out = timed(
+                lambda: predict_step(head, cls_scores, bbox_preds, metas),
+                device)
+            results[(impl, 'predict')] = out
+            if rep:
+                times[(impl, 'predict')].append(t)
+    la, lb = results[('ours', 'loss')], results[('mmdet', 'loss')]
+    loss_ok = all(
+        abs(la[k] - lb[k]) <= 1e-5 * abs(lb[k]) + 1e-7 for k in lb)
+    pa, pb = results[('ours', 'predict')], results[('mmdet', 'predict')]
+    pred_ok = all(
+        len(a) == len(b) and torch.allclose(a.bboxes, b.bboxes, atol=1e-3)
+        and torch.allclose(a.scores, b.scores) and torch.equal(
+            a.labels, b.labels) for a, b in zip(pa, pb))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return dict(num_gts=num_gts, median_s=med, loss=(la, lb),
+                loss_ok=loss_ok, pred_ok=pred_ok,
+                num_dets=[len(p) for p in pa])
+
+
+def peak_memory(impl: str, step: str, num_gts: int, device: str) -> float:
+    """Peak resident memory added by one step, MiB, in a fresh process."""
+    out = subprocess.run([
+        sys.executable, __file__, '--mem-child', impl, step,
+        str(num_gts), '--device', device
+    ], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])['peak_mib']
+
+
+def _rss_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def mem_child(impl: str, step: str, num_gts: int, device: str) -> None:
+    head = build(impl, device)
+    cls_scores, bbox_preds, gts, metas = make_inputs(num_gts, device)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset the peak (VmHWM) to the current RSS
+        base = _rss_kib('VmRSS') * 1024
+    if step == 'loss':
+        loss_step(head, cls_scores, bbox_preds, gts, metas)
+    else:
+        predict_step(head, cls_scores, bbox_preds, metas)
+    if device.startswith('cuda'):
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = _rss_kib('VmHWM') * 1024
+    print(json.dumps(dict(peak_mib=(peak - base) / 2**20)))
+
+
+def detector_step(repeats: int, device: str) -> dict:
+    """Whole RetinaNet R50-FPN train step (forward + backward), 2 images."""
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    times = {}
+    for impl in ('mmdet', 'ours'):
+        prefix = 'mmretina.' if impl == 'ours' else ''
+        cfg = ConfigDict(
+            type='RetinaNet',
+            data_preprocessor=dict(type='DetDataPreprocessor',
+                                   pad_size_divisor=32),
+            backbone=dict(type='ResNet', depth=50, num_stages=4,
+                          out_indices=(0, 1, 2, 3), frozen_stages=1,
+                          norm_cfg=dict(type='BN', requires_grad=True),
+                          norm_eval=True, style='pytorch'),
+            neck=dict(type='FPN', in_channels=[256, 512, 1024, 2048],
+                      out_channels=256, start_level=1,
+                      add_extra_convs='on_input', num_outs=5),
+            bbox_head=head_cfg(prefix))
+        cfg.bbox_head.pop('train_cfg')
+        cfg.bbox_head.pop('test_cfg')
+        cfg.train_cfg = head_cfg(prefix).train_cfg
+        cfg.test_cfg = head_cfg(prefix).test_cfg
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            model = MODELS.build(cfg).to(device)
+        model.train()
+        _, _, gts, metas = make_inputs(8, device)
+        samples = []
+        for g, m in zip(gts, metas):
+            s = DetDataSample(metainfo=m)
+            s.gt_instances = g
+            samples.append(s)
+        x = torch.randn(2, 3, PAD_H, PAD_W, device=device)
+        runs = []
+        for rep in range(repeats + 1):
+            model.zero_grad()
+            t, _ = timed(lambda: _train(model, x, samples), device)
+            if rep:
+                runs.append(t)
+        times[impl] = statistics.median(runs)
+    return times
+
+
+def _train(model, x, samples):
+    losses = model.loss(x, copy.deepcopy(samples))
+    total = sum(
+        sum(v) if isinstance(v, list) else v for k, v in losses.items()
+        if 'loss' in k)
+    total.backward()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--gts', type=int, nargs='+', default=[8, 100, 1000])
+    parser.add_argument('--quick', action='store_true',
+                        help='2 repeats, no memory or R50 figures')
+    parser.add_argument('--mem-child', nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mem_child:
+        impl, step, num_gts = args.mem_child
+        mem_child(impl, step, int(num_gts), args.device)
+        return
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        sys.exit('--device cuda: no CUDA device here')
+    repeats = 2 if args.quick else args.repeats
+    import mmdet
+    import mmretina
+    print(f'# mmretina {mmretina.__version__} vs mmdet {mmdet.__version__}, '
+          f'torch {torch.__version__}, device {args.device}, '
+          f'threads {torch.get_num_threads()}, cpus {os.cpu_count()}')
+    if args.device.startswith('cuda'):
+        print(f'# GPU: {torch.cuda.get_device_name()}')
+    print(f'# 2 images {IMG_H}x{IMG_W} padded to {PAD_H}x{PAD_W}, '
+          f'{NUM_CLASSES} classes; median of {repeats}')
+    print('| gts/img | step | mmdet s | ours s | mmdet/ours | '
+          'agree | mmdet peak MiB | ours peak MiB | ours/mmdet mem |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for num_gts in args.gts:
+        r = compare_head(num_gts, repeats, args.device)
+        for step in ('loss', 'predict'):
+            a, b = r['median_s'][('mmdet', step)], r['median_s'][('ours',
+                                                                 step)]
+            ok = r['loss_ok'] if step == 'loss' else r['pred_ok']
+            if args.quick:
+                mem = ('-', '-', '-')
+            else:
+                ma = peak_memory('mmdet', step, num_gts, args.device)
+                mb = peak_memory('ours', step, num_gts, args.device)
+                mem = (f'{ma:.0f}', f'{mb:.0f}', f'{mb / ma:.2f}')
+            print(f'| {num_gts} | {step} | {a:.3f} | {b:.3f} | {a / b:.2f}x '
+                  f'| {"yes" if ok else "NO"} | {mem[0]} | {mem[1]} | '
+                  f'{mem[2]} |', flush=True)
+        la, lb = r['loss']
+        print(f'#   losses ours {la} mmdet {lb}; detections {r["num_dets"]}')
+    if not args.quick:
+        d = detector_step(2, args.device)
+        print(f'# RetinaNet R50-FPN train step, 2 images: mmdet '
+              f'{d["mmdet"]:.2f} s, ours {d["ours"]:.2f} s, '
+              f'mmdet/ours {d["mmdet"] / d["ours"]:.2f}x')
+
+
+if __name__ == '__main__':
+    main()
