@@ -130,7 +130,7 @@ def loss_step(head, cls_scores, bbox_preds, gts, metas):
         for k, v in losses.items()
     }
     (total['loss_cls'] + total['loss_bbox']).backward()
-    return {k: float(v) for k, v in total.items()}
+    return {k: float(v.detach()) for k, v in total.items()}
 
 
 def predict_step(head, cls_scores, bbox_preds, metas):
@@ -184,7 +184,8 @@ def peak_memory(impl: str, step: str, num_gts: int, device: str) -> float:
     """Peak resident memory added by one step, MiB, in a fresh process."""
     out = subprocess.run([
         sys.executable, __file__, '--mem-child', impl, step,
-        str(num_gts), '--device', device
+        str(num_gts), '--device', device, '--threads',
+        str(torch.get_num_threads())
     ], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])['peak_mib']
 
@@ -278,8 +279,15 @@ def main() -> None:
     parser.add_argument('--gts', type=int, nargs='+', default=[8, 100, 1000])
     parser.add_argument('--quick', action='store_true',
                         help='2 repeats, no memory or R50 figures')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch intra-op threads (default: torch\'s); '
+                        '1 gives stable ratios on a loaded machine')
+    parser.add_argument('--no-detector', action='store_true',
+                        help='skip the R50-FPN train-step figure')
     parser.add_argument('--mem-child', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.mem_child:
         impl, step, num_gts = args.mem_child
         mem_child(impl, step, int(num_gts), args.device)
@@ -316,7 +324,7 @@ def main() -> None:
                   f'{mem[2]} |', flush=True)
         la, lb = r['loss']
         print(f'#   losses ours {la} mmdet {lb}; detections {r["num_dets"]}')
-    if not args.quick:
+    if not (args.quick or args.no_detector):
         d = detector_step(2, args.device)
         print(f'# RetinaNet R50-FPN train step, 2 images: mmdet '
               f'{d["mmdet"]:.2f} s, ours {d["ours"]:.2f} s, '

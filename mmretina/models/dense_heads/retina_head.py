@@ -467,13 +467,14 @@ class RetinaHead(BaseDenseHead):
             targets.bbox_targets,
             torch.ones_like(targets.bbox_targets),
             avg_factor=avg_factor)
-        # One host sync per step. Checking the maps themselves catches what
-        # the losses hide: an inf delta at a background anchor, or a -inf
-        # logit, which the focal loss maps to 0.
-        finite = torch.isfinite(loss_cls) & torch.isfinite(loss_bbox)
-        for m in list(cls_scores) + list(bbox_preds):
-            finite = finite & torch.isfinite(m.detach()).all()
-        if not bool(finite):
+        # One host sync per step. The sums of the maps catch what the losses
+        # hide (an inf delta at a background anchor, a -inf logit, which the
+        # focal loss maps to 0) in one reduction pass each, where isfinite
+        # would take three.
+        sums = [m.detach().sum() for m in list(cls_scores) + list(bbox_preds)]
+        finite = torch.isfinite(torch.stack(sums + [loss_cls.detach(),
+                                                    loss_bbox.detach()]))
+        if not bool(finite.all()):
             _raise_non_finite(cls_scores, bbox_preds, loss_cls, loss_bbox)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
 
@@ -594,24 +595,29 @@ def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
         logit_thr = -math.inf
     groups = []
     for level, logits in enumerate(cls_scores):
-        num_imgs, channels = logits.shape[:2]
+        num_imgs, channels, height, width = logits.shape
         num_classes = channels // num_anchors
-        # Indices of the B x H x W x (A*K) view come in mmdet's flat order.
-        hwc = logits.permute(0, 2, 3, 1)
-        img, y, x, chan = (hwc > logit_thr).nonzero().unbind(1)
-        score = hwc[img, y, x, chan].float().sigmoid()
+        hw = height * width
+        flat_logits = logits.reshape(-1)
+        idx = (flat_logits > logit_thr).nonzero().squeeze(1)
+        score = flat_logits[idx].float().sigmoid()
         keep = score > score_thr
-        img, y, x, chan, score = (img[keep], y[keep], x[keep], chan[keep],
-                                  score[keep])
-        anchor = (y * logits.size(-1) + x) * num_anchors + chan // num_classes
+        idx, score = idx[keep], score[keep]
+        # NCHW position -> image, channel, cell; mmdet's per-image index is
+        # ((y * W + x) * A + a) * K + k.
+        img = idx // (channels * hw)
+        chan = idx % (channels * hw) // hw
+        cell = idx % hw
+        anchor = cell * num_anchors + chan // num_classes
+        label = chan % num_classes
+        flat = anchor * num_classes + label
         bounds = torch.searchsorted(
             img, torch.arange(num_imgs + 1, device=img.device)).tolist()
         for i in range(num_imgs):
             sel = slice(bounds[i], bounds[i + 1])
-            order = _top_scores(score[sel], nms_pre)
-            groups.append(
-                (i, level, anchor[sel][order], (chan[sel] % num_classes)[order],
-                 score[sel][order].to(logits.dtype)))
+            order = _top_scores(score[sel], flat[sel], nms_pre)
+            groups.append((i, level, anchor[sel][order], label[sel][order],
+                           score[sel][order].to(logits.dtype)))
     groups.sort(key=lambda g: (g[0], g[1]))
     return dict(
         img=torch.cat([torch.full_like(g[2], g[0]) for g in groups]),
@@ -621,19 +627,20 @@ def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
         score=torch.cat([g[4] for g in groups]))
 
 
-def _top_scores(score: Tensor, k: int) -> Tensor:
-    """Indices of the k best scores, descending, ties by lowest index.
+def _top_scores(score: Tensor, flat: Tensor, k: int) -> Tensor:
+    """Indices of the k best scores, by descending score then ascending
+    ``flat`` index; all of them when k <= 0.
 
-    ``score`` is in flat-index order; a full sort of all candidates (what
-    mmdet does) is needed only for the k that survive.
+    A full sort (what mmdet does) is paid only for the k that survive.
     """
+    idx = torch.arange(score.numel(), device=score.device)
     if 0 < k < score.numel():
         kth = score.topk(k, sorted=False).values.min()
-        above = (score > kth).nonzero().squeeze(1)
-        tied = (score == kth).nonzero().squeeze(1)[:k - above.numel()]
-        idx = torch.cat([above, tied]).sort().values
-    else:
-        idx = torch.arange(score.numel(), device=score.device)
+        above = idx[score > kth]
+        tied = idx[score == kth]
+        tied = tied[flat[tied].argsort()][:k - above.numel()]
+        idx = torch.cat([above, tied])
+    idx = idx[flat[idx].argsort()]
     return idx[score[idx].argsort(descending=True, stable=True)]
 
 

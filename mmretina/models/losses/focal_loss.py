@@ -222,10 +222,11 @@ class FocalLossSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         saved = iter(ctx.saved_tensors)
-        grads = [
-            next(saved) * grad_out.to(torch.float32) if has else None
-            for has in ctx.has_grad
-        ]
+        # The usual upstream gradient is exactly 1: hand the saved gradient
+        # over instead of allocating a scaled copy of every map.
+        unit = bool(grad_out == 1)
+        grads = [(lambda g: g if unit else g * grad_out.to(g.dtype))(
+            next(saved)) if has else None for has in ctx.has_grad]
         return (None, None, None, None, None) + tuple(
             None if g is None else g for g in grads)
 

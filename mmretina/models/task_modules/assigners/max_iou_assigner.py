@@ -29,7 +29,9 @@ from mmretina.registry import TASK_UTILS
 _MAX_IOU_ELEMENTS = 1 << 22
 
 
-def box_iou(gt_bboxes: Tensor, priors: Tensor) -> Tensor:
+def box_iou(gt_bboxes: Tensor,
+            priors: Tensor,
+            workspace: Optional[Tensor] = None) -> Tensor:
     """IoU of every ground truth with every prior, batched over images.
 
     Same arithmetic, hence the same floats, as mmdet's ``bbox_overlaps``
@@ -38,18 +40,31 @@ def box_iou(gt_bboxes: Tensor, priors: Tensor) -> Tensor:
     Args:
         gt_bboxes (Tensor): (B, G, 4) boxes (x1, y1, x2, y2).
         priors (Tensor): (n, 4) boxes shared by all images.
+        workspace (Tensor, optional): flat buffer of at least 3 * B * G * n
+            elements to compute in; the result is then a view of it. Chunked
+            callers pass one buffer for all chunks, so that memory does not
+            grow with fragmented per-chunk allocations.
 
     Returns:
         Tensor: (B, G, n).
     """
+    shape = gt_bboxes.shape[:2] + priors.shape[:1]
+    size = shape.numel()
+    if workspace is None:
+        workspace = gt_bboxes.new_empty(3 * size)
+    w, h, tmp = (workspace[i * size:(i + 1) * size].view(shape)
+                 for i in range(3))
     area_gt = (gt_bboxes[..., 2] - gt_bboxes[..., 0]) * (
         gt_bboxes[..., 3] - gt_bboxes[..., 1])
     area_prior = (priors[:, 2] - priors[:, 0]) * (priors[:, 3] - priors[:, 1])
     gx1, gy1, gx2, gy2 = (gt_bboxes[..., i, None] for i in range(4))
-    w = torch.minimum(gx2, priors[:, 2]).sub_(torch.maximum(gx1, priors[:, 0]))
-    h = torch.minimum(gy2, priors[:, 3]).sub_(torch.maximum(gy1, priors[:, 1]))
-    overlap = w.clamp_(min=0).mul_(h.clamp_(min=0))
-    union = (area_gt[..., None] + area_prior).sub_(overlap).clamp_(min=1e-6)
+    torch.minimum(gx2, priors[:, 2], out=w)
+    w.sub_(torch.maximum(gx1, priors[:, 0], out=tmp)).clamp_(min=0)
+    torch.minimum(gy2, priors[:, 3], out=h)
+    h.sub_(torch.maximum(gy1, priors[:, 1], out=tmp)).clamp_(min=0)
+    overlap = w.mul_(h)
+    union = torch.add(area_gt[..., None], area_prior, out=h)
+    union.sub_(overlap).clamp_(min=1e-6)
     return overlap.div_(union)
 
 
@@ -246,11 +261,14 @@ class MaxIoUAssigner:
         num_priors = priors.size(0)
         chunk = max(1, _MAX_IOU_ELEMENTS // max(1, num_imgs * num_gts))
 
+        workspace = priors.new_empty(3 * num_imgs * num_gts *
+                                     min(chunk, num_priors))
+
         def overlaps_of(start: int, end: int) -> Tensor:
             """(B, G, n) IoU; padded ground truths at 0, excluded priors
-            at -1."""
+            at -1. A view of ``workspace`` for the plain IoU."""
             if self._plain_iou:
-                ious = box_iou(gt_bboxes, priors[start:end])
+                ious = box_iou(gt_bboxes, priors[start:end], workspace)
             else:
                 ious = self.iou_calculator(
                     gt_bboxes, priors[start:end].expand(num_imgs, -1, -1))
@@ -304,6 +322,8 @@ class MaxIoUAssigner:
             # order), so each anchor takes the largest eligible index.
             rank = torch.arange(
                 1, num_gts + 1, device=priors.device)[None, :] * eligible
+            rank_f = rank.to(priors.dtype)
+            zero = priors.new_zeros(())
             low = torch.zeros_like(gt_inds)
             if self.gt_max_assign_all:
                 for (start, end), chunk_max in zip(bounds, chunk_maxes):
@@ -313,9 +333,12 @@ class MaxIoUAssigner:
                         continue
                     ious = cached if cached is not None else overlaps_of(
                         start, end)
+                    # Ranks are exact in fp32; where() writes back into the
+                    # IoU buffer instead of allocating an int64 tensor.
                     hit = ious == gt_max[:, :, None]
-                    low[:, start:end] = torch.where(
-                        hit, rank[:, :, None], 0).amax(dim=1)
+                    ranked = torch.where(hit, rank_f[:, :, None], zero,
+                                         out=ious)
+                    low[:, start:end] = ranked.amax(dim=1).long()
             else:
                 low.scatter_reduce_(1, gt_argmax, rank, reduce='amax')
             gt_inds = torch.where(low > 0, low, gt_inds)
