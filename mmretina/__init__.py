@@ -3,9 +3,12 @@ for MMDetection 3.x. Importing the package registers its modules in the
 ``mmretina`` scope."""
 from .version import __version__
 from . import models  # noqa: F401  (registers modules)
-from .registry import MODELS, TASK_UTILS
+from . import datasets, engine  # noqa: F401  (registers modules)
+from .registry import DATASETS, HOOKS, MODELS, TASK_UTILS, TRANSFORMS
 
-__all__ = ['__version__', 'MODELS', 'TASK_UTILS']
+__all__ = [
+    '__version__', 'MODELS', 'TASK_UTILS', 'DATASETS', 'TRANSFORMS', 'HOOKS'
+]
 
 # torch >= 2.6 refuses full mmengine checkpoints by default; allow exactly
 # the types they hold (see mmretina/utils/checkpoint.py).

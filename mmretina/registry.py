@@ -4,15 +4,41 @@ After ``import mmretina`` (or ``custom_imports=dict(imports=['mmretina'])``),
 ``type='mmretina.RetinaHead'`` resolves here from any mmdet config, while
 names we do not define (``ResNet``, ``FPN``, ``DeltaXYWHBBoxCoder``, ...) fall
 through to mmdet. We never register over mmdet's own names.
+
+``MMRetinaRegistry`` is mmengine's ``Registry`` whose errors list our names
+on a typo and name ``mmretina.<Class>`` and the argument on a wrong keyword
+(see ``mmretina/utils/registry.py``).
 """
+from mmdet.registry import DATASETS as MMDET_DATASETS
+from mmdet.registry import HOOKS as MMDET_HOOKS
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
-from mmengine.registry import Registry
+from mmdet.registry import TRANSFORMS as MMDET_TRANSFORMS
 
-MODELS = Registry(
-    'model', parent=MMDET_MODELS, scope='mmretina', locations=['mmretina.models'])
-TASK_UTILS = Registry(
+from .utils.registry import MMRetinaRegistry
+
+MODELS = MMRetinaRegistry(
+    'model',
+    parent=MMDET_MODELS,
+    scope='mmretina',
+    locations=['mmretina.models'])
+TASK_UTILS = MMRetinaRegistry(
     'task util',
     parent=MMDET_TASK_UTILS,
     scope='mmretina',
     locations=['mmretina.models'])
+DATASETS = MMRetinaRegistry(
+    'dataset',
+    parent=MMDET_DATASETS,
+    scope='mmretina',
+    locations=['mmretina.datasets'])
+TRANSFORMS = MMRetinaRegistry(
+    'transform',
+    parent=MMDET_TRANSFORMS,
+    scope='mmretina',
+    locations=['mmretina.datasets.transforms'])
+HOOKS = MMRetinaRegistry(
+    'hook',
+    parent=MMDET_HOOKS,
+    scope='mmretina',
+    locations=['mmretina.engine.hooks'])

@@ -22,6 +22,7 @@ from mmdet.apis import inference_detector, init_detector  # noqa: E402
 from mmdet.visualization import DetLocalVisualizer  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
+from mmretina.utils.resume import check_checkpoint  # noqa: E402
 from mmretina.utils import register_safe_checkpoint_globals  # noqa: E402
 
 
@@ -55,6 +56,7 @@ def main():
     args = parse_args()
     register_safe_checkpoint_globals()
 
+    check_checkpoint(args.checkpoint, 'load')
     model = init_detector(
         args.config,
         args.checkpoint,

@@ -26,6 +26,7 @@ from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
+from mmretina.utils.resume import check_checkpoint  # noqa: E402
 from mmretina.utils import (register_safe_checkpoint_globals,  # noqa: E402
                             setup_cpu_distributed)
 
@@ -105,6 +106,7 @@ def main():
                                 osp.splitext(osp.basename(args.config))[0])
 
     cfg.load_from = args.checkpoint
+    check_checkpoint(args.checkpoint, 'load')
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

@@ -27,6 +27,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
 from mmretina.utils import (register_safe_checkpoint_globals,  # noqa: E402
                             setup_cpu_distributed)
+from mmretina.engine.hooks import non_finite_message  # noqa: E402
+from mmretina.utils.resume import check_resume  # noqa: E402
 
 
 def parse_args():
@@ -143,6 +145,11 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    # A missing or truncated checkpoint (a run killed while saving) fails
+    # here, naming the file and the newest intact one beside it, instead of
+    # inside torch.load after the data and model are built.
+    check_resume(cfg)
+
     # without CUDA: gloo backend, process group and DDP without device_ids
     setup_cpu_distributed(cfg)
 
@@ -156,7 +163,15 @@ def main():
         runner = RUNNERS.build(cfg)
 
     # start training
-    runner.train()
+    try:
+        runner.train()
+    except FloatingPointError as err:
+        # a NaN/inf raised inside an iteration (e.g. by mmretina.RetinaHead's
+        # finite check): add the iteration and the checkpoint to resume from
+        msg = non_finite_message(runner, err)
+        if msg is None:
+            raise
+        raise FloatingPointError(msg) from err
 
 
 if __name__ == '__main__':

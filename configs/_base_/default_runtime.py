@@ -31,3 +31,7 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None
 resume = False
+
+# Stop at the first NaN/inf loss, naming the iteration and the loss term,
+# before CheckpointHook can save NaN weights.
+custom_hooks = [dict(type='mmretina.CheckFiniteLossHook')]

@@ -680,19 +680,25 @@ def _check_gt(batch_gt_instances: InstanceList,
 
 def _raise_non_finite(cls_scores: List[Tensor], bbox_preds: List[Tensor],
                       loss_cls: Tensor, loss_bbox: Tensor) -> None:
-    """Explain a NaN / inf loss by the head output that caused it."""
+    """Explain a NaN / inf loss by the head output that caused it.
+
+    The iteration and the checkpoint to resume from are added by
+    ``tools/train.py`` (``non_finite_message``), which knows them.
+    """
     for name, maps in (('classification scores', cls_scores),
                        ('box deltas', bbox_preds)):
         for level, m in enumerate(maps):
             bad = ~torch.isfinite(m)
             if bad.any():
                 raise FloatingPointError(
-                    f'mmretina.RetinaHead: the {name} of level {level} hold '
-                    f'{int(bad.sum())} NaN/inf values, so the loss is not '
-                    'finite. The network diverged: lower the learning rate, '
-                    'enable gradient clipping (optim_wrapper.clip_grad) or '
-                    'check the input normalisation.')
+                    f'mmretina.RetinaHead: the {name} of level '
+                    f'{level} hold {int(bad.sum())} NaN/inf values, so the '
+                    'loss is not finite. The network diverged: lower the '
+                    'learning rate, enable gradient clipping '
+                    '(optim_wrapper.clip_grad) or check the input '
+                    'normalisation.')
     raise FloatingPointError(
-        f'mmretina.RetinaHead: loss is not finite (loss_cls={loss_cls.item()}'
-        f', loss_bbox={loss_bbox.item()}) although the head outputs are '
-        'finite; check the ground-truth boxes and the box coder settings.')
+        f'mmretina.RetinaHead: loss is not finite (loss_cls='
+        f'{loss_cls.item()}, loss_bbox={loss_bbox.item()}) although the head '
+        'outputs are finite; check the ground-truth boxes and the box coder '
+        'settings.')

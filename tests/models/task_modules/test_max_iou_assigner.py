@@ -168,3 +168,14 @@ def test_batch_assignment_equals_per_image():
             InstanceData(priors=priors),
             InstanceData(bboxes=boxes, labels=torch.zeros(len(boxes)).long()))
         assert torch.equal(gt_inds[i], single.gt_inds)
+
+
+def test_batch_without_any_ground_truth_is_all_background():
+    priors = grid_priors()
+    padded, valid = max_iou_assigner.pad_boxes(
+        [torch.zeros(0, 4), torch.zeros(0, 4)])
+    assert valid.shape == (2, 0)
+    gt_inds, max_overlaps = MaxIoUAssigner(**RETINA).assign_batch(
+        priors, padded, valid)
+    assert gt_inds.shape == (2, len(priors)) and (gt_inds == 0).all()
+    assert (max_overlaps == 0).all()

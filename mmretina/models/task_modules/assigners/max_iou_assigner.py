@@ -259,6 +259,19 @@ class MaxIoUAssigner:
         """
         num_imgs, num_gts = gt_valid.shape
         num_priors = priors.size(0)
+        if num_gts == 0:
+            # No image of the batch has a ground truth: all background, as
+            # mmdet assigns an image without ground truth.
+            return (torch.zeros((num_imgs, num_priors), dtype=torch.long,
+                                device=priors.device),
+                    priors.new_zeros((num_imgs, num_priors)))
+        if (self.gpu_assign_thr > 0 and num_gts > self.gpu_assign_thr
+                and priors.device.type != 'cpu'):
+            # Many ground truths: assign on the CPU to spare device memory.
+            gt_inds, max_overlaps = self.assign_batch(
+                priors.cpu(), gt_bboxes.cpu(), gt_valid.cpu(),
+                None if excluded is None else excluded.cpu())
+            return gt_inds.to(priors.device), max_overlaps.to(priors.device)
         chunk = max(1, _MAX_IOU_ELEMENTS // max(1, num_imgs * num_gts))
 
         workspace = priors.new_empty(3 * num_imgs * num_gts *

@@ -1,0 +1,95 @@
+"""``LoadImageFromFile`` whose failures name the image and say what is
+wrong with it.
+
+mmcv's transform fails on a missing file with the backend's bare error, on a
+0-byte file with OpenCV's ``(-215:Assertion failed) !buf.empty()``, and on a
+file OpenCV cannot decode with ``AssertionError: failed to load image`` (or,
+under ``python -O``, an ``AttributeError`` on ``None``). Here the first is a
+``FileNotFoundError`` and the others an ``OSError`` naming the path, the
+image id and the fix. An image whose decoded size differs from the
+``width`` / ``height`` of its annotation is logged (its boxes were checked
+against that size).
+"""
+import logging
+import os.path as osp
+from typing import Optional
+
+from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
+from mmengine.logging import print_log
+
+from ...registry import TRANSFORMS
+
+__all__ = ['LoadImageFromFile']
+
+
+@TRANSFORMS.register_module()
+class LoadImageFromFile(MMCVLoadImageFromFile):
+    """mmcv's ``LoadImageFromFile`` (same arguments, same output:
+    ``img`` H x W x 3 uint8 BGR, ``img_shape``, ``ori_shape``) with clear
+    errors. With ``ignore_empty=True`` an unreadable or undecodable image is
+    skipped (the dataset draws another one; mmcv skips only the former) and
+    logged by name."""
+
+    # size mismatches logged per transform instance (one per worker)
+    max_size_warnings = 5
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._size_warnings = 0
+
+    def transform(self, results: dict) -> Optional[dict]:
+        filename = results['img_path']
+        try:
+            out = super().transform(results)
+        except Exception as err:
+            # mmcv's ignore_empty covers read errors but not an image
+            # OpenCV decodes to None (its assert fires); cover both
+            if not self.ignore_empty:
+                raise self._load_error(results, err) from err
+            out = None
+        if out is None:
+            print_log(
+                f"skipped image '{filename}': it cannot be read or decoded "
+                '(ignore_empty=True).',
+                logger='current',
+                level=logging.WARNING)
+            return None
+        self._check_size(out)
+        return out
+
+    @staticmethod
+    def _load_error(results: dict, err: Exception) -> OSError:
+        filename = results['img_path']
+        img = f"image '{filename}'"
+        if results.get('img_id') is not None:
+            img += f" (img_id={results['img_id']})"
+        is_path = isinstance(filename, str) and '://' not in filename
+        if isinstance(err, FileNotFoundError) or (
+                is_path and not osp.exists(filename)):
+            return FileNotFoundError(
+                f'{img} does not exist. Check data_root / data_prefix in '
+                'the dataset config, or remove the image from the '
+                'annotation file.')
+        size = ''
+        if is_path:
+            size = f', {osp.getsize(filename)} bytes'
+        return OSError(
+            f'{img} cannot be decoded ({type(err).__name__}: {err}{size}): '
+            'the file is corrupted, truncated or not an image. Replace it, '
+            'or remove it (and its annotations) from the annotation file.')
+
+    def _check_size(self, results: dict) -> None:
+        expected = (results.get('height'), results.get('width'))
+        if None in expected or self._size_warnings >= self.max_size_warnings:
+            return
+        if tuple(results['img'].shape[:2]) != expected:
+            self._size_warnings += 1
+            last = (' (further mismatches are not logged)'
+                    if self._size_warnings == self.max_size_warnings else '')
+            print_log(
+                f"image '{results['img_path']}' is {results['img'].shape[1]}"
+                f"x{results['img'].shape[0]} (w x h) but its annotation says "
+                f'{expected[1]}x{expected[0]}; boxes may not line up with '
+                f'the image{last}.',
+                logger='current',
+                level=logging.WARNING)
