@@ -471,7 +471,11 @@ class RetinaHead(BaseDenseHead):
         # hide (an inf delta at a background anchor, a -inf logit, which the
         # focal loss maps to 0) in one reduction pass each, where isfinite
         # would take three.
-        sums = [m.detach().sum() for m in list(cls_scores) + list(bbox_preds)]
+        # fp32 sums: an fp16 map of 10M logits sums past fp16's range.
+        sums = [
+            m.detach().sum(dtype=torch.float32)
+            for m in list(cls_scores) + list(bbox_preds)
+        ]
         finite = torch.isfinite(torch.stack(sums + [loss_cls.detach(),
                                                     loss_bbox.detach()]))
         if not bool(finite.all()):

@@ -297,3 +297,21 @@ def test_sampling_samplers_are_refused():
                              pos_fraction=0.5)
     with pytest.raises(ValueError, match='no sampling'):
         MODELS.build(head_cfg(train_cfg=train_cfg))
+
+
+def test_half_precision_outputs_give_the_fp32_loss():
+    """Under AMP the maps are fp16; the loss is computed in fp32 and the
+    finite check must not overflow on large fp16 sums."""
+    head, _ = build_pair()
+    metas, gts, pad_hw, gen = make_batch([(400, 512)], [5])
+    cls_scores, bbox_preds = random_outputs(pad_hw, 1, gen)
+    cls_scores = [(s + 8).half() for s in cls_scores]  # sums > 65504
+    bbox_preds = [b.half() for b in bbox_preds]
+    assert cls_scores[0].float().sum() > 65504
+    low = losses_of(head, (cls_scores, bbox_preds), gts, metas)
+    ref = losses_of(head, ([s.float() for s in cls_scores],
+                           [b.float() for b in bbox_preds]), gts, metas)
+    torch.testing.assert_close(low['loss_cls'].float(), ref['loss_cls'],
+                               rtol=1e-5, atol=0)
+    torch.testing.assert_close(low['loss_bbox'].float(), ref['loss_bbox'],
+                               rtol=1e-3, atol=0)
