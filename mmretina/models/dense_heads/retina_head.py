@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
-from mmcv.ops import batched_nms
+from mmcv.ops import batched_nms, nms
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.structures.bbox import get_box_tensor, get_box_wh, scale_boxes
 from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
@@ -563,13 +563,62 @@ class RetinaHead(BaseDenseHead):
             if not keep.all():
                 results = results[keep]
         if with_nms and results.bboxes.numel() > 0:
-            det_bboxes, keep = batched_nms(
+            det_scores, keep = class_aware_nms(
                 get_box_tensor(results.bboxes), results.scores,
-                results.labels, cfg['nms'])
+                results.labels, cfg['nms'], cfg['max_per_img'])
             results = results[keep]
-            results.scores = det_bboxes[:, -1]
+            results.scores = det_scores
             results = results[:cfg['max_per_img']]
         return results
+
+
+def class_aware_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
+                    nms_cfg: dict, max_per_img: int) -> Tuple[Tensor, Tensor]:
+    """mmcv's ``batched_nms``, stopping early once ``max_per_img`` boxes
+    are kept.
+
+    Greedy NMS decides each box from the higher-scored boxes alone, so the
+    boxes kept among the top-m candidates are the first boxes the full run
+    keeps. NMS runs on the top 4 * ``max_per_img`` candidates, then on 4x
+    more while fewer than ``max_per_img`` survive. The class offsets use the
+    largest coordinate of all candidates, as ``batched_nms`` does, so the
+    IoUs and hence the results are mmcv's.
+
+    Args:
+        bboxes (Tensor): (M, 4) boxes.
+        scores (Tensor): (M,) scores.
+        labels (Tensor): (M,) class indices.
+        nms_cfg (dict): mmcv NMS config (``type``, ``iou_threshold``, ...).
+        max_per_img (int): boxes wanted; <= 0 means all.
+
+    Returns:
+        tuple[Tensor, Tensor]: scores after NMS and indices into the inputs
+        of the kept boxes, by descending score.
+    """
+    cfg = dict(nms_cfg)
+    nms_type = cfg.pop('type', 'nms')
+    class_agnostic = cfg.pop('class_agnostic', False)
+    split_thr = cfg.pop('split_thr', 10000)
+    if (nms_type != 'nms' or max_per_img <= 0
+            or len(bboxes) <= 4 * max_per_img or len(bboxes) >= split_thr):
+        dets, keep = batched_nms(bboxes, scores, labels, nms_cfg,
+                                 class_agnostic)
+        return dets[:, -1], keep
+    if class_agnostic:
+        boxes_for_nms = bboxes
+    else:
+        max_coordinate = bboxes.max()
+        offsets = labels.to(bboxes) * (max_coordinate +
+                                      torch.tensor(1).to(bboxes))
+        boxes_for_nms = bboxes + offsets[:, None]
+    order = scores.argsort(descending=True, stable=True)
+    num = 4 * max_per_img
+    while True:
+        top = order[:num]
+        dets, keep = nms(boxes_for_nms[top], scores[top], **cfg)
+        if len(keep) >= max_per_img or num >= len(order):
+            return dets[:, -1], top[keep]
+        num *= 4
 
 
 def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,

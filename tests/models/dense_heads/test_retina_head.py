@@ -315,3 +315,23 @@ def test_half_precision_outputs_give_the_fp32_loss():
                                rtol=1e-5, atol=0)
     torch.testing.assert_close(low['loss_bbox'].float(), ref['loss_bbox'],
                                rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize('max_per_img', [1, 7, 30, 100, 2000])
+@pytest.mark.parametrize('iou', [0.3, 0.7])
+def test_early_stopping_nms_keeps_mmcv_results(max_per_img, iou):
+    from mmcv.ops import batched_nms
+
+    from mmretina.models.dense_heads.retina_head import class_aware_nms
+    gen = torch.Generator().manual_seed(max_per_img)
+    xy = torch.rand(3000, 2, generator=gen) * 300
+    boxes = torch.cat([xy, xy + 10 + torch.rand(3000, 2, generator=gen) * 60],
+                      1)
+    scores = torch.rand(3000, generator=gen)
+    labels = torch.randint(0, 5, (3000, ), generator=gen)
+    cfg = dict(type='nms', iou_threshold=iou)
+    ref_dets, ref_keep = batched_nms(boxes, scores, labels, cfg)
+    det_scores, keep = class_aware_nms(boxes, scores, labels, cfg, max_per_img)
+    assert torch.equal(keep[:max_per_img], ref_keep[:max_per_img])
+    torch.testing.assert_close(det_scores[:max_per_img],
+                               ref_dets[:max_per_img, -1])
