@@ -39,9 +39,13 @@ tile border are dropped (they are fully visible in an overlapping tile).
 
 Usage::
 
-    python tools/dataset_converters/prepare_deepforest.py            # pip download
-    python tools/dataset_converters/prepare_deepforest.py --wheel deepforest-2.1.0-py3-none-any.whl
-    python tools/dataset_converters/prepare_deepforest.py --force    # redo
+    # pip download the wheel, convert
+    python tools/dataset_converters/prepare_deepforest.py
+    # use a wheel downloaded before
+    python tools/dataset_converters/prepare_deepforest.py \
+        --wheel deepforest-2.1.0-py3-none-any.whl
+    # rebuild
+    python tools/dataset_converters/prepare_deepforest.py --force
 
 Only numpy, PIL and the standard library are used.
 """
