@@ -608,8 +608,8 @@ def class_aware_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
         boxes_for_nms = bboxes
     else:
         max_coordinate = bboxes.max()
-        offsets = labels.to(bboxes) * (max_coordinate +
-                                      torch.tensor(1).to(bboxes))
+        offsets = labels.to(bboxes) * (
+            max_coordinate + torch.tensor(1).to(bboxes))
         boxes_for_nms = bboxes + offsets[:, None]
     order = scores.argsort(descending=True, stable=True)
     num = 4 * max_per_img

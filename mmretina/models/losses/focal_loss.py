@@ -16,7 +16,7 @@ Two forms live here:
   backward and accumulates in fp32, which is what makes the dense head's loss
   step fast and small.
 """
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F

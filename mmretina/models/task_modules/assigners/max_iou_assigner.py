@@ -15,7 +15,7 @@ anchor is 0 (a degenerate box, or one that no anchor touches) gets no
 low-quality match. mmdet, with ``min_pos_iou=0``, makes every anchor with
 IoU 0 to it a positive for it (open-mmlab/mmdetection#8289).
 """
-from typing import Callable, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from mmdet.models.task_modules.assigners import AssignResult
