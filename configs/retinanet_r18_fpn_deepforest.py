@@ -82,9 +82,9 @@ model = dict(
         nms=dict(type='nms', iou_threshold=0.5),
         max_per_img=300))
 
-max_epochs = 55
+max_epochs = 110
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
