@@ -100,8 +100,7 @@ def _pos_loss_and_grad(x: Tensor, gamma: float, alpha: float,
     return loss, grad
 
 
-def _neg_loss_and_grad(x: Tensor, gamma: float, alpha: float,
-                       grad_out: Optional[Tensor]):
+def _neg_loss_and_grad(x: Tensor, gamma: float, grad_out: Optional[Tensor]):
     """Loss and d loss / dx of the t = 0 branch, elementwise.
 
     FL = (1 - alpha) p^gamma softplus(x);
@@ -198,7 +197,7 @@ class FocalLossSum(torch.autograd.Function):
                 x = planes[p0:p1, :, s0:s1].float()
                 wc = w_planes[p0:p1, None, s0:s1]
                 g = None if g_planes is None else g_planes[p0:p1, :, s0:s1]
-                loss = _neg_loss_and_grad(x, gamma, alpha, g)
+                loss = _neg_loss_and_grad(x, gamma, g)
                 neg_total += loss.mul_(wc).sum()
                 if g is not None:
                     g.mul_(wc * (1 - alpha))
@@ -209,7 +208,7 @@ class FocalLossSum(torch.autograd.Function):
                 xp = x_all[b_idx, a_idx, cls, s_idx].float()
                 wp = w[b_idx, a_idx, s_idx]
                 lp, gp = _pos_loss_and_grad(xp, gamma, alpha, need_grad)
-                ln, _ = _pos_loss_and_grad(-xp, gamma, 1 - alpha, False)
+                ln = (1 - alpha) * _neg_loss_and_grad(xp, gamma, None)
                 pos_total += ((lp - ln) * wp).sum()
                 if need_grad:
                     grad[b_idx, a_idx, cls, s_idx] = gp * wp
@@ -225,10 +224,13 @@ class FocalLossSum(torch.autograd.Function):
         # The usual upstream gradient is exactly 1: hand the saved gradient
         # over instead of allocating a scaled copy of every map.
         unit = bool(grad_out == 1)
-        grads = [(lambda g: g if unit else g * grad_out.to(g.dtype))(
-            next(saved)) if has else None for has in ctx.has_grad]
-        return (None, None, None, None, None) + tuple(
-            None if g is None else g for g in grads)
+        grads = []
+        for has in ctx.has_grad:
+            g = next(saved) if has else None
+            if g is not None and not unit:
+                g = g * grad_out.to(g.dtype)
+            grads.append(g)
+        return (None, None, None, None, None) + tuple(grads)
 
 
 def focal_loss_sum(logits: Sequence[Tensor],
