@@ -12,6 +12,7 @@ on a typo and name ``mmretina.<Class>`` and the argument on a wrong keyword
 from mmdet.registry import DATASETS as MMDET_DATASETS
 from mmdet.registry import HOOKS as MMDET_HOOKS
 from mmdet.registry import MODELS as MMDET_MODELS
+from mmdet.registry import OPTIM_WRAPPERS as MMDET_OPTIM_WRAPPERS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
 from mmdet.registry import TRANSFORMS as MMDET_TRANSFORMS
 
@@ -42,3 +43,8 @@ HOOKS = MMRetinaRegistry(
     parent=MMDET_HOOKS,
     scope='mmretina',
     locations=['mmretina.engine.hooks'])
+OPTIM_WRAPPERS = MMRetinaRegistry(
+    'optim_wrapper',
+    parent=MMDET_OPTIM_WRAPPERS,
+    scope='mmretina',
+    locations=['mmretina.engine.optimizers'])

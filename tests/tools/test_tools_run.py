@@ -1,6 +1,6 @@
 """End-to-end runs of tools/ on a tiny synthetic COCO-format set: train,
 test (COCO mAP), resume, 2-process CPU distributed training, inference to a
-PNG and the --amp guard. One tiny checkpoint is trained once per module."""
+PNG, --amp (bf16 on a CPU) and its guard. One tiny checkpoint is trained once per module."""
 import glob
 import os.path as osp
 import pickle
@@ -171,14 +171,15 @@ def test_infer_writes_png(trained, tiny_data, tools_helpers, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU machine')
-def test_amp_without_gpu_fails_clearly(tools_helpers, tmp_path, monkeypatch,
-                                       capsys):
+def test_amp_without_gpu_or_cpu_bf16_fails_clearly(tools_helpers, tmp_path,
+                                                   monkeypatch, capsys):
     # in-process (argument parsing only), to spare a subprocess start-up
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'mmretina_tools_train', osp.join(tools_helpers.TOOLS, 'train.py'))
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
+    monkeypatch.setattr(train, '_cpu_bf16', lambda: False)
     monkeypatch.setenv('LOCAL_RANK', '0')  # restored after the test
     monkeypatch.setattr(sys, 'argv', [
         'train.py', 'some_config.py', '--amp', '--work-dir',
@@ -187,5 +188,23 @@ def test_amp_without_gpu_fails_clearly(tools_helpers, tmp_path, monkeypatch,
     with pytest.raises(SystemExit) as exc:
         train.main()
     assert exc.value.code == 2
-    assert '--amp needs a CUDA' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert '--amp needs a CUDA' in err and 'native bfloat16' in err
     assert not (tmp_path / 'amp').exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or
+                    not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    reason='needs a CPU with native bfloat16 and no GPU')
+def test_amp_on_cpu_trains_in_bf16(trained, tools_helpers, tmp_path):
+    work_dir = tmp_path / 'amp'
+    proc = tools_helpers.python_tool(
+        'train.py', trained['config'], '--amp', '--work-dir', str(work_dir),
+        '--cfg-options', 'train_cfg.max_iters=2',
+        'default_hooks.checkpoint.interval=2')
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert 'bfloat16 autocast on the CPU' in proc.stdout
+    assert 'Iter(train) [2/2]' in proc.stdout
+    ckpt = _load_ckpt(str(work_dir / 'iter_2.pth'))
+    assert "type='mmretina.BF16OptimWrapper'" in ckpt['meta']['cfg']
+    assert all(v.dtype != torch.bfloat16 for v in ckpt['state_dict'].values())

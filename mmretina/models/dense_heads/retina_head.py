@@ -458,7 +458,10 @@ class RetinaHead(BaseDenseHead):
             for p in bbox_preds
         ], dim=1)  # B, N, 4
         pos_img, pos_anchor = targets.pos_inds.unbind(1)
-        pos_pred = box_rows[pos_img, pos_anchor]
+        # fp32 from here (bf16 deltas would also promote against the fp32
+        # anchors; explicit is safer): a bf16 coordinate near 400 px is
+        # only exact to 2 px.
+        pos_pred = box_rows[pos_img, pos_anchor].float()
         if self.reg_decoded_bbox:
             pos_pred = get_box_tensor(
                 self.bbox_coder.decode(anchors[pos_anchor], pos_pred))

@@ -335,3 +335,25 @@ def test_early_stopping_nms_keeps_mmcv_results(max_per_img, iou):
     assert torch.equal(keep[:max_per_img], ref_keep[:max_per_img])
     torch.testing.assert_close(det_scores[:max_per_img],
                                ref_dets[:max_per_img, -1])
+
+
+@pytest.mark.parametrize('reg_decoded', [False, True])
+def test_bf16_autocast_losses_are_fp32_and_close(reg_decoded):
+    """Under bf16 autocast (mmretina.BF16OptimWrapper) the losses come out
+    fp32 and near the fp32 ones; decoded boxes are computed in fp32."""
+    overrides = {}
+    if reg_decoded:
+        overrides = dict(reg_decoded_bbox=True,
+                         loss_bbox=dict(type='GIoULoss', loss_weight=2.0))
+    head = MODELS.build(head_cfg('mmretina.', **overrides))
+    metas, gts, pad_hw, gen = make_batch([(320, 320), (320, 288)], [20, 6])
+    feats = head_outputs(head, pad_hw, 2, gen)
+    ref = head.loss_by_feat(*head(feats), gts, metas)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = head(feats)
+        assert outs[0][0].dtype == torch.bfloat16
+        got = head.loss_by_feat(*outs, gts, metas)
+    for key in ('loss_cls', 'loss_bbox'):
+        assert got[key].dtype == torch.float32
+        torch.testing.assert_close(got[key], ref[key], rtol=3e-2, atol=0)
+        got[key].backward(retain_graph=True)
