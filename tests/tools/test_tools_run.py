@@ -1,6 +1,7 @@
 """End-to-end runs of tools/ on a tiny synthetic COCO-format set: train,
 test (COCO mAP), resume, 2-process CPU distributed training, inference to a
-PNG, --amp (bf16 on a CPU) and its guard. One tiny checkpoint is trained once per module."""
+PNG, --amp (bf16 on a CPU) and its guard. One tiny checkpoint is trained
+once per module."""
 import glob
 import os.path as osp
 import pickle
