@@ -1,3 +1,4 @@
+from .blur import RandomGaussianBlur
 from .loading import LoadImageFromFile
 
-__all__ = ['LoadImageFromFile']
+__all__ = ['LoadImageFromFile', 'RandomGaussianBlur']
