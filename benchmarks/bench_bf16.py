@@ -77,8 +77,8 @@ def build(setting: str):
     with DefaultScope.overwrite_default_scope('mmdet'):
         torch.manual_seed(0)
         model = MODELS.build(cfg)
-    model.train()
-    return model, build_optim_wrapper(model, optim_cfg)
+        model.train()
+        return model, build_optim_wrapper(model, optim_cfg)
 
 
 def step(model, wrapper, inputs, samples) -> float:
@@ -88,7 +88,7 @@ def step(model, wrapper, inputs, samples) -> float:
         sum(v) if isinstance(v, list) else v for k, v in losses.items()
         if 'loss' in k)
     wrapper.update_params(total)
-    return float(total)
+    return float(total.detach())
 
 
 def main() -> None:
