@@ -1,8 +1,5 @@
 # RetinaNet R-18 FPN trained from scratch on DeepForest tree crowns (CPU demo).
-_base_ = ['./_base_/datasets/deepforest.py']
-
-custom_imports = dict(imports=['mmretina'], allow_failed_imports=False)
-default_scope = 'mmdet'
+_base_ = ['./_base_/datasets/deepforest.py', './_base_/default_runtime.py']
 
 norm_gn = dict(type='GN', num_groups=32, requires_grad=True)
 model = dict(
@@ -105,25 +102,14 @@ param_scheduler = [
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 
+# Runtime: _base_/default_runtime.py, with a log line per epoch (20 iters),
+# one checkpoint at the end and gloo (CPU) for distributed runs.
 default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='gloo'))
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(
-    type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
-log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
-log_level = 'INFO'
-# Stop at the first NaN/inf loss, naming the iteration and the loss term,
-# before CheckpointHook can save NaN weights.
-# An exponential moving average of the weights (time constant 500
+    logger=dict(interval=20), checkpoint=dict(interval=max_epochs))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+log_processor = dict(window_size=20)
+# Stop at the first NaN/inf loss (CheckFiniteLossHook, as in the base), and
+# an exponential moving average of the weights (time constant 500
 # iterations) is what is validated, saved and tested: better mAP at strict
 # IoUs and steadier val figures from one epoch to the next.
 custom_hooks = [
@@ -135,6 +121,4 @@ custom_hooks = [
         update_buffers=True,
         priority=49),
 ]
-load_from = None
-resume = False
 randomness = dict(seed=0)
