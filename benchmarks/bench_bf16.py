@@ -84,9 +84,7 @@ def build(setting: str):
 def step(model, wrapper, inputs, samples) -> float:
     with wrapper.optim_context(model):
         losses = model.loss(inputs, copy.deepcopy(samples))
-    total = sum(
-        sum(v) if isinstance(v, list) else v for k, v in losses.items()
-        if 'loss' in k)
+    total, _ = model.parse_losses(losses)
     wrapper.update_params(total)
     return float(total.detach())
 

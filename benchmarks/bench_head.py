@@ -266,9 +266,7 @@ def detector_step(repeats: int, device: str) -> dict:
 
 def _train(model, x, samples):
     losses = model.loss(x, copy.deepcopy(samples))
-    total = sum(
-        sum(v) if isinstance(v, list) else v for k, v in losses.items()
-        if 'loss' in k)
+    total, _ = model.parse_losses(losses)
     total.backward()
 
 
