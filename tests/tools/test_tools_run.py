@@ -12,6 +12,8 @@ import sys
 import pytest
 import torch
 
+from mmretina.engine.optimizers import bf16_supported
+
 MAX_ITERS = 4
 
 
@@ -195,7 +197,7 @@ def test_amp_without_gpu_or_cpu_bf16_fails_clearly(tools_helpers, tmp_path,
 
 
 @pytest.mark.skipif(torch.cuda.is_available() or
-                    not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    not bf16_supported('cpu'),
                     reason='needs a CPU with native bfloat16 and no GPU')
 def test_amp_on_cpu_trains_in_bf16(trained, tools_helpers, tmp_path):
     work_dir = tmp_path / 'amp'
