@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -239,7 +240,10 @@ def build_runner(config, work_dir, **overrides):
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(overrides)
     cfg.work_dir = str(work_dir)
-    cfg.experiment_name = f'robustness_{osp.basename(work_dir)}'
+    # mmengine keys the MessageHub (the loss history read below) by
+    # experiment name + timestamp to the second: runners built within one
+    # second would share it, so every runner gets a name of its own.
+    cfg.experiment_name = f'robustness_{uuid.uuid4().hex}'
     return Runner.from_cfg(cfg)
 
 
