@@ -1,4 +1,5 @@
 from .blur import RandomGaussianBlur
+from .image_stats import MatchImageStats
 from .loading import LoadImageFromFile
 
-__all__ = ['LoadImageFromFile', 'RandomGaussianBlur']
+__all__ = ['LoadImageFromFile', 'MatchImageStats', 'RandomGaussianBlur']
