@@ -23,21 +23,7 @@ say "2/5 prepare data/deepforest (COCO json + images)"
 say "3/5 train $CONFIG -> $WORK_DIR (resumes if interrupted)"
 # Resume only a run of this very config: a work dir left by another config
 # (or an older version of this one) is moved aside, not resumed.
-hash=$("$PY" - "$CONFIG" <<'PYEOF'
-import hashlib, sys
-from mmengine.config import Config
-text = Config.fromfile(sys.argv[1]).pretty_text
-print(hashlib.sha256(text.encode()).hexdigest()[:16])
-PYEOF
-)
-if [ -f "$WORK_DIR/last_checkpoint" ] && \
-   [ "$(cat "$WORK_DIR/.config_hash" 2>/dev/null)" != "$hash" ]; then
-  old="$WORK_DIR.old-$(date +%Y%m%d_%H%M%S)"
-  say "$WORK_DIR holds a run of another config: moved to $old, training anew"
-  mv "$WORK_DIR" "$old"
-fi
-mkdir -p "$WORK_DIR"
-echo "$hash" > "$WORK_DIR/.config_hash"
+"$PY" tools/claim_work_dir.py "$CONFIG" "$WORK_DIR"
 start=$(date +%s)
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" --resume
 say "training took $(( $(date +%s) - start )) s"
