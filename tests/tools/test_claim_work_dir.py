@@ -89,7 +89,9 @@ def test_run_of_another_config_is_moved_aside(tmp_path, stamp):
     assert sorted(os.listdir(work)) == [HASH_FILE]
 
 
-def test_edited_config_moves_its_own_old_run_aside(tmp_path):
+def test_edited_config_moves_its_own_old_run_aside(tmp_path, monkeypatch):
+    # one fixed timestamp: both moves below happen "within one second"
+    monkeypatch.setattr(_tool.time, 'strftime', lambda fmt: '20261123_000000')
     cfg = write_config(tmp_path / 'a.py')
     work = str(tmp_path / 'work')
     fake_run(work, stamp=config_hash(cfg))
@@ -98,7 +100,8 @@ def test_edited_config_moves_its_own_old_run_aside(tmp_path):
     # twice within one second: the second move gets its own name
     fake_run(work, stamp='0' * 16)
     claim_work_dir(cfg, work)
-    assert len(siblings(tmp_path, 'work')) == 2
+    assert siblings(tmp_path, 'work') == [
+        'work.old-20261123_000000', 'work.old-20261123_000000~1']
 
 
 def test_work_dir_without_checkpoint_is_not_moved(tmp_path):
