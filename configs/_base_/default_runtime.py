@@ -33,5 +33,9 @@ load_from = None
 resume = False
 
 # Stop at the first NaN/inf loss, naming the iteration and the loss term,
-# before CheckpointHook can save NaN weights.
-custom_hooks = [dict(type='mmretina.CheckFiniteLossHook')]
+# before CheckpointHook can save NaN weights. Stop before the first iteration
+# when model.bbox_head.num_classes differs from the training set's classes.
+custom_hooks = [
+    dict(type='mmretina.CheckFiniteLossHook'),
+    dict(type='mmretina.NumClassesCheckHook'),
+]
