@@ -4,59 +4,78 @@ Detection", sec. 4 and fig. 3).
 Two subnets of ``stacked_convs`` 3x3 convs + ReLU run on every pyramid level:
 the classification subnet ends in a conv with A*K sigmoid outputs, the box
 subnet in one with A*4 deltas. State-dict keys, constructor arguments and
-results are those of mmdet's ``RetinaHead``; what differs is how the work is
-done:
+results are those of mmdet's ``RetinaHead``. The module holds the layers and
+the anchors; the jobs around it are small functions in their own modules:
 
-* anchors and valid flags are cached by feature sizes, device and dtype;
-* targets of the whole batch come from one assignment
-  (:meth:`MaxIoUAssigner.assign_batch`), not an image loop;
-* the focal loss is one fused, chunked call over all levels, without a
-  one-hot tensor, and the box loss runs on positives only;
-* prediction selects candidates of all images and levels at once and decodes
-  only those.
+* targets of the whole batch from one assignment
+  (:func:`mmretina.models.dense_heads.targets.batch_targets`);
+* the focal loss as one fused, chunked call over all levels, without a
+  one-hot tensor (:func:`mmretina.models.losses.focal_loss_sum`); the box
+  loss runs on positives only;
+* prediction selects candidates of all images and levels at once and
+  decodes only those (:mod:`mmretina.models.dense_heads.postprocess`).
+
+Anchors are cached by feature sizes, device and dtype, least recently used
+out first once the cache exceeds its byte budget.
 """
-import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 from mmcv.cnn import ConvModule
-from mmcv.ops import batched_nms, nms
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-from mmdet.structures.bbox import get_box_tensor, get_box_wh, scale_boxes
+from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
                          OptInstanceList, OptMultiConfig)
-from mmengine.config import ConfigDict
-from mmengine.structures import InstanceData
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmretina.models.losses.focal_loss import FocalLoss, focal_loss_sum
-from mmretina.models.task_modules.assigners.max_iou_assigner import (
-    MaxIoUAssigner, pad_boxes)
-from mmretina.models.task_modules.prior_generators.anchor_generator import \
-    valid_sizes
 from mmretina.registry import MODELS, TASK_UTILS
+from .postprocess import predict_detections
+from .targets import BatchTargets, batch_targets, check_gt_finite
+
+# Anchors kept for the input sizes seen most recently. 64 MiB holds those
+# of about 8 COCO-sized (800 x 1333, 9 anchors per cell) inputs.
+PRIOR_CACHE_BYTES = 64 << 20
+
+Priors = Tuple[List[Tensor], Tensor]
 
 
-class BatchTargets:
-    """Training targets of a batch, anchors concatenated over levels.
-
-    Attributes:
-        labels (Tensor): (B, N) int64; class of positives, K elsewhere.
-        label_weights (Tensor): (B, N) float; 0 for ignored / outside.
-        pos_inds (Tensor): (P, 2) int64 (image, anchor) of positives.
-        bbox_targets (Tensor): (P, D) regression targets of positives.
-        avg_factor (Tensor): scalar, sum over images of max(#pos, 1).
+class PriorCache:
+    """Anchors per input size: ``(levels, all)``, (N_l, 4) per level and
+    (N, 4). The least recently used entries are dropped once the cached
+    tensors exceed ``max_bytes``; the newest entry always stays.
     """
 
-    def __init__(self, labels: Tensor, label_weights: Tensor,
-                 pos_inds: Tensor, bbox_targets: Tensor,
-                 avg_factor: Tensor) -> None:
-        self.labels = labels
-        self.label_weights = label_weights
-        self.pos_inds = pos_inds
-        self.bbox_targets = bbox_targets
-        self.avg_factor = avg_factor
+    def __init__(self, max_bytes: int = PRIOR_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: 'OrderedDict[tuple, Tuple[Priors, int]]' = \
+            OrderedDict()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(size for _, size in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._entries
+
+    def get(self, key: tuple, make: Callable[[], Priors]) -> Priors:
+        """The entry of ``key``, made with ``make()`` on a miss."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key][0]
+        value = make()
+        size = sum(t.numel() * t.element_size() for t in [*value[0], value[1]])
+        self._entries[key] = (value, size)
+        while len(self._entries) > 1 and self.nbytes > self.max_bytes:
+            self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 @MODELS.register_module()
@@ -155,12 +174,11 @@ class RetinaHead(BaseDenseHead):
                     'mmretina.RetinaHead trains on all anchors (no sampling, '
                     f'paper sec. 4); got sampler {sampler["type"]}. Use '
                     "dict(type='PseudoSampler') or leave it out.")
-        self._prior_cache: Dict[tuple, Tuple[List[Tensor], Tensor]] = {}
+        self._prior_cache = PriorCache()
         self._init_layers()
 
     def _init_layers(self) -> None:
         """The two subnets and their output convs (mmdet's layer names)."""
-        self.relu = nn.ReLU(inplace=True)
         self.cls_convs = nn.ModuleList()
         self.reg_convs = nn.ModuleList()
         in_channels = self.in_channels
@@ -222,6 +240,21 @@ class RetinaHead(BaseDenseHead):
         return [o[0] for o in outs], [o[1] for o in outs]
 
     # ------------------------------------------------------------------
+    # mmdet's AnchorHead surface that subclasses and tools read
+    # ------------------------------------------------------------------
+
+    @property
+    def num_anchors(self) -> int:
+        """A, anchors per location (mmdet's deprecated alias of
+        ``num_base_priors``)."""
+        return self.num_base_priors
+
+    @property
+    def anchor_generator(self):
+        """The prior generator (mmdet 2.x name of ``prior_generator``)."""
+        return self.prior_generator
+
+    # ------------------------------------------------------------------
     # anchors
     # ------------------------------------------------------------------
     def _priors(self, featmap_sizes: Sequence[Tuple[int, int]],
@@ -234,14 +267,14 @@ class RetinaHead(BaseDenseHead):
         """
         key = (tuple(tuple(int(s) for s in size) for size in featmap_sizes),
                dtype, str(device))
-        if key not in self._prior_cache:
-            if len(self._prior_cache) > 32:  # many input sizes: stay bounded
-                self._prior_cache.clear()
+
+        def make():
             levels = self.prior_generator.grid_priors(
                 featmap_sizes, dtype=dtype, device=device)
             levels = [get_box_tensor(p) for p in levels]
-            self._prior_cache[key] = (levels, torch.cat(levels))
-        return self._prior_cache[key]
+            return levels, torch.cat(levels)
+
+        return self._prior_cache.get(key, make)
 
     def get_anchors(self, featmap_sizes: List[tuple],
                     batch_img_metas: List[dict],
@@ -261,28 +294,6 @@ class RetinaHead(BaseDenseHead):
         ]
         return anchor_list, valid_flag_list
 
-    def _valid_mask(self, featmap_sizes: Sequence[Tuple[int, int]],
-                    batch_img_metas: Sequence[dict],
-                    device: torch.device) -> Tensor:
-        """(B, N) valid flags of every image: the anchor's cell lies on the
-        padded image (mmdet's ``valid_flags``), vectorised."""
-        gen = self.prior_generator
-        # (B, L, 2) numbers of valid cell rows and columns per level.
-        valid_hw = torch.tensor(
-            [valid_sizes(gen.strides, featmap_sizes, m['pad_shape'])
-             for m in batch_img_metas],
-            device=device)
-        masks = []
-        for level, (feat_h, feat_w) in enumerate(featmap_sizes):
-            rows = torch.arange(feat_h, device=device)[None, :, None] < \
-                valid_hw[:, level, 0, None, None]
-            cols = torch.arange(feat_w, device=device)[None, None, :] < \
-                valid_hw[:, level, 1, None, None]
-            mask = (rows & cols)[..., None].expand(
-                -1, -1, -1, gen.num_base_priors[level])
-            masks.append(mask.reshape(len(batch_img_metas), -1))
-        return torch.cat(masks, dim=1)
-
     # ------------------------------------------------------------------
     # targets
     # ------------------------------------------------------------------
@@ -293,7 +304,9 @@ class RetinaHead(BaseDenseHead):
                     batch_img_metas: List[dict],
                     batch_gt_instances_ignore: OptInstanceList = None
                     ) -> BatchTargets:
-        """Targets of every anchor of every image.
+        """Targets of every anchor of every image
+        (:func:`~mmretina.models.dense_heads.targets.batch_targets` with this
+        head's assigner, coder and ``train_cfg``).
 
         Args:
             anchors (Tensor): (N, 4) anchors of all levels.
@@ -307,85 +320,18 @@ class RetinaHead(BaseDenseHead):
         Returns:
             BatchTargets
         """
-        device = anchors.device
-        inside = valid
-        border = self.train_cfg.get('allowed_border', 0)
-        if border >= 0:
-            img_hw = anchors.new_tensor(
-                [m['img_shape'][:2] for m in batch_img_metas])  # B, 2
-            inside = inside & (anchors[None, :, 0] >= -border) & \
-                (anchors[None, :, 1] >= -border) & \
-                (anchors[None, :, 2] < img_hw[:, 1:2] + border) & \
-                (anchors[None, :, 3] < img_hw[:, 0:1] + border)
-        if not bool(inside.any(dim=1).all()):
-            raise ValueError(
-                'There is no valid anchor inside the image boundary. Please '
-                'check the image size and anchor sizes, or set '
-                '``allowed_border`` to -1 to skip the condition.')
-        gt_boxes, gt_valid = pad_boxes(
-            [get_box_tensor(g.bboxes).to(anchors) for g in batch_gt_instances])
-        gt_labels = torch.full(gt_valid.shape, self.num_classes,
-                               dtype=torch.long, device=device)
-        for i, g in enumerate(batch_gt_instances):
-            gt_labels[i, :len(g.labels)] = g.labels
-        if isinstance(self.assigner, MaxIoUAssigner):
-            excluded = ~inside
-            if batch_gt_instances_ignore is not None and any(
-                    g is not None for g in batch_gt_instances_ignore):
-                ignore, ignore_valid = pad_boxes([
-                    anchors.new_zeros((0, 4)) if g is None else
-                    get_box_tensor(g.bboxes).to(anchors)
-                    for g in batch_gt_instances_ignore
-                ])
-                ignored = self.assigner.ignored_priors(anchors[None], ignore,
-                                                       ignore_valid)
-                if ignored is not None:
-                    excluded = excluded | ignored
-            gt_inds, _ = self.assigner.assign_batch(anchors, gt_boxes,
-                                                    gt_valid, excluded)
-            gt_inds = gt_inds.masked_fill(~inside, -1)
-        else:
-            gt_inds = self._assign_per_image(anchors, inside,
-                                             batch_gt_instances,
-                                             batch_gt_instances_ignore)
-        pos = gt_inds > 0
-        pos_inds = pos.nonzero()
-        pos_img, pos_anchor = pos_inds.unbind(1)
-        pos_gt = gt_inds[pos_img, pos_anchor] - 1
-        labels = torch.full_like(gt_inds, self.num_classes)
-        labels[pos_img, pos_anchor] = gt_labels[pos_img, pos_gt]
-        label_weights = (gt_inds >= 0).float()
-        pos_weight = self.train_cfg.get('pos_weight', -1)
-        if pos_weight > 0:
-            label_weights[pos] = pos_weight
-        pos_gt_boxes = gt_boxes[pos_img, pos_gt]
-        if self.reg_decoded_bbox:
-            bbox_targets = pos_gt_boxes
-        else:
-            bbox_targets = self.bbox_coder.encode(anchors[pos_anchor],
-                                                  pos_gt_boxes)
-        avg_factor = pos.sum(dim=1).clamp(min=1).sum()
-        return BatchTargets(labels, label_weights, pos_inds, bbox_targets,
-                            avg_factor)
-
-    def _assign_per_image(self, anchors: Tensor, inside: Tensor,
-                          batch_gt_instances: InstanceList,
-                          batch_gt_instances_ignore: OptInstanceList
-                          ) -> Tensor:
-        """Assignment with any mmdet assigner, one image at a time.
-
-        Returns:
-            Tensor: (B, N) gt_inds, -1 outside the image.
-        """
-        gt_inds = torch.full(inside.shape, -1, dtype=torch.long,
-                             device=anchors.device)
-        for i, gt in enumerate(batch_gt_instances):
-            ignore = (None if batch_gt_instances_ignore is None else
-                      batch_gt_instances_ignore[i])
-            result = self.assigner.assign(
-                InstanceData(priors=anchors[inside[i]]), gt, ignore)
-            gt_inds[i, inside[i]] = result.gt_inds
-        return gt_inds
+        return batch_targets(
+            self.assigner,
+            self.bbox_coder,
+            self.num_classes,
+            anchors,
+            valid,
+            batch_gt_instances,
+            batch_img_metas,
+            batch_gt_instances_ignore,
+            allowed_border=self.train_cfg.get('allowed_border', 0),
+            pos_weight=self.train_cfg.get('pos_weight', -1),
+            reg_decoded_bbox=self.reg_decoded_bbox)
 
     # ------------------------------------------------------------------
     # loss
@@ -416,42 +362,17 @@ class RetinaHead(BaseDenseHead):
                 f'mmretina.RetinaHead: {self.prior_generator.num_levels} '
                 f'anchor levels configured, got {len(cls_scores)} feature '
                 'levels')
-        _check_gt(batch_gt_instances, batch_img_metas)
+        check_gt_finite(batch_gt_instances, batch_img_metas)
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         device = cls_scores[0].device
         levels, anchors = self._priors(featmap_sizes, torch.float32, device)
-        valid = self._valid_mask(featmap_sizes, batch_img_metas, device)
+        valid = self.prior_generator.batch_valid_flags(
+            featmap_sizes, [m['pad_shape'] for m in batch_img_metas], device)
         targets = self.get_targets(anchors, valid, batch_gt_instances,
                                    batch_img_metas, batch_gt_instances_ignore)
+        loss_cls = self._loss_cls(cls_scores, targets, levels)
 
         num_imgs = cls_scores[0].size(0)
-        avg_factor = targets.avg_factor
-        if isinstance(self.loss_cls, FocalLoss) and not \
-                self.loss_cls.activated and self.loss_cls.reduction == 'mean':
-            total = focal_loss_sum(cls_scores, targets.labels,
-                                   targets.label_weights,
-                                   self.num_base_priors, self.loss_cls.gamma,
-                                   self.loss_cls.alpha)
-            eps = torch.finfo(torch.float32).eps
-            loss_cls = self.loss_cls.loss_weight * total / (avg_factor + eps)
-        else:
-            # Any other sigmoid loss: rows (B * N_l, K) level by level.
-            k = self.cls_out_channels
-            level_sizes = [len(a) for a in levels]
-            cls_rows = torch.cat([
-                s.permute(0, 2, 3, 1).reshape(-1, k) for s in cls_scores
-            ])
-            labels = torch.cat([
-                t.reshape(-1)
-                for t in targets.labels.split(level_sizes, dim=1)
-            ])
-            weights = torch.cat([
-                t.reshape(-1)
-                for t in targets.label_weights.split(level_sizes, dim=1)
-            ])
-            loss_cls = self.loss_cls(
-                cls_rows, labels, weights, avg_factor=avg_factor)
-
         dim = self.bbox_coder.encode_size
         box_rows = torch.cat([
             p.permute(0, 2, 3, 1).reshape(num_imgs, -1, dim)
@@ -469,7 +390,7 @@ class RetinaHead(BaseDenseHead):
             pos_pred,
             targets.bbox_targets,
             torch.ones_like(targets.bbox_targets),
-            avg_factor=avg_factor)
+            avg_factor=targets.avg_factor)
         # One host sync per step. The sums of the maps catch what the losses
         # hide (an inf delta at a background anchor, a -inf logit, which the
         # focal loss maps to 0) in one reduction pass each, where isfinite
@@ -485,6 +406,35 @@ class RetinaHead(BaseDenseHead):
             _raise_non_finite(cls_scores, bbox_preds, loss_cls, loss_bbox)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
 
+    def _loss_cls(self, cls_scores: List[Tensor], targets: BatchTargets,
+                  levels: List[Tensor]) -> Tensor:
+        """Classification loss, normalised by the number of positives.
+
+        mmretina's focal loss runs fused on the maps; any other sigmoid
+        loss gets mmdet's (B * N_l, K) rows level by level.
+        """
+        avg_factor = targets.avg_factor
+        if isinstance(self.loss_cls, FocalLoss) and not \
+                self.loss_cls.activated and self.loss_cls.reduction == 'mean':
+            total = focal_loss_sum(cls_scores, targets.labels,
+                                   targets.label_weights,
+                                   self.num_base_priors, self.loss_cls.gamma,
+                                   self.loss_cls.alpha)
+            eps = torch.finfo(torch.float32).eps
+            return self.loss_cls.loss_weight * total / (avg_factor + eps)
+        k = self.cls_out_channels
+        level_sizes = [len(a) for a in levels]
+        cls_rows = torch.cat(
+            [s.permute(0, 2, 3, 1).reshape(-1, k) for s in cls_scores])
+        labels = torch.cat([
+            t.reshape(-1) for t in targets.labels.split(level_sizes, dim=1)
+        ])
+        weights = torch.cat([
+            t.reshape(-1)
+            for t in targets.label_weights.split(level_sizes, dim=1)
+        ])
+        return self.loss_cls(cls_rows, labels, weights, avg_factor=avg_factor)
+
     # ------------------------------------------------------------------
     # prediction
     # ------------------------------------------------------------------
@@ -496,12 +446,14 @@ class RetinaHead(BaseDenseHead):
                         cfg: OptConfigType = None,
                         rescale: bool = False,
                         with_nms: bool = True) -> InstanceList:
-        """Detections of every image.
+        """Detections of every image
+        (:func:`~mmretina.models.dense_heads.postprocess.predict_detections`).
 
         Per image and level, the ``nms_pre`` (anchor, class) pairs of highest
-        score above ``score_thr`` are kept, decoded and clipped to
-        ``img_shape``, rescaled, filtered by ``min_bbox_size`` and reduced by
-        class-aware NMS to ``max_per_img`` (mmdet's semantics).
+        score above ``score_thr`` are kept (all of them for ``nms_pre`` <= 0),
+        decoded and clipped to ``img_shape``, rescaled, filtered by
+        ``min_bbox_size`` and reduced by class-aware NMS to ``max_per_img``
+        (mmdet's semantics).
 
         Args:
             cls_scores (list[Tensor]): B x (A*K) x H_l x W_l per level.
@@ -519,219 +471,12 @@ class RetinaHead(BaseDenseHead):
         if score_factors is not None:
             raise ValueError('mmretina.RetinaHead has no score factors')
         cfg = self.test_cfg if cfg is None else cfg
-        num_imgs = cls_scores[0].size(0)
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         levels, _ = self._priors(featmap_sizes, cls_scores[0].dtype,
                                  cls_scores[0].device)
-        cand = select_topk_candidates(
-            [s.detach() for s in cls_scores], self.num_base_priors,
-            cfg.get('score_thr', 0), cfg.get('nms_pre', -1))
-        results = []
-        for i in range(num_imgs):
-            sel = cand['img'] == i
-            level, anchor = cand['level'][sel], cand['anchor'][sel]
-            priors = torch.cat([
-                levels[lvl][anchor[level == lvl]]
-                for lvl in range(len(levels))
-            ])
-            deltas = torch.cat([
-                _gather_deltas(bbox_preds[lvl].detach(), i,
-                               anchor[level == lvl], self.num_base_priors,
-                               self.bbox_coder.encode_size)
-                for lvl in range(len(levels))
-            ])
-            bboxes = self.bbox_coder.decode(
-                priors, deltas, max_shape=batch_img_metas[i]['img_shape'])
-            result = InstanceData()
-            result.bboxes = bboxes
-            result.scores = cand['score'][sel]
-            result.labels = cand['label'][sel]
-            results.append(
-                self._post_process(result, cfg, rescale, with_nms,
-                                   batch_img_metas[i]))
-        return results
-
-    def _post_process(self, results: InstanceData, cfg: ConfigDict,
-                      rescale: bool, with_nms: bool,
-                      img_meta: dict) -> InstanceData:
-        """Rescale, drop small boxes, class-aware NMS, keep max_per_img."""
-        if rescale:
-            if img_meta.get('scale_factor') is None:
-                raise ValueError('rescale=True needs img_meta["scale_factor"]')
-            scale_factor = [1 / s for s in img_meta['scale_factor']]
-            results.bboxes = scale_boxes(results.bboxes, scale_factor)
-        if cfg.get('min_bbox_size', -1) >= 0:
-            w, h = get_box_wh(results.bboxes)
-            keep = (w > cfg['min_bbox_size']) & (h > cfg['min_bbox_size'])
-            if not keep.all():
-                results = results[keep]
-        if with_nms and results.bboxes.numel() > 0:
-            det_scores, keep = class_aware_nms(
-                get_box_tensor(results.bboxes), results.scores,
-                results.labels, cfg['nms'], cfg['max_per_img'])
-            results = results[keep]
-            results.scores = det_scores
-            results = results[:cfg['max_per_img']]
-        return results
-
-
-def class_aware_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
-                    nms_cfg: dict, max_per_img: int) -> Tuple[Tensor, Tensor]:
-    """mmcv's ``batched_nms``, stopping early once ``max_per_img`` boxes
-    are kept.
-
-    Greedy NMS decides each box from the higher-scored boxes alone, so the
-    boxes kept among the top-m candidates are the first boxes the full run
-    keeps. NMS runs on the top 4 * ``max_per_img`` candidates, then on 4x
-    more while fewer than ``max_per_img`` survive. The class offsets use the
-    largest coordinate of all candidates, as ``batched_nms`` does, so the
-    IoUs and hence the results are mmcv's.
-
-    Args:
-        bboxes (Tensor): (M, 4) boxes.
-        scores (Tensor): (M,) scores.
-        labels (Tensor): (M,) class indices.
-        nms_cfg (dict): mmcv NMS config (``type``, ``iou_threshold``, ...).
-        max_per_img (int): boxes wanted; <= 0 means all.
-
-    Returns:
-        tuple[Tensor, Tensor]: scores after NMS and indices into the inputs
-        of the kept boxes, by descending score.
-    """
-    cfg = dict(nms_cfg)
-    nms_type = cfg.pop('type', 'nms')
-    class_agnostic = cfg.pop('class_agnostic', False)
-    split_thr = cfg.pop('split_thr', 10000)
-    if (nms_type != 'nms' or max_per_img <= 0
-            or len(bboxes) <= 4 * max_per_img or len(bboxes) >= split_thr):
-        dets, keep = batched_nms(bboxes, scores, labels, nms_cfg,
-                                 class_agnostic)
-        return dets[:, -1], keep
-    if class_agnostic:
-        boxes_for_nms = bboxes
-    else:
-        max_coordinate = bboxes.max()
-        offsets = labels.to(bboxes) * (
-            max_coordinate + torch.tensor(1).to(bboxes))
-        boxes_for_nms = bboxes + offsets[:, None]
-    order = scores.argsort(descending=True, stable=True)
-    num = 4 * max_per_img
-    while True:
-        top = order[:num]
-        dets, keep = nms(boxes_for_nms[top], scores[top], **cfg)
-        if len(keep) >= max_per_img or num >= len(order):
-            return dets[:, -1], top[keep]
-        num *= 4
-
-
-def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
-                           score_thr: float, nms_pre: int) -> Dict[str, Tensor]:
-    """(anchor, class) pairs kept before NMS, for all images and levels.
-
-    Per image and level: sigmoid score > ``score_thr``, the ``nms_pre`` best
-    (all if <= 0), in descending score; ties are broken by mmdet's flat index
-    ((y * W + x) * A + a) * K + k, lowest first.
-
-    Args:
-        cls_scores (list[Tensor]): B x (A*K) x H_l x W_l logits per level.
-        num_anchors (int): A.
-        score_thr (float): score threshold.
-        nms_pre (int): candidates per image and level.
-
-    Returns:
-        dict[str, Tensor]: ``img``, ``level``, ``anchor`` (index within the
-        level), ``label``, ``score``; each (M,), ordered by image, level,
-        then descending score.
-    """
-    # Compare logits with a slightly loose threshold first (no sigmoid over
-    # the whole map), then apply the exact test to the few survivors.
-    if 0 < score_thr < 1:
-        logit_thr = math.log(score_thr / (1 - score_thr)) - 1e-3
-    else:
-        logit_thr = -math.inf
-    groups = []
-    for level, logits in enumerate(cls_scores):
-        num_imgs, channels, height, width = logits.shape
-        num_classes = channels // num_anchors
-        hw = height * width
-        flat_logits = logits.reshape(-1)
-        idx = (flat_logits > logit_thr).nonzero().squeeze(1)
-        score = flat_logits[idx].float().sigmoid()
-        keep = score > score_thr
-        idx, score = idx[keep], score[keep]
-        # NCHW position -> image, channel, cell; mmdet's per-image index is
-        # ((y * W + x) * A + a) * K + k.
-        img = idx // (channels * hw)
-        chan = idx % (channels * hw) // hw
-        cell = idx % hw
-        anchor = cell * num_anchors + chan // num_classes
-        label = chan % num_classes
-        flat = anchor * num_classes + label
-        bounds = torch.searchsorted(
-            img, torch.arange(num_imgs + 1, device=img.device)).tolist()
-        for i in range(num_imgs):
-            sel = slice(bounds[i], bounds[i + 1])
-            order = _top_scores(score[sel], flat[sel], nms_pre)
-            groups.append((i, level, anchor[sel][order], label[sel][order],
-                           score[sel][order].to(logits.dtype)))
-    groups.sort(key=lambda g: (g[0], g[1]))
-    return dict(
-        img=torch.cat([torch.full_like(g[2], g[0]) for g in groups]),
-        level=torch.cat([torch.full_like(g[2], g[1]) for g in groups]),
-        anchor=torch.cat([g[2] for g in groups]),
-        label=torch.cat([g[3] for g in groups]),
-        score=torch.cat([g[4] for g in groups]))
-
-
-def _top_scores(score: Tensor, flat: Tensor, k: int) -> Tensor:
-    """Indices of the k best scores, by descending score then ascending
-    ``flat`` index; all of them when k <= 0.
-
-    A full sort (what mmdet does) is paid only for the k that survive.
-    """
-    idx = torch.arange(score.numel(), device=score.device)
-    if 0 < k < score.numel():
-        kth = score.topk(k, sorted=False).values.min()
-        above = idx[score > kth]
-        tied = idx[score == kth]
-        tied = tied[flat[tied].argsort()][:k - above.numel()]
-        idx = torch.cat([above, tied])
-    idx = idx[flat[idx].argsort()]
-    return idx[score[idx].argsort(descending=True, stable=True)]
-
-
-def _gather_deltas(bbox_pred: Tensor, img: int, anchor: Tensor,
-                   num_anchors: int, dim: int) -> Tensor:
-    """Deltas of the given anchors of one image and level.
-
-    Args:
-        bbox_pred (Tensor): B x (A*D) x H x W.
-        anchor (Tensor): (M,) indices (y * W + x) * A + a.
-
-    Returns:
-        Tensor: (M, D).
-    """
-    width = bbox_pred.size(-1)
-    a = anchor % num_anchors
-    cell = anchor // num_anchors
-    y, x = cell // width, cell % width
-    chans = a[:, None] * dim + torch.arange(dim, device=anchor.device)
-    return bbox_pred[img][chans, y[:, None], x[:, None]]
-
-
-def _check_gt(batch_gt_instances: InstanceList,
-              batch_img_metas: List[dict]) -> None:
-    """Reject ground truths that would silently poison the loss."""
-    for i, gt in enumerate(batch_gt_instances):
-        boxes = get_box_tensor(gt.bboxes)
-        if boxes.numel() and not bool(torch.isfinite(boxes).all()):
-            bad = (~torch.isfinite(boxes)).any(dim=1).nonzero().flatten()
-            name = batch_img_metas[i].get('img_path', f'image {i}')
-            raise ValueError(
-                f'mmretina.RetinaHead: ground-truth boxes of {name} contain '
-                f'NaN or inf (box indices {bad.tolist()[:10]}): '
-                f'{boxes[bad[:3]].tolist()}. Check the annotations and the '
-                'data pipeline.')
+        return predict_detections(cls_scores, bbox_preds, levels,
+                                  self.num_base_priors, self.bbox_coder,
+                                  batch_img_metas, cfg, rescale, with_nms)
 
 
 def _raise_non_finite(cls_scores: List[Tensor], bbox_preds: List[Tensor],

@@ -41,6 +41,11 @@ def test_grid_priors_and_valid_flags_match_mmdet(name):
         for a, b in zip(ours.valid_flags(feats, pad, 'cpu'),
                         ref.valid_flags(feats, pad, 'cpu')):
             assert torch.equal(a, b)
+    pads = [(100, 130), (97, 61), (8, 8)]
+    batch = ours.batch_valid_flags(feats, pads, 'cpu')
+    for flags, pad in zip(batch, pads):
+        assert torch.equal(flags, torch.cat(ref.valid_flags(feats, pad,
+                                                            'cpu')))
     idx = torch.tensor([0, 1, 5, 17, 40])
     for lvl, feat in enumerate(feats):
         n = feat[0] * feat[1] * ours.num_base_priors[lvl]

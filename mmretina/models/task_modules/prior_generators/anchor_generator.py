@@ -38,6 +38,28 @@ def valid_sizes(strides: Sequence[Tuple[int, int]],
                 featmap_sizes, strides)]
 
 
+def _grid_valid_flags(featmap_size: Tuple[int, int], valid_hw: Tensor,
+                      num_base_anchors: int) -> Tensor:
+    """Valid flags of one level for B images.
+
+    Args:
+        featmap_size (tuple[int, int]): (H, W).
+        valid_hw (Tensor): (B, 2) valid cell rows and columns per image.
+        num_base_anchors (int): A.
+
+    Returns:
+        Tensor: (B, H * W * A) bool, anchor order (y * W + x) * A + a.
+    """
+    feat_h, feat_w = featmap_size
+    device = valid_hw.device
+    rows = torch.arange(feat_h, device=device)[None, :, None] < \
+        valid_hw[:, 0, None, None]
+    cols = torch.arange(feat_w, device=device)[None, None, :] < \
+        valid_hw[:, 1, None, None]
+    mask = (rows & cols)[..., None].expand(-1, -1, -1, num_base_anchors)
+    return mask.reshape(valid_hw.size(0), -1)
+
+
 @TASK_UTILS.register_module()
 class AnchorGenerator:
     """Standard multi-level anchor generator.
@@ -298,11 +320,36 @@ class AnchorGenerator:
         if valid_h > feat_h or valid_w > feat_w:
             raise ValueError(f'valid size {valid_size} exceeds the feature '
                              f'map size {featmap_size}')
-        valid_y = torch.arange(feat_h, device=device) < valid_h
-        valid_x = torch.arange(feat_w, device=device) < valid_w
-        valid = valid_y[:, None] & valid_x[None, :]
-        return valid[:, :, None].expand(feat_h, feat_w,
-                                        num_base_anchors).reshape(-1)
+        return _grid_valid_flags(
+            featmap_size, torch.tensor([valid_size], device=device),
+            num_base_anchors)[0]
+
+    def batch_valid_flags(self, featmap_sizes: Sequence[Tuple[int, int]],
+                          pad_shapes: Sequence[Tuple[int, ...]],
+                          device: DeviceType = 'cuda') -> Tensor:
+        """:meth:`valid_flags` of B images at once, levels concatenated.
+
+        Args:
+            featmap_sizes (list[tuple[int, int]]): (H_l, W_l) per level.
+            pad_shapes (list[tuple]): padded shape (h, w, ...) per image.
+
+        Returns:
+            Tensor: (B, N) bool, N = sum over levels of H_l * W_l * A_l, in
+            the order of :meth:`grid_priors` concatenated.
+        """
+        if len(featmap_sizes) != self.num_levels:
+            raise ValueError(
+                f'AnchorGenerator: {self.num_levels} levels configured, got '
+                f'{len(featmap_sizes)} feature map sizes')
+        # (B, L, 2) numbers of valid cell rows and columns per level.
+        valid_hw = torch.tensor(
+            [valid_sizes(self.strides, featmap_sizes, s) for s in pad_shapes],
+            device=device)
+        return torch.cat([
+            _grid_valid_flags(size, valid_hw[:, level],
+                              self.num_base_priors[level])
+            for level, size in enumerate(featmap_sizes)
+        ], dim=1)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(strides={self.strides}, '
