@@ -373,3 +373,28 @@ def test_bf16_autocast_losses_are_fp32_and_close(reg_decoded):
         assert got[key].dtype == torch.float32
         torch.testing.assert_close(got[key], ref[key], rtol=3e-2, atol=0)
         got[key].backward(retain_graph=True)
+
+
+def test_tuple_neg_iou_thr_with_an_empty_image_matches_mmdet():
+    """mmdet trains an image without ground truth as all background, also
+    when ``neg_iou_thr`` is a range that excludes IoU 0."""
+    train_cfg = head_cfg()['train_cfg']
+    train_cfg['assigner'] = dict(
+        type='mmretina.MaxIoUAssigner', pos_iou_thr=0.5,
+        neg_iou_thr=(0.1, 0.4), min_pos_iou=0, ignore_iof_thr=-1)
+    torch.manual_seed(0)
+    ours = MODELS.build(head_cfg(train_cfg=copy.deepcopy(train_cfg)))
+    train_cfg['assigner']['type'] = 'MaxIoUAssigner'
+    theirs = MODELS.build(head_cfg('', train_cfg=train_cfg))
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    shapes = [(192, 256)] * 3
+    metas, gts, pad_hw, gen = make_batch(shapes, [5, 0, 3], seed=11)
+    feats = head_outputs(ours, pad_hw, 3, gen)
+    mine = losses_of(ours, ours(feats), gts, metas)
+    ref = losses_of(theirs, theirs(feats), gts, metas)
+    print('loss_cls mmdet', float(ref['loss_cls']), 'mmretina',
+          float(mine['loss_cls']))
+    torch.testing.assert_close(mine['loss_cls'], ref['loss_cls'], rtol=1e-5,
+                               atol=0)
+    torch.testing.assert_close(mine['loss_bbox'], ref['loss_bbox'],
+                               rtol=1e-5, atol=1e-7)

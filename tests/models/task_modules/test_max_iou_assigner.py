@@ -154,20 +154,57 @@ def test_gpu_assign_thr_cpu_fallback_gives_same_result():
     assert result.gt_inds.device == priors.device
 
 
-def test_batch_assignment_equals_per_image():
-    gen = torch.Generator().manual_seed(5)
+@pytest.mark.parametrize('name', list(CONFIGS))
+@pytest.mark.parametrize('counts', [(0, 3, 17), (5, 0, 3), (0, 0, 9)])
+def test_batch_assignment_equals_mmdet_per_image(name, counts):
+    """The batched path the head uses (ignored priors excluded, padded
+    ground truths, empty images mixed in) gives, image by image, mmdet's
+    assignment, for every assigner config of this module."""
+    cfg = CONFIGS[name]
+    gen = torch.Generator().manual_seed(5 + sum(counts))
     priors = random_boxes(800, 256, gen)
-    counts = [0, 3, 17]
     gts = [random_boxes(n, 256, gen, 10, 90) for n in counts]
-    assigner = MaxIoUAssigner(**RETINA)
+    ignores = [random_boxes(2, 256, gen, 20, 60) for _ in counts]
+    assigner = MaxIoUAssigner(**cfg)
     padded, valid = max_iou_assigner.pad_boxes(gts)
-    assert padded.shape == (3, 24, 4)  # bucket of 8, not a fixed maximum
-    gt_inds, _ = assigner.assign_batch(priors, padded, valid)
+    assert padded.shape == (3, -(-max(counts) // 8) * 8, 4)  # bucket of 8
+    ignore, ignore_valid = max_iou_assigner.pad_boxes(ignores)
+    excluded = assigner.ignored_priors(priors[None], ignore, ignore_valid)
+    gt_inds, max_overlaps = assigner.assign_batch(priors, padded, valid,
+                                                  excluded)
     for i, boxes in enumerate(gts):
-        single = assigner.assign(
+        ref = MMDetMaxIoUAssigner(**cfg).assign(
             InstanceData(priors=priors),
-            InstanceData(bboxes=boxes, labels=torch.zeros(len(boxes)).long()))
-        assert torch.equal(gt_inds[i], single.gt_inds)
+            InstanceData(bboxes=boxes, labels=torch.zeros(len(boxes)).long()),
+            InstanceData(bboxes=ignores[i]))
+        assert torch.equal(gt_inds[i], ref.gt_inds), (name, i)
+        assert torch.equal(max_overlaps[i], ref.max_overlaps), (name, i)
+    assert (gt_inds[torch.tensor(counts) == 0] == 0).all()
+
+
+@pytest.mark.parametrize('name', ['retina', 'tuple_neg', 'ignore'])
+def test_mmdet_box_types_are_accepted(name):
+    """HorizontalBoxes (mmdet pipelines with boxtype2tensor=False, user
+    code) for priors, ground truths and ignore boxes."""
+    from mmdet.structures.bbox import HorizontalBoxes
+    gen = torch.Generator().manual_seed(8)
+    priors = random_boxes(300, 200, gen)
+    gts = random_boxes(6, 200, gen, 10, 80)
+    labels = torch.randint(0, 3, (6, ), generator=gen)
+    ignore = random_boxes(2, 200, gen, 20, 60)
+    plain = assert_same(CONFIGS[name], priors, gts, labels, ignore)
+    boxed = MaxIoUAssigner(**CONFIGS[name]).assign(
+        InstanceData(priors=HorizontalBoxes(priors)),
+        InstanceData(bboxes=HorizontalBoxes(gts), labels=labels),
+        InstanceData(bboxes=HorizontalBoxes(ignore)))
+    ref = MMDetMaxIoUAssigner(**CONFIGS[name]).assign(
+        InstanceData(priors=HorizontalBoxes(priors)),
+        InstanceData(bboxes=HorizontalBoxes(gts), labels=labels),
+        InstanceData(bboxes=HorizontalBoxes(ignore)))
+    for result in (boxed, ref):
+        assert torch.equal(result.gt_inds, plain.gt_inds)
+        assert torch.equal(result.max_overlaps, plain.max_overlaps)
+        assert torch.equal(result.labels, plain.labels)
 
 
 def test_batch_without_any_ground_truth_is_all_background():

@@ -19,6 +19,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 from mmdet.models.task_modules.assigners import AssignResult
+from mmdet.structures.bbox import get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -158,20 +159,24 @@ class MaxIoUAssigner:
         """Assign the priors of one image.
 
         Args:
-            pred_instances (InstanceData): ``priors`` (N, 4).
-            gt_instances (InstanceData): ``bboxes`` (G, 4), ``labels`` (G,).
-            gt_instances_ignore (InstanceData, optional): ``bboxes`` (I, 4).
+            pred_instances (InstanceData): ``priors`` (N, 4), a tensor or
+                mmdet's ``HorizontalBoxes``.
+            gt_instances (InstanceData): ``bboxes`` (G, 4) (tensor or
+                ``HorizontalBoxes``), ``labels`` (G,).
+            gt_instances_ignore (InstanceData, optional): ``bboxes`` (I, 4)
+                (tensor or ``HorizontalBoxes``).
 
         Returns:
             AssignResult: ``gt_inds`` (N,) with -1 ignored, 0 background,
             i + 1 for ground truth i; ``max_overlaps`` (N,); ``labels`` (N,)
             with -1 for non-positives.
         """
-        priors = pred_instances.priors
-        gt_bboxes = gt_instances.bboxes
+        # mmdet's box types (HorizontalBoxes) or plain (n, 4) tensors.
+        priors = get_box_tensor(pred_instances.priors)
+        gt_bboxes = get_box_tensor(gt_instances.bboxes)
         gt_labels = gt_instances.labels
-        ignore = (None if gt_instances_ignore is None else
-                  gt_instances_ignore.bboxes)
+        ignore = (None if gt_instances_ignore is None else get_box_tensor(
+            gt_instances_ignore.bboxes))
         device = priors.device
         if self.gpu_assign_thr > 0 and gt_bboxes.shape[0] > self.gpu_assign_thr:
             priors, gt_bboxes, gt_labels = (priors.cpu(), gt_bboxes.cpu(),
@@ -326,6 +331,10 @@ class MaxIoUAssigner:
                     & (max_overlaps < self.neg_iou_thr)] = 0
         pos = max_overlaps >= self.pos_iou_thr
         gt_inds[pos] = argmax[pos] + 1
+        # An image without ground truth is all background, as mmdet assigns
+        # it, also when neg_iou_thr is a range that excludes IoU 0 (its
+        # padded IoUs). No host sync: a masked fill over the batch.
+        gt_inds.masked_fill_(~gt_valid.any(dim=1, keepdim=True), 0)
 
         if self.match_low_quality:
             # A ground truth takes part if it is real, reaches min_pos_iou
