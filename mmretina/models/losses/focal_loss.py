@@ -212,23 +212,28 @@ class FocalLossSum(torch.autograd.Function):
                 pos_total += ((lp - ln) * wp).sum()
                 if need_grad:
                     grad[b_idx, a_idx, cls, s_idx] = gp * wp
-            grads.append(None if grad is None else grad.view(logit.shape).to(
-                logit.dtype))
+            # Kept in fp32 until multiplied by the incoming gradient: under
+            # autocast with a loss scale, an fp16 copy would flush the small
+            # per-anchor gradients (< 6e-8) to zero before the scale.
+            grads.append(None if grad is None else grad.view(logit.shape))
         ctx.save_for_backward(*[g for g in grads if g is not None])
         ctx.has_grad = [g is not None for g in grads]
+        ctx.dtypes = [logit.dtype for logit in logits]
         return (1 - alpha) * neg_total + pos_total
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         saved = iter(ctx.saved_tensors)
         # The usual upstream gradient is exactly 1: hand the saved gradient
-        # over instead of allocating a scaled copy of every map.
+        # over (cast to the map's dtype) instead of scaling a copy first.
         unit = bool(grad_out == 1)
         grads = []
-        for has in ctx.has_grad:
+        for has, dtype in zip(ctx.has_grad, ctx.dtypes):
             g = next(saved) if has else None
-            if g is not None and not unit:
-                g = g * grad_out.to(g.dtype)
+            if g is not None:
+                if not unit:
+                    g = g * grad_out.float()
+                g = g.to(dtype)
             grads.append(g)
         return (None, None, None, None, None) + tuple(grads)
 

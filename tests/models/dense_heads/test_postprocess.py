@@ -3,18 +3,17 @@ import math
 
 import pytest
 import torch
+from mmcv.ops import batched_nms
 
 from mmretina.models.dense_heads.postprocess import (class_aware_nms,
                                                      logit_threshold,
                                                      select_topk_candidates)
 from test_retina_head import build_pair, make_batch, random_outputs
 
+
 @pytest.mark.parametrize('max_per_img', [1, 7, 30, 100, 2000])
 @pytest.mark.parametrize('iou', [0.3, 0.7])
 def test_early_stopping_nms_keeps_mmcv_results(max_per_img, iou):
-    from mmcv.ops import batched_nms
-
-
     gen = torch.Generator().manual_seed(max_per_img)
     xy = torch.rand(3000, 2, generator=gen) * 300
     boxes = torch.cat([xy, xy + 10 + torch.rand(3000, 2, generator=gen) * 60],
@@ -27,6 +26,7 @@ def test_early_stopping_nms_keeps_mmcv_results(max_per_img, iou):
     assert torch.equal(keep[:max_per_img], ref_keep[:max_per_img])
     torch.testing.assert_close(det_scores[:max_per_img],
                                ref_dets[:max_per_img, -1])
+
 
 def test_nms_pre_minus_one_keeps_every_candidate_where_mmdet_drops_one():
     """Differences from mmdet, on purpose: ``nms_pre=-1`` keeps all

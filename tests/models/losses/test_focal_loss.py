@@ -179,3 +179,24 @@ def test_bad_targets_are_explained():
         FocalLoss()(pred, torch.zeros(3, 5))
     with pytest.raises(ValueError, match='use_sigmoid=True'):
         FocalLoss(use_sigmoid=False)
+
+
+def test_fp16_gradient_is_scaled_in_fp32_before_the_cast():
+    """Under AMP the loss is multiplied by a scale (GradScaler: 2^16): the
+    per-anchor gradients, below fp16's smallest subnormal (6e-8) for easy
+    negatives, must survive until multiplied by it."""
+    gen = torch.Generator().manual_seed(0)
+    logits = (-12 + 2 * torch.randn(1, 4, 16, 16, generator=gen)).half()
+    labels = torch.full((1, 256), 4, dtype=torch.long)
+    labels[0, :5] = torch.tensor([0, 1, 2, 3, 0])
+    weight = torch.ones(1, 256)
+    scale = 2.0**16
+    x = logits.clone().requires_grad_(True)
+    (focal_loss_sum([x], labels, weight) * scale).backward()
+    x32 = logits.float().requires_grad_(True)
+    (focal_loss_sum([x32], labels, weight) * scale).backward()
+    expected = x32.grad.half()
+    tiny = (x32.grad.abs() / scale < 6e-8) & (expected != 0)
+    assert tiny.sum() > 100  # the case is real: many such gradients
+    assert x.grad.dtype == torch.float16
+    torch.testing.assert_close(x.grad, expected, rtol=1e-3, atol=0)
