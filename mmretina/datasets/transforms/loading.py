@@ -14,12 +14,32 @@ import logging
 import os.path as osp
 from typing import Optional
 
+import cv2
 from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
 from mmengine.logging import print_log
 
 from ...registry import TRANSFORMS
 
 __all__ = ['LoadImageFromFile']
+
+
+def _is_read_or_decode_error(err: Exception) -> bool:
+    """Whether ``err`` says the file could not be read or decoded.
+
+    I/O errors (missing file, permission, a backend's ``OSError``, PIL's
+    ``UnidentifiedImageError``), OpenCV's decoder errors (``cv2.error``,
+    e.g. ``!buf.empty()`` for a 0-byte file) and mmcv's "failed to load
+    image" assertion for a file OpenCV decodes to ``None`` (under
+    ``python -O`` that image fails later, as an ``AttributeError`` on
+    ``None``).
+    """
+    if isinstance(err, (OSError, cv2.error)):
+        return True
+    if isinstance(err, AssertionError):
+        return 'failed to load image' in str(err)
+    if isinstance(err, AttributeError):
+        return "'NoneType'" in str(err)
+    return False
 
 
 @TRANSFORMS.register_module()
@@ -39,14 +59,23 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
 
     def transform(self, results: dict) -> Optional[dict]:
         filename = results['img_path']
+        # mmcv's own ignore_empty would swallow every exception, bugs
+        # included; the decision is made here instead.
+        skip_unreadable, self.ignore_empty = self.ignore_empty, False
         try:
             out = super().transform(results)
         except Exception as err:
+            # Only failures to read or decode the file are the image's
+            # fault; anything else (a bug, a bad argument) propagates as is.
+            if not _is_read_or_decode_error(err):
+                raise
             # mmcv's ignore_empty covers read errors but not an image
             # OpenCV decodes to None (its assert fires); cover both
-            if not self.ignore_empty:
+            if not skip_unreadable:
                 raise self._load_error(results, err) from err
             out = None
+        finally:
+            self.ignore_empty = skip_unreadable
         if out is None:
             print_log(
                 f"skipped image '{filename}': it cannot be read or decoded "
@@ -70,6 +99,9 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
                 f'{img} does not exist. Check data_root / data_prefix in '
                 'the dataset config, or remove the image from the '
                 'annotation file.')
+        if isinstance(err, (PermissionError, IsADirectoryError)):
+            return OSError(f'{img} cannot be read ({type(err).__name__}: '
+                           f'{err}). Check the file and its permissions.')
         size = ''
         if is_path:
             size = f', {osp.getsize(filename)} bytes'

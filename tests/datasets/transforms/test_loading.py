@@ -97,3 +97,30 @@ def test_size_other_than_annotation_is_logged(good_png, log_file):
     assert out['img'].shape[:2] == (12, 20)
     assert f"image '{good_png}' is 20x12 (w x h) but its annotation says " \
         '12x20; boxes may not line up' in log_file()
+
+
+@pytest.mark.parametrize('ignore_empty', [False, True])
+def test_programming_errors_are_not_reported_as_a_corrupt_image(
+        good_png, monkeypatch, ignore_empty):
+    """A bug (here a TypeError inside the decoder call) propagates as is:
+    it is not the image's fault, and ignore_empty must not skip it."""
+    import mmcv
+
+    def broken(*args, **kwargs):
+        raise TypeError('imfrombytes() got an unexpected keyword argument')
+
+    monkeypatch.setattr(mmcv, 'imfrombytes', broken)
+    with pytest.raises(TypeError, match='unexpected keyword'):
+        LoadImageFromFile(ignore_empty=ignore_empty).transform(
+            results_for(good_png))
+
+
+def test_io_errors_from_the_backend_are_named(good_png, monkeypatch):
+    from mmengine import fileio
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(fileio, 'get', denied)
+    with pytest.raises(OSError, match='cannot be read.*Permission'):
+        LoadImageFromFile().transform(results_for(good_png))
