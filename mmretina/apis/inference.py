@@ -1,0 +1,246 @@
+"""Tiled inference: a detector run window by window over a large image.
+
+The detector is a *backend*: a callable that takes a list of H x W x 3 uint8
+BGR images (as ``mmcv.imread`` returns them) and returns, per image, an
+``InstanceData`` with ``bboxes`` (M, 4) in that image's pixel coordinates,
+``scores`` (M,) and ``labels`` (M,). :class:`PytorchBackend` wraps an mmdet
+detector (``init_detector``) and the config's test pipeline, exactly as
+mmdet's ``inference_detector`` does; ``mmretina.apis.onnx_runtime.OrtBackend``
+runs an exported ONNX model with onnxruntime.
+
+:class:`TiledInferencer` cuts the image into overlapping windows
+(:func:`~mmretina.apis.tiling.tile_windows`), runs them through the backend
+``batch_size`` at a time (only one batch of window crops exists at a time:
+memory is bounded by the batch, not by the number of windows), shifts the
+boxes back by the window offsets, drops boxes cut by an inner window edge
+when a neighbouring window sees the object whole, and merges the rest by
+class-aware NMS or weighted boxes fusion. An image no larger than one window
+is one window and its result is the backend's result, untouched.
+"""
+import copy
+import os.path as osp
+import sys
+from typing import Callable, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.structures import InstanceData
+
+from .tiling import (Window, cut_mask, drop_cut_boxes, merge_nms, tile_windows,
+                     weighted_boxes_fusion)
+
+__all__ = ['PytorchBackend', 'TiledInferencer', 'load_image', 'progress_bar']
+
+Backend = Callable[[List[np.ndarray]], List[InstanceData]]
+
+
+def load_image(image: Union[str, np.ndarray]) -> np.ndarray:
+    """H x W x 3 uint8 BGR, as mmcv's ``LoadImageFromFile`` decodes it."""
+    import mmcv
+    if isinstance(image, np.ndarray):
+        return image
+    if not osp.isfile(image):
+        raise FileNotFoundError(f'image {image!r} does not exist')
+    img = mmcv.imread(image, flag='color', channel_order='bgr')
+    if img is None:
+        raise OSError(f'image {image!r} cannot be decoded')
+    return img
+
+
+class _NullBar:
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _MMEngineBar:
+
+    def __init__(self, total: int, desc: str) -> None:
+        from mmengine.utils import ProgressBar
+        print(desc, file=sys.stderr)
+        self.bar = ProgressBar(total, file=sys.stderr)
+
+    def update(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.bar.update()
+
+    def close(self) -> None:
+        self.bar.file.write('\n')
+
+
+def progress_bar(total: int, desc: str = 'tiles', enabled: bool = True):
+    """A progress bar over ``total`` items on stderr: tqdm if installed,
+    else mmengine's ``ProgressBar``; a no-op when not ``enabled``."""
+    if not enabled:
+        return _NullBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _MMEngineBar(total, desc)
+    return tqdm(total=total, desc=desc, unit='tile', file=sys.stderr)
+
+
+class PytorchBackend:
+    """An mmdet detector with its config's test pipeline, as mmdet's
+    ``inference_detector`` runs it on an ndarray (the pipeline's loading
+    transform replaced by ``mmdet.LoadImageFromNDArray``), batched.
+
+    Args:
+        model (nn.Module): a detector from ``mmdet.apis.init_detector``
+            (it carries ``cfg`` and ``dataset_meta``).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        from mmcv.transforms import Compose
+        from mmdet.utils import get_test_pipeline_cfg
+        self.model = model
+        pipeline = get_test_pipeline_cfg(copy.deepcopy(model.cfg))
+        pipeline[0].type = 'mmdet.LoadImageFromNDArray'
+        self.pipeline = Compose(pipeline)
+        meta = getattr(model, 'dataset_meta', None) or {}
+        self.classes = tuple(meta.get('classes', ()))
+        test_cfg = model.cfg.model.get('test_cfg', None) or {}
+        self.nms_iou = float(
+            (test_cfg.get('nms', None) or {}).get('iou_threshold', 0.5))
+
+    def __call__(self, imgs: List[np.ndarray]) -> List[InstanceData]:
+        data = [self.pipeline(dict(img=img, img_id=0)) for img in imgs]
+        batch = dict(
+            inputs=[d['inputs'] for d in data],
+            data_samples=[d['data_samples'] for d in data])
+        with torch.no_grad():
+            results = self.model.test_step(batch)
+        return [r.pred_instances for r in results]
+
+
+class TiledInferencer:
+    """Detections over a large image, window by window.
+
+    Args:
+        backend (callable): list of BGR images -> list of ``InstanceData``
+            (``PytorchBackend``, ``OrtBackend``).
+        tile (int): window side in px.
+        overlap (float): window overlap, fraction of ``tile`` (< 1) or px.
+        batch_size (int): windows per backend call.
+        merge (str): ``'nms'`` (class-aware NMS) or ``'wbf'`` (weighted
+            boxes fusion).
+        iou_thr (float, optional): IoU of the merge; default: the backend's
+            NMS IoU (``nms_iou``, 0.5 if it has none) for NMS, 0.55 for WBF.
+        border (float): a box within this many px of an inner window edge
+            is cut.
+        min_cover (float): a cut box is dropped when a whole box of the
+            same class from another window covers this fraction of it.
+        max_dets (int, optional): keep at most this many detections (by
+            score) after merging; all by default.
+        progress (bool): show a progress bar over windows.
+    """
+
+    def __init__(self,
+                 backend: Backend,
+                 tile: int = 400,
+                 overlap: float = 0.25,
+                 batch_size: int = 4,
+                 merge: str = 'nms',
+                 iou_thr: Optional[float] = None,
+                 border: float = 2.0,
+                 min_cover: float = 0.5,
+                 max_dets: Optional[int] = None,
+                 progress: bool = True) -> None:
+        if merge not in ('nms', 'wbf'):
+            raise ValueError(f"merge must be 'nms' or 'wbf', got {merge!r}")
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        if border < 0:
+            raise ValueError(f'border must be >= 0 px, got {border}')
+        # validates tile and overlap
+        tile_windows(tile, tile, tile, overlap)
+        self.backend = backend
+        self.tile = int(tile)
+        self.overlap = overlap
+        self.batch_size = int(batch_size)
+        self.merge = merge
+        if iou_thr is None:
+            iou_thr = getattr(backend, 'nms_iou',
+                              0.5) if merge == 'nms' else 0.55
+        self.iou_thr = float(iou_thr)
+        self.border = float(border)
+        self.min_cover = float(min_cover)
+        self.max_dets = max_dets
+        self.progress = progress
+
+    def batches(self, img: np.ndarray, windows: Sequence[Window]
+                ) -> Iterator[List[np.ndarray]]:
+        """Crops of ``batch_size`` windows at a time."""
+        for start in range(0, len(windows), self.batch_size):
+            yield [
+                np.ascontiguousarray(img[w.y0:w.y1, w.x0:w.x1])
+                for w in windows[start:start + self.batch_size]
+            ]
+
+    def __call__(self, image: Union[str, np.ndarray]) -> InstanceData:
+        """Detections of one image.
+
+        Returns:
+            InstanceData: ``bboxes`` (K, 4) float32 in image pixels,
+            ``scores`` (K,), ``labels`` (K,) by descending score; its
+            metainfo holds ``ori_shape`` (H, W), ``windows`` and, for a
+            path, ``img_path``.
+        """
+        img = load_image(image)
+        height, width = img.shape[:2]
+        windows = tile_windows(width, height, self.tile, self.overlap)
+        per_window = []
+        bar = progress_bar(
+            len(windows), desc=f'{width}x{height} px, {len(windows)} tiles',
+            enabled=self.progress)
+        try:
+            for crops in self.batches(img, windows):
+                per_window.extend(self.backend(crops))
+                bar.update(len(crops))
+        finally:
+            bar.close()
+        meta = dict(ori_shape=(height, width), windows=windows)
+        if isinstance(image, str):
+            meta['img_path'] = image
+        if len(windows) == 1:
+            result = per_window[0].clone()
+            result.set_metainfo(meta)
+            return result
+        return self._merge(per_window, windows, width, height, meta)
+
+    def _merge(self, per_window: List[InstanceData],
+               windows: List[Window], width: int, height: int,
+               meta: dict) -> InstanceData:
+        boxes, scores, labels, tile_ids, cut = [], [], [], [], []
+        for t, (inst, win) in enumerate(zip(per_window, windows)):
+            b = torch.as_tensor(inst.bboxes).float().cpu()
+            b = b + torch.tensor([win.x0, win.y0, win.x0, win.y0],
+                                 dtype=b.dtype)
+            boxes.append(b)
+            scores.append(torch.as_tensor(inst.scores).float().cpu())
+            labels.append(torch.as_tensor(inst.labels).long().cpu())
+            tile_ids.append(torch.full((len(b), ), t, dtype=torch.long))
+            cut.append(cut_mask(b, win, width, height, self.border))
+        boxes, scores, labels = (torch.cat(boxes), torch.cat(scores),
+                                 torch.cat(labels))
+        tile_ids, cut = torch.cat(tile_ids), torch.cat(cut)
+        keep = drop_cut_boxes(boxes, labels, tile_ids, cut, self.min_cover)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        if self.merge == 'nms':
+            idx = merge_nms(boxes, scores, labels, self.iou_thr)
+            boxes, scores, labels = boxes[idx], scores[idx], labels[idx]
+        else:
+            boxes, scores, labels = weighted_boxes_fusion(
+                boxes, scores, labels, self.iou_thr, windows)
+        if self.max_dets is not None:
+            boxes, scores, labels = (boxes[:self.max_dets],
+                                     scores[:self.max_dets],
+                                     labels[:self.max_dets])
+        result = InstanceData(metainfo=meta)
+        result.bboxes = boxes
+        result.scores = scores
+        result.labels = labels
+        return result

@@ -1,0 +1,265 @@
+"""Windows over a large image and merging the detections of the windows.
+
+A large raster is cut into square windows of ``tile`` px that overlap by
+``overlap`` px; the last row / column of windows is shifted to end at the
+image border (no padding, no pixel is lost), as
+``tools/dataset_converters/prepare_deepforest.py`` cuts its training tiles.
+
+Merging (all boxes in image coordinates, (x1, y1, x2, y2)):
+
+1. :func:`drop_cut_boxes`: a box that touches an *inner* edge of its window
+   (an edge that is not the image border) may show only part of an object.
+   It is dropped when another window holds a detection of the same class
+   that is *whole* there (touches none of that window's inner edges) and
+   covers at least ``min_cover`` of the cut box's area. A cut box that no
+   other window sees whole is kept: a truncated box is better than none.
+2. then one of
+   * :func:`merge_nms`: class-aware NMS (mmcv's ``batched_nms``), or
+   * :func:`weighted_boxes_fusion`: boxes of one class that overlap by more
+     than ``iou_thr`` are fused into their score-weighted mean (Solovyev et
+     al., "Weighted boxes fusion", 2021), the score being the mean score
+     times ``min(n, T) / T``, with n the cluster's boxes and T the number of
+     windows that contain the fused box whole.
+"""
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    'Window', 'tile_starts', 'tile_windows', 'cut_mask', 'drop_cut_boxes',
+    'merge_nms', 'weighted_boxes_fusion', 'box_iou'
+]
+
+
+class Window(NamedTuple):
+    """A window ``[x0, x1) x [y0, y1)`` of the image, in pixels."""
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+
+def tile_starts(length: int, tile: int, stride: int) -> List[int]:
+    """Start offsets of windows of size ``tile`` along an axis of
+    ``length`` px, ``stride`` apart, the last one ending at ``length``.
+
+    One window starting at 0 when ``length <= tile``.
+    """
+    if tile <= 0 or stride <= 0:
+        raise ValueError(f'tile ({tile}) and stride ({stride}) must be > 0')
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def tile_windows(width: int, height: int, tile: int,
+                 overlap: float = 0.25) -> List[Window]:
+    """Overlapping windows that cover a ``width`` x ``height`` image.
+
+    Args:
+        width, height (int): image size in px.
+        tile (int): window side in px. A window is never larger than the
+            image: an image no larger than ``tile`` is one window, itself.
+        overlap (float): overlap of neighbouring windows, as a fraction of
+            ``tile`` (``0 <= overlap < 1``) or, if ``>= 1``, in px
+            (``< tile``).
+
+    Returns:
+        list[Window]: row by row, left to right.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f'image size must be positive, got {width}x{height}')
+    if tile <= 0:
+        raise ValueError(f'tile must be a positive size in px, got {tile}')
+    overlap_px = overlap * tile if overlap < 1 else overlap
+    if overlap < 0 or overlap_px >= tile:
+        raise ValueError(
+            f'overlap={overlap} must be a fraction in [0, 1) of the tile or '
+            f'a number of px below the tile size ({tile})')
+    stride = max(1, int(round(tile - overlap_px)))
+    xs = tile_starts(width, tile, stride)
+    ys = tile_starts(height, tile, stride)
+    return [
+        Window(x, y, min(x + tile, width), min(y + tile, height)) for y in ys
+        for x in xs
+    ]
+
+
+def cut_mask(bboxes: Tensor, window: Window, width: int, height: int,
+             border: float = 2.0) -> Tensor:
+    """Which boxes of a window touch one of its inner edges.
+
+    Args:
+        bboxes (Tensor): (M, 4) boxes in image coordinates.
+        window (Window): the window the boxes were detected in.
+        width, height (int): image size (edges on the image border are not
+            inner edges).
+        border (float): a box within this many px of an inner edge touches
+            it.
+
+    Returns:
+        Tensor: (M,) bool.
+    """
+    cut = torch.zeros(len(bboxes), dtype=torch.bool, device=bboxes.device)
+    if window.x0 > 0:
+        cut |= bboxes[:, 0] <= window.x0 + border
+    if window.y0 > 0:
+        cut |= bboxes[:, 1] <= window.y0 + border
+    if window.x1 < width:
+        cut |= bboxes[:, 2] >= window.x1 - border
+    if window.y1 < height:
+        cut |= bboxes[:, 3] >= window.y1 - border
+    return cut
+
+
+def _intersection(a: Tensor, b: Tensor) -> Tensor:
+    """(M, N) intersection areas of boxes a (M, 4) and b (N, 4)."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def _area(a: Tensor) -> Tensor:
+    return (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """(M, N) IoU of boxes a (M, 4) and b (N, 4)."""
+    inter = _intersection(a, b)
+    union = _area(a)[:, None] + _area(b)[None, :] - inter
+    return inter / union.clamp(min=1e-6)
+
+
+def drop_cut_boxes(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
+                   cut: Tensor, min_cover: float = 0.5) -> Tensor:
+    """Keep-mask that drops cut boxes another window sees whole.
+
+    Args:
+        bboxes (Tensor): (M, 4) boxes of all windows, image coordinates.
+        labels (Tensor): (M,) class indices.
+        tile_ids (Tensor): (M,) window index of each box.
+        cut (Tensor): (M,) bool, the box touches an inner edge of its
+            window (:func:`cut_mask`).
+        min_cover (float): the whole box must cover at least this fraction
+            of the cut box's area.
+
+    Returns:
+        Tensor: (M,) bool, True for the boxes to keep.
+    """
+    keep = torch.ones(len(bboxes), dtype=torch.bool, device=bboxes.device)
+    cut_idx = cut.nonzero().squeeze(1)
+    whole_idx = (~cut).nonzero().squeeze(1)
+    if cut_idx.numel() == 0 or whole_idx.numel() == 0:
+        return keep
+    cover = _intersection(bboxes[cut_idx], bboxes[whole_idx]) / \
+        _area(bboxes[cut_idx]).clamp(min=1e-6)[:, None]
+    same = (labels[cut_idx, None] == labels[None, whole_idx]) & \
+        (tile_ids[cut_idx, None] != tile_ids[None, whole_idx])
+    seen_whole = ((cover >= min_cover) & same).any(dim=1)
+    keep[cut_idx[seen_whole]] = False
+    return keep
+
+
+def merge_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
+              iou_thr: float = 0.5) -> Tensor:
+    """Class-aware NMS over the boxes of all windows.
+
+    Returns:
+        Tensor: indices of the kept boxes, by descending score.
+    """
+    from mmcv.ops import batched_nms
+    if len(bboxes) == 0:
+        return torch.zeros(0, dtype=torch.long, device=bboxes.device)
+    _, keep = batched_nms(bboxes, scores, labels,
+                          dict(type='nms', iou_threshold=iou_thr))
+    return keep
+
+
+def weighted_boxes_fusion(
+        bboxes: Tensor,
+        scores: Tensor,
+        labels: Tensor,
+        iou_thr: float = 0.55,
+        windows: Optional[Sequence[Window]] = None
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Weighted boxes fusion of the boxes of all windows, per class.
+
+    Boxes are visited by descending score; each joins the first cluster
+    (of its class) whose current fused box overlaps it by IoU > ``iou_thr``,
+    or starts a new one. A cluster's box is the score-weighted mean of its
+    boxes; its score is the mean score times ``min(n, T) / T``, n its
+    number of boxes and T the number of ``windows`` that contain the fused
+    box (1 when ``windows`` is None): an object that several windows see but
+    only one detects is down-weighted.
+
+    Args:
+        bboxes (Tensor): (M, 4).
+        scores (Tensor): (M,).
+        labels (Tensor): (M,).
+        iou_thr (float): IoU above which a box joins a cluster.
+        windows (list[Window], optional): the windows, for T.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: fused boxes (K, 4), scores (K,) and
+        labels (K,), by descending score.
+    """
+    if not 0 <= iou_thr <= 1:
+        raise ValueError(f'iou_thr must be in [0, 1], got {iou_thr}')
+    out_boxes, out_scores, out_labels = [], [], []
+    b64 = bboxes.double()
+    for label in labels.unique(sorted=True).tolist():
+        idx = (labels == label).nonzero().squeeze(1)
+        idx = idx[scores[idx].argsort(descending=True, stable=True)]
+        sums = []  # per cluster: sum of score * box, sum of score, n, max
+        fused = torch.zeros((0, 4), dtype=torch.float64)
+        for i in idx.tolist():
+            box, score = b64[i], float(scores[i])
+            j = -1
+            if len(fused):
+                iou = box_iou(box[None], fused)[0]
+                best = int(iou.argmax())
+                if float(iou[best]) > iou_thr:
+                    j = best
+            if j < 0:
+                sums.append([box * score, score, 1])
+                fused = torch.cat([fused, box[None]])
+            else:
+                s = sums[j]
+                s[0] = s[0] + box * score
+                s[1] += score
+                s[2] += 1
+                fused[j] = s[0] / s[1]
+        for (wbox, wsum, n), box in zip(sums, fused):
+            views = 1
+            if windows is not None:
+                x1, y1, x2, y2 = box.tolist()
+                views = max(1, sum(w.x0 <= x1 and w.y0 <= y1 and x2 <= w.x1
+                                   and y2 <= w.y1 for w in windows))
+            out_boxes.append(box)
+            out_scores.append(wsum / n * min(n, views) / views)
+            out_labels.append(label)
+    if not out_boxes:
+        return (bboxes.new_zeros((0, 4)), scores.new_zeros(0),
+                labels.new_zeros(0))
+    boxes = torch.stack(out_boxes).to(bboxes.dtype)
+    scores_t = torch.tensor(out_scores, dtype=scores.dtype)
+    labels_t = torch.tensor(out_labels, dtype=labels.dtype)
+    order = scores_t.argsort(descending=True, stable=True)
+    return boxes[order], scores_t[order], labels_t[order]
+
+
+def as_numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, Tensor) else np.asarray(t)
