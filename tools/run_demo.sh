@@ -35,4 +35,8 @@ say "4/5 evaluate $CKPT on the validation images"
 say "5/5 draw detections on $IMAGE"
 "$PY" tools/infer.py "$IMAGE" "$CONFIG" "$CKPT" --device cpu \
   --out "$WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
+say "training curves (loss, val mAP) -> $WORK_DIR/training_curves.png"
+"$PY" tools/analysis_tools/analyze_logs.py plot_curve "$WORK_DIR" \
+  --keys loss loss_cls loss_bbox coco/bbox_mAP_50 coco/bbox_mAP \
+  --title "$(basename "$CONFIG" .py)" --out "$WORK_DIR/training_curves.png"
 say "done: checkpoint $CKPT, picture $WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
