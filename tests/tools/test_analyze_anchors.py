@@ -11,7 +11,6 @@ every anchor of ``grid_priors`` (mmretina's ``box_iou``).
 import importlib.util
 import json
 import os.path as osp
-import sys
 import time
 
 import numpy as np
@@ -231,16 +230,6 @@ def test_speed_10k_boxes():
     print(f'10k boxes: match {t1 - t0:.2f} s, optimize {t2 - t1:.2f} s')
     assert res['num_pos'].sum() > 0
     assert t1 - t0 < 10 and t2 - t1 < 60  # generous: a shared 2-core CI
-
-
-def test_command_line(elongated, tools_helpers, tmp_path):
-    _, config = elongated
-    proc = tools_helpers.run_tool([sys.executable, TOOL, config, '--out-dir',
-                                   str(tmp_path)])
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert 'current anchors: 120 boxes:' in proc.stdout
-    assert 'medium (32-96)' in proc.stdout and 'pos/obj' in proc.stdout
-    assert (tmp_path / 'anchor_analysis.png').is_file()
 
 
 def test_config_without_anchors_is_an_error(tmp_path, capsys):

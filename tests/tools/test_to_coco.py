@@ -8,7 +8,6 @@ in-process (its ``main``), except one subprocess run of the command line.
 import importlib.util
 import json
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -336,17 +335,6 @@ def test_split_that_gets_no_image(tmp_path, capsys):
                       root / 'images', '--out-dir', tmp_path / 'out',
                       '--split', '0.9,0.05,0.05'], capsys)
     assert rc == 1 and "split 'val' gets no image of the 4" in err
-
-
-def test_command_line(tmp_path, tools_helpers):
-    root = make_csv(tmp_path / 'csv')
-    proc = tools_helpers.run_tool([
-        sys.executable, TOOL, 'csv', '--csv', str(root / 'boxes.csv'),
-        '--img-dir', str(root / 'images'), '--out-dir', str(tmp_path / 'out'),
-        '--split', '0.75,0.25'])
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert 'train: ' in proc.stdout and 'val: ' in proc.stdout
-    assert 'mmretina.CocoDataset loads it: 3 images' in proc.stdout
 
 
 @pytest.mark.parametrize('argv', [['voc'], ['csv', '--csv', 'x.csv']])
