@@ -64,6 +64,7 @@ from collections import Counter, OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from mmengine.utils import scandir
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 CSV_COLUMNS = ('image_path', 'xmin', 'ymin', 'xmax', 'ymax', 'label')
@@ -247,9 +248,8 @@ def load_voc(ann_dir: str, one_based: bool = True,
              skip_difficult: bool = False) -> List[ImageRecord]:
     if not osp.isdir(ann_dir):
         raise ConversionError(f'--ann-dir {ann_dir!r} is not a directory.')
-    xmls = sorted(
-        osp.join(dp, f) for dp, _, fs in os.walk(ann_dir) for f in fs
-        if f.lower().endswith('.xml'))
+    xmls = sorted(osp.join(ann_dir, f) for f in scandir(
+        ann_dir, '.xml', recursive=True, case_sensitive=False))
     if not xmls:
         raise ConversionError(f'--ann-dir {ann_dir!r} holds no .xml file.')
     return [parse_voc_file(p, one_based, skip_difficult) for p in xmls]
@@ -350,10 +350,8 @@ def list_images(img_dir: str) -> List[str]:
     """Image paths under ``img_dir`` (recursive), relative to it, sorted."""
     if not osp.isdir(img_dir):
         raise ConversionError(f'--img-dir {img_dir!r} is not a directory.')
-    return sorted(
-        osp.relpath(osp.join(dp, f), img_dir)
-        for dp, _, fs in os.walk(img_dir) for f in fs
-        if f.lower().endswith(IMAGE_EXTS))
+    return sorted(scandir(img_dir, IMAGE_EXTS, recursive=True,
+                          case_sensitive=False))
 
 
 def load_yolo(img_dir: str, label_dir: str,
@@ -399,14 +397,10 @@ def load_yolo(img_dir: str, label_dir: str,
                     f'{where(txt, line)}: {text!r} has a non-finite value.')
             rec.boxes.append(Box(cx, cy, w, h, names[cls], txt, line,
                                  extra=dict(yolo=text)))
-    stray = []
-    for dp, _, fs in os.walk(label_dir):
-        for f in fs:
-            if f.endswith('.txt') and f != 'classes.txt':
-                rel = osp.splitext(
-                    osp.relpath(osp.join(dp, f), label_dir))[0]
-                if rel not in by_stem:
-                    stray.append(osp.join(dp, f))
+    stray = [osp.join(label_dir, f)
+             for f in scandir(label_dir, '.txt', recursive=True)
+             if osp.basename(f) != 'classes.txt'
+             and osp.splitext(f)[0] not in by_stem]
     if stray:
         raise ConversionError(
             f'{sorted(stray)[0]}: label file without an image in --img-dir '
