@@ -30,7 +30,8 @@ def test_new_registries_are_children_of_mmdets():
     (MMDET_TASK_UTILS, 'MaxIouAssigner', 'AnchorGenerator, MaxIoUAssigner',
      "Did you mean 'mmretina.MaxIoUAssigner'?"),
     (MMDET_DATASETS, 'Xyz', 'CocoDataset', ''),
-    (MMDET_HOOKS, 'CheckFiniteLosHook', 'CheckFiniteLossHook',
+    (MMDET_HOOKS, 'CheckFiniteLosHook',
+     'CheckFiniteLossHook, NumClassesCheckHook',
      "Did you mean 'mmretina.CheckFiniteLossHook'?"),
 ])
 def test_unknown_mmretina_type_lists_our_names(registry, name, ours, close):
