@@ -10,8 +10,9 @@ __all__ = [
     '__version__', 'MODELS', 'TASK_UTILS', 'DATASETS', 'TRANSFORMS', 'HOOKS'
 ]
 
-# torch >= 2.6 refuses full mmengine checkpoints by default; allow exactly
-# the types they hold (see mmretina/utils/checkpoint.py).
-from .utils import register_safe_checkpoint_globals  # noqa: E402
+# torch >= 2.6 refuses full mmengine checkpoints by default: mmengine's
+# loader of local files gets exactly the types they hold, within its own
+# loads only (see mmretina/utils/checkpoint.py).
+from .utils import install_checkpoint_loader  # noqa: E402
 
-register_safe_checkpoint_globals()
+install_checkpoint_loader()

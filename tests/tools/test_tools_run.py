@@ -18,9 +18,8 @@ MAX_ITERS = 4
 
 
 def _load_ckpt(path):
-    from mmretina.utils import register_safe_checkpoint_globals
-    register_safe_checkpoint_globals()
-    return torch.load(path, map_location='cpu', weights_only=True)
+    from mmretina.utils import load_checkpoint_file
+    return load_checkpoint_file(path, map_location='cpu')
 
 
 @pytest.fixture(scope='module')

@@ -27,7 +27,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmretina.utils import register_safe_checkpoint_globals
+from mmretina.utils import load_checkpoint_file
 
 MAX_ITERS = 10
 CKPT_INTERVAL = 2
@@ -61,8 +61,7 @@ def small_config(tmp_path_factory, tiny_data, tools_helpers):
 
 
 def load_ckpt(path):
-    register_safe_checkpoint_globals()
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return load_checkpoint_file(path, map_location='cpu')
 
 
 def train_args(h, config, work_dir, *extra):
