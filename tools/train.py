@@ -1,36 +1,32 @@
 # Train a detector with mmretina. Same arguments and behaviour as mmdet
 # 3.3.0's tools/train.py, plus:
 #   * `mmretina` is imported first (registers the `mmretina.*` modules and
-#     allowlists the types of mmengine checkpoints for torch>=2.6's
-#     weights_only loading, so `load_from` and `--resume` work);
+#     makes mmengine load its checkpoints under torch>=2.6's weights_only
+#     default, so `load_from` and `--resume` work);
 #   * without CUDA, a distributed launch (`--launcher pytorch|slurm|mpi`)
 #     runs on CPU processes with the gloo backend instead of failing on nccl;
 #   * `--amp` without a GPU trains in bfloat16 on the CPU
 #     (`mmretina.BF16OptimWrapper`) where the CPU runs bf16 natively,
 #     and fails up front with a clear message where it does not.
+#   * a config without mmretina's finite-loss guard (e.g. one on mmdet's
+#     bases) gets `mmretina.CheckFiniteLossHook`, and the log says so.
+# Run it from an installed mmretina (tools/install.sh), or with the
+# repository on PYTHONPATH as tools/dist_train.sh does (mmdet's habit).
 import argparse
 import os
 import os.path as osp
-import sys
 
-# Make the repository's `mmretina` importable when this script is run from a
-# source checkout without installing the package (mmdet's shell launchers
-# put the repository on PYTHONPATH for the same reason).
-_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
-
-import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
-from mmretina.utils import (register_safe_checkpoint_globals,  # noqa: E402
-                            setup_cpu_distributed)
-from mmretina.engine.hooks import non_finite_message  # noqa: E402
-from mmretina.utils.resume import check_resume  # noqa: E402
+import mmretina  # noqa: F401  (registers mmretina.* modules)
+from mmretina.engine.hooks import (ensure_finite_loss_guard,
+                                   non_finite_message)
+from mmretina.utils import setup_cpu_distributed
+from mmretina.utils.resume import check_resume
 
 
 def parse_args():
@@ -103,11 +99,6 @@ def _amp_device_available():
 def main():
     args = parse_args()
 
-    # torch>=2.6 loads checkpoints with weights_only=True; allow the types
-    # mmengine puts in its checkpoints (idempotent, `import mmretina` does
-    # it too).
-    register_safe_checkpoint_globals()
-
     # Reduce the number of repeated compilations and improve
     # training speed.
     setup_cache_size_limit_of_dynamo()
@@ -169,6 +160,9 @@ def main():
     # without CUDA: gloo backend, process group and DDP without device_ids
     setup_cpu_distributed(cfg)
 
+    # the NaN/inf guard holds however the config writes custom_hooks
+    guard = ensure_finite_loss_guard(cfg)
+
     # build the runner from config
     if 'runner_type' not in cfg:
         # build the default runner
@@ -177,6 +171,8 @@ def main():
         # build customized runner from the registry
         # if 'runner_type' is set in the cfg
         runner = RUNNERS.build(cfg)
+    if guard:
+        print_log(guard, logger='current')
 
     # start training
     try:

@@ -13,7 +13,16 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # mmretina's guards live here, not in custom_hooks: default_hooks is a
+    # dict merged key by key, so a config that writes its own custom_hooks
+    # (a list, which replaces the base's) keeps them.
+    # Stop at the first NaN/inf loss, naming the iteration and the loss
+    # term, before CheckpointHook can save NaN weights.
+    check_finite_loss=dict(type='mmretina.CheckFiniteLossHook'),
+    # Stop before the first iteration when model.bbox_head.num_classes
+    # differs from the training set's classes.
+    check_num_classes=dict(type='mmretina.NumClassesCheckHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,
@@ -32,10 +41,4 @@ log_level = 'INFO'
 load_from = None
 resume = False
 
-# Stop at the first NaN/inf loss, naming the iteration and the loss term,
-# before CheckpointHook can save NaN weights. Stop before the first iteration
-# when model.bbox_head.num_classes differs from the training set's classes.
-custom_hooks = [
-    dict(type='mmretina.CheckFiniteLossHook'),
-    dict(type='mmretina.NumClassesCheckHook'),
-]
+custom_hooks = []

@@ -23,7 +23,9 @@ from mmengine.hooks import Hook
 
 from ...registry import HOOKS
 
-__all__ = ['CheckFiniteLossHook', 'non_finite_message']
+__all__ = [
+    'CheckFiniteLossHook', 'non_finite_message', 'ensure_finite_loss_guard'
+]
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -84,6 +86,68 @@ class CheckFiniteLossHook(Hook):
         raise FloatingPointError(
             f'iteration {runner.iter + 1}: {what} ({all_values}). '
             + _advice(runner))
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to save NaN / inf weights.
+
+        With ``interval > 1`` the losses of some iterations are not looked
+        at; whatever happened in them, a checkpoint is written only when
+        every floating-point tensor of its ``state_dict`` is finite (one
+        pass over the weights per checkpoint).
+        """
+        state = checkpoint.get('state_dict') or {}
+        bad = [
+            name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ]
+        if bad:
+            # meta['iter']: iterations done, as in the file name iter_<i>
+            done = checkpoint.get('meta', {}).get('iter', runner.iter)
+            raise FloatingPointError(
+                f'iteration {done}: the weights hold NaN or inf '
+                f'({", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""}); '
+                'the checkpoint was not saved. A loss turned non-finite in '
+                'an iteration CheckFiniteLossHook did not check (interval='
+                f'{self.interval}). ' + _advice(runner))
+
+
+GUARD_KEY = 'check_finite_loss'
+_GUARD_TYPES = ('CheckFiniteLossHook', 'mmretina.CheckFiniteLossHook')
+
+
+def ensure_finite_loss_guard(cfg) -> Optional[str]:
+    """Make sure a training config registers :class:`CheckFiniteLossHook`.
+
+    mmretina's base runtime lists it in ``default_hooks`` (a dict, merged key
+    by key), so a config that writes its own ``custom_hooks`` (a list, which
+    mmengine replaces) keeps it. A config that has it nowhere -- e.g. one on
+    mmdet's own bases -- gets it added under ``default_hooks.
+    check_finite_loss``. Setting that key to None turns the guard off (mmengine
+    itself refuses None for a key it does not know, so it is removed here).
+
+    Args:
+        cfg (Config): the training config, changed in place.
+
+    Returns:
+        str | None: what was done, for the log; None if nothing was.
+    """
+    default_hooks = cfg.get('default_hooks') or {}
+    hooks = list(default_hooks.values()) + list(cfg.get('custom_hooks') or [])
+    if any(isinstance(h, dict) and h.get('type') in _GUARD_TYPES
+           or isinstance(h, CheckFiniteLossHook) for h in hooks):
+        return None
+    if GUARD_KEY in default_hooks and default_hooks[GUARD_KEY] is None:
+        del cfg.default_hooks[GUARD_KEY]
+        return ('CheckFiniteLossHook is off (default_hooks.'
+                f'{GUARD_KEY}=None): a NaN/inf loss may be checkpointed.')
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    cfg.default_hooks[GUARD_KEY] = dict(type='mmretina.CheckFiniteLossHook')
+    return ('added mmretina.CheckFiniteLossHook (default_hooks.'
+            f'{GUARD_KEY}): the config had no finite-loss guard, so a NaN/inf '
+            'loss would train on and could be checkpointed. Set default_hooks.'
+            f'{GUARD_KEY}=None to train without it.')
 
 
 def non_finite_message(runner, err: FloatingPointError) -> Optional[str]:

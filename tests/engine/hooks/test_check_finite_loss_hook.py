@@ -15,8 +15,11 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
-from mmretina.engine.hooks import CheckFiniteLossHook
-from mmretina.utils import register_safe_checkpoint_globals
+from mmengine.config import Config
+
+from mmretina.engine.hooks import (CheckFiniteLossHook,
+                                   ensure_finite_loss_guard)
+from mmretina.utils import load_checkpoint_file
 
 
 class ToyModel(BaseModel):
@@ -50,7 +53,8 @@ class ToyDataset(Dataset):
             inputs=torch.tensor([i / 8, 1.0]), labels=torch.tensor([0.5]))
 
 
-def train(work_dir, model, max_iters=4, ckpt_interval=2, hook=True):
+def train(work_dir, model, max_iters=4, ckpt_interval=2, hook=True,
+          hook_interval=1):
     runner = Runner(
         model=model,
         work_dir=str(work_dir),
@@ -69,17 +73,16 @@ def train(work_dir, model, max_iters=4, ckpt_interval=2, hook=True):
                 type='CheckpointHook', interval=ckpt_interval,
                 by_epoch=False),
             logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[dict(type='mmretina.CheckFiniteLossHook')]
-        if hook else None,
+        custom_hooks=[
+            dict(type='mmretina.CheckFiniteLossHook', interval=hook_interval)
+        ] if hook else None,
         log_level='WARNING')
     runner.train()
     return runner
 
 
 def load_state(path):
-    register_safe_checkpoint_globals()
-    return torch.load(path, map_location='cpu',
-                      weights_only=True)['state_dict']
+    return load_checkpoint_file(path, map_location='cpu')['state_dict']
 
 
 def all_finite(state):
@@ -130,3 +133,67 @@ def test_finite_run_is_untouched(tmp_path):
 def test_bad_interval(interval):
     with pytest.raises(ValueError, match='interval must be a positive int'):
         CheckFiniteLossHook(interval=interval)
+
+
+def test_interval_above_one_never_saves_nan_weights(tmp_path):
+    """Iteration 3 turns the weights NaN; the hook looks at iterations 5,
+    10, ... only, but the checkpoint of iteration 4 is refused."""
+    with pytest.raises(FloatingPointError) as exc:
+        train(tmp_path, ToyModel(bad_at=3), max_iters=8, ckpt_interval=2,
+              hook_interval=5)
+    msg = str(exc.value)
+    assert msg.startswith('iteration 4: the weights hold NaN or inf '
+                          '(linear.weight, linear.bias); the checkpoint was '
+                          'not saved.')
+    assert 'interval=5' in msg
+    assert not (tmp_path / 'iter_4.pth').exists()
+    assert all_finite(load_state(tmp_path / 'iter_2.pth'))
+    assert (tmp_path / 'last_checkpoint').read_text().strip() == \
+        str(tmp_path / 'iter_2.pth')
+
+
+BASE = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', '_base_',
+                'default_runtime.py')
+
+
+def test_guard_survives_a_config_that_writes_its_own_custom_hooks(tmp_path):
+    """mmengine replaces lists: a config on mmretina's base that sets
+    custom_hooks keeps the guard (it lives in default_hooks)."""
+    cfg_file = tmp_path / 'user.py'
+    cfg_file.write_text(
+        f"_base_ = [{osp.abspath(BASE)!r}]\n"
+        "custom_hooks = [dict(type='EMAHook')]\n")
+    cfg = Config.fromfile(str(cfg_file))
+    assert [h['type'] for h in cfg.custom_hooks] == ['EMAHook']
+    assert cfg.default_hooks.check_finite_loss.type == \
+        'mmretina.CheckFiniteLossHook'
+    assert ensure_finite_loss_guard(cfg) is None  # nothing to add
+    runner = Runner(
+        model=ToyModel(),
+        work_dir=str(tmp_path / 'work'),
+        experiment_name=f'guard_{osp.basename(tmp_path)}',
+        default_scope='mmdet',
+        default_hooks=cfg.default_hooks,
+        custom_hooks=cfg.custom_hooks)
+    names = [type(h).__name__ for h in runner.hooks]
+    assert 'CheckFiniteLossHook' in names and 'EMAHook' in names
+
+
+def test_guard_is_added_where_a_config_has_none():
+    cfg = Config(dict(custom_hooks=[dict(type='EMAHook')],
+                      default_hooks=dict(logger=dict(type='LoggerHook'))))
+    msg = ensure_finite_loss_guard(cfg)
+    assert msg.startswith('added mmretina.CheckFiniteLossHook')
+    assert cfg.default_hooks.check_finite_loss.type == \
+        'mmretina.CheckFiniteLossHook'
+    assert ensure_finite_loss_guard(cfg) is None  # idempotent
+    # listed in custom_hooks counts as present
+    cfg = Config(dict(custom_hooks=[dict(type='CheckFiniteLossHook')]))
+    assert ensure_finite_loss_guard(cfg) is None
+    assert 'check_finite_loss' not in (cfg.get('default_hooks') or {})
+
+
+def test_guard_can_be_switched_off_explicitly():
+    cfg = Config(dict(default_hooks=dict(check_finite_loss=None)))
+    msg = ensure_finite_loss_guard(cfg)
+    assert 'is off' in msg and 'check_finite_loss' not in cfg.default_hooks

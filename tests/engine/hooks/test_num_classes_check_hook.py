@@ -92,7 +92,10 @@ def one_class_data(tmp_path):
 def test_default_runtime_lists_the_hook():
     cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_',
                                    'default_runtime.py'))
-    assert dict(type='mmretina.NumClassesCheckHook') in cfg.custom_hooks
+    # in default_hooks (a dict merged key by key), so that a config writing
+    # its own custom_hooks list keeps it
+    assert cfg.default_hooks.check_num_classes == dict(
+        type='mmretina.NumClassesCheckHook')
 
 
 def test_retinanet_num_classes_3_on_one_class_data_stops(one_class_data):
