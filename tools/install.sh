@@ -24,14 +24,23 @@ PYEOF
 }
 step() { echo "[install] $*"; }
 
-if have torch 2.13.0; then step "torch 2.13.0 present"; else
+# A torch already installed (a CUDA build, another version) is kept: mmretina
+# needs torch>=2.1. Only where there is none is it pinned, to the CPU build
+# tested here (a bare `torch` would pull a multi-GB CUDA build).
+if "$PY" -c "import torch" 2>/dev/null; then
+  step "torch $("$PY" -c 'import torch; print(torch.__version__)') present (kept)"
+else
   step "installing torch==2.13.0"; pip_q torch==2.13.0; fi
 
 if have mmcv 2.1.0 && "$PY" -c "import mmcv.ops" 2>/dev/null; then
   step "mmcv 2.1.0 (with ops) present"
 else
   wheel=""
+  # The prebuilt wheels were compiled against torch 2.13.0: another torch
+  # builds mmcv from source instead.
+  have torch 2.13.0 || MMRETINA_WHEELS="" NO_PREBUILT=1
   for dir in "${MMRETINA_WHEELS:-}" ../shared/wheels; do
+    [ -z "${NO_PREBUILT:-}" ] || break
     [ -n "$dir" ] || continue
     cand=$(ls "$dir"/mmcv-2.1.0-*.whl 2>/dev/null | head -n 1 || true)
     [ -n "$cand" ] && { wheel=$cand; break; }
@@ -45,7 +54,7 @@ else
     pip_q "setuptools<70" wheel ninja
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} "$PY" -m pip install \
       --disable-pip-version-check --no-build-isolation mmcv==2.1.0
-    pip_q "setuptools>=77.0.3"
+    pip_q "setuptools>=77.0.3,<82"
   fi
   # mmcv's runtime dependencies (the wheel was installed without them).
   pip_q addict mmengine "numpy" packaging Pillow pyyaml yapf opencv-python
@@ -59,6 +68,13 @@ else
 fi
 
 if "$PY" -c "import pytest" 2>/dev/null; then :; else pip_q -r requirements/tests.txt; fi
+
+# mmengine resolves `mmdet::` base configs through pkg_resources, which
+# setuptools 82+ no longer ships; torch 2.13 needs setuptools>=77.0.3.
+if "$PY" -c "import pkg_resources" 2>/dev/null; then :; else
+  step "installing setuptools<82 (pkg_resources, for mmdet:: base configs)"
+  pip_q "setuptools>=77.0.3,<82"
+fi
 
 here=$(pwd)
 if [ "$(cd / && "$PY" -c 'import mmretina, os; print(os.path.dirname(os.path.dirname(os.path.abspath(mmretina.__file__))))' 2>/dev/null)" = "$here" ]; then

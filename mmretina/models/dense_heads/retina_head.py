@@ -294,6 +294,21 @@ class RetinaHead(BaseDenseHead):
         ]
         return anchor_list, valid_flag_list
 
+    def _batch_valid_flags(self, featmap_sizes: List[tuple],
+                           batch_img_metas: List[dict],
+                           device: torch.device) -> Tensor:
+        """(B, N) valid flags: mmretina's generator does the batch at once;
+        any other (mmdet's, from a config that swaps only the head) image
+        by image."""
+        gen = self.prior_generator
+        pad_shapes = [m['pad_shape'] for m in batch_img_metas]
+        if hasattr(gen, 'batch_valid_flags'):
+            return gen.batch_valid_flags(featmap_sizes, pad_shapes, device)
+        return torch.stack([
+            torch.cat(gen.valid_flags(featmap_sizes, shape, device))
+            for shape in pad_shapes
+        ])
+
     # ------------------------------------------------------------------
     # targets
     # ------------------------------------------------------------------
@@ -366,8 +381,8 @@ class RetinaHead(BaseDenseHead):
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         device = cls_scores[0].device
         levels, anchors = self._priors(featmap_sizes, torch.float32, device)
-        valid = self.prior_generator.batch_valid_flags(
-            featmap_sizes, [m['pad_shape'] for m in batch_img_metas], device)
+        valid = self._batch_valid_flags(featmap_sizes, batch_img_metas,
+                                        device)
         targets = self.get_targets(anchors, valid, batch_gt_instances,
                                    batch_img_metas, batch_gt_instances_ignore)
         loss_cls = self._loss_cls(cls_scores, targets, levels)

@@ -398,3 +398,24 @@ def test_tuple_neg_iou_thr_with_an_empty_image_matches_mmdet():
                                atol=0)
     torch.testing.assert_close(mine['loss_bbox'], ref['loss_bbox'],
                                rtol=1e-5, atol=1e-7)
+
+
+def test_mmdet_anchor_generator_and_assigner_in_our_head_match_mmdet():
+    """A config that swaps only the head type keeps mmdet's
+    AnchorGenerator and MaxIoUAssigner: same losses."""
+    overrides = dict(
+        anchor_generator=dict(
+            type='AnchorGenerator', octave_base_scale=4,
+            scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
+            strides=[8, 16, 32, 64, 128]))
+    cfg = head_cfg('', **copy.deepcopy(overrides))
+    cfg['type'] = 'mmretina.RetinaHead'
+    ours = MODELS.build(cfg)
+    theirs = MODELS.build(head_cfg('', **overrides))
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    metas, gts, pad_hw, gen = make_batch([(200, 300), (256, 180)], [3, 0])
+    feats = head_outputs(ours, pad_hw, 2, gen)
+    mine = losses_of(ours, ours(feats), gts, metas)
+    ref = losses_of(theirs, theirs(feats), gts, metas)
+    for key in ('loss_cls', 'loss_bbox'):
+        torch.testing.assert_close(mine[key], ref[key], rtol=1e-5, atol=1e-7)
