@@ -16,12 +16,7 @@ import os.path as osp
 import sys
 import time
 
-_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    # configs import mmretina (custom_imports): use this checkout's
-    sys.path.insert(0, _REPO_ROOT)
-
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config
 
 HASH_FILE = '.config_hash'
 

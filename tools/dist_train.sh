@@ -13,6 +13,13 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
+# One failing rank ends the job: torchrun stops the other workers when
+# one exits non-zero (srun: --kill-on-bad-exit=1). With NCCL, a rank
+# blocked in a collective on a dead peer is aborted by the watchdog
+# after the process-group timeout (env_cfg.dist_cfg.timeout, seconds)
+# instead of hanging.
+export TORCH_NCCL_ASYNC_ERROR_HANDLING=${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}
+
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \
     --nnodes=$NNODES \

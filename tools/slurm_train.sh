@@ -15,6 +15,13 @@ CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PY_ARGS=${@:5}
 
+# One failing rank ends the job: torchrun stops the other workers when
+# one exits non-zero (srun: --kill-on-bad-exit=1). With NCCL, a rank
+# blocked in a collective on a dead peer is aborted by the watchdog
+# after the process-group timeout (env_cfg.dist_cfg.timeout, seconds)
+# instead of hanging.
+export TORCH_NCCL_ASYNC_ERROR_HANDLING=${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}
+
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
 srun -p ${PARTITION} \
     --job-name=${JOB_NAME} \
