@@ -1,20 +1,16 @@
 # Test (and evaluate) a detector with mmretina. Same arguments and behaviour
 # as mmdet 3.3.0's tools/test.py, plus:
 #   * `mmretina` is imported first (registers the `mmretina.*` modules and
-#     allowlists the types of mmengine checkpoints for torch>=2.6's
-#     weights_only loading, so CHECKPOINT loads);
+#     makes mmengine load its checkpoints under torch>=2.6's weights_only
+#     default, so CHECKPOINT loads);
 #   * without CUDA, a distributed launch runs CPU processes with gloo.
+# Run it from an installed mmretina (tools/install.sh), or with the
+# repository on PYTHONPATH as tools/dist_test.sh does (mmdet's habit).
 import argparse
 import os
 import os.path as osp
-import sys
 import warnings
 from copy import deepcopy
-
-# Make the repository's `mmretina` importable from a source checkout.
-_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
 
 from mmengine import ConfigDict  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
@@ -27,8 +23,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
 from mmretina.utils.resume import check_checkpoint  # noqa: E402
-from mmretina.utils import (register_safe_checkpoint_globals,  # noqa: E402
-                            setup_cpu_distributed)
+from mmretina.utils import setup_cpu_distributed  # noqa: E402
 
 
 # TODO: support fuse_conv_bn and format_only
@@ -69,6 +64,25 @@ def parse_args():
         default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true')
+    # large images: detect window by window, merge, evaluate (mmretina)
+    parser.add_argument(
+        '--tile',
+        type=int,
+        default=0,
+        help='evaluate window by window: window side in px (0: off)')
+    parser.add_argument(
+        '--overlap',
+        type=float,
+        default=0.25,
+        help='window overlap with --tile: fraction of the tile or px')
+    parser.add_argument(
+        '--tile-batch', type=int, default=4, help='windows per forward pass')
+    parser.add_argument(
+        '--merge', choices=['nms', 'wbf'], default='nms',
+        help='merge across windows with --tile')
+    parser.add_argument(
+        '--device', default=None,
+        help='device with --tile (default: cuda:0 if available, else cpu)')
     # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
     # will pass the `--local-rank` parameter to `tools/train.py` instead
     # of `--local_rank`.
@@ -81,10 +95,6 @@ def parse_args():
 
 def main():
     args = parse_args()
-
-    # torch>=2.6 loads checkpoints with weights_only=True; allow the types
-    # mmengine puts in its checkpoints (idempotent).
-    register_safe_checkpoint_globals()
 
     # Reduce the number of repeated compilations and improve
     # testing speed.
@@ -107,6 +117,22 @@ def main():
 
     cfg.load_from = args.checkpoint
     check_checkpoint(args.checkpoint, 'load')
+
+    if args.tile:
+        # window by window over each image of the test set (mmretina.apis)
+        import torch
+        from mmretina.apis.evaluation import tiled_evaluate
+        if args.tta or args.show or args.show_dir or args.launcher != 'none':
+            raise SystemExit('error: --tile runs in one process without '
+                             '--tta / --show / --show-dir')
+        device = args.device or ('cuda:0'
+                                 if torch.cuda.is_available() else 'cpu')
+        metrics = tiled_evaluate(
+            cfg, args.checkpoint, args.tile, args.overlap, args.tile_batch,
+            args.merge, device=device, out=args.out)
+        print('tiled evaluation (tile %d px, overlap %s, merge %s): %s' %
+              (args.tile, args.overlap, args.merge, metrics))
+        return
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

@@ -185,36 +185,37 @@ def write_geojson(path: str, result: dict, transform: GeoTransform,
 def draw_detections(path: str, img_bgr: np.ndarray, result: dict,
                     classes: Sequence[str], score_thr: float = 0.3,
                     palette=None) -> int:
-    """The image with the boxes of score >= ``score_thr`` (mmdet's
-    ``DetLocalVisualizer``), saved to ``path``; returns the number drawn."""
-    import torch
-    from mmdet.structures import DetDataSample
-    from mmdet.visualization import DetLocalVisualizer
-    from mmengine.structures import InstanceData
+    """The image with the boxes of score >= ``score_thr`` and their scores,
+    drawn with OpenCV (mmdet's matplotlib visualiser needs ~6 ms a box:
+    minutes for the thousands of a large raster), saved to ``path``.
+    ``palette``: RGB colour per class. Returns the number of boxes drawn."""
+    import cv2
     bboxes, scores, labels = _rows(result['bboxes'], result['scores'],
                                    result['labels'])
-    inst = InstanceData()
-    inst.bboxes = torch.as_tensor(bboxes, dtype=torch.float32)
-    inst.scores = torch.as_tensor(scores, dtype=torch.float32)
-    inst.labels = torch.as_tensor(labels)
-    sample = DetDataSample()
-    sample.pred_instances = inst
-    vis = DetLocalVisualizer.get_instance(
-        'mmretina_apis_draw', line_width=2)
-    meta = dict(classes=tuple(classes))
-    if palette is not None:
-        meta['palette'] = palette
-    vis.dataset_meta = meta
+    canvas = np.ascontiguousarray(img_bgr).copy()
+    height, width = canvas.shape[:2]
+    thick = max(1, int(round(max(height, width) / 600)))
+    keep = scores >= score_thr
+    for box, score, label in zip(bboxes[keep], scores[keep], labels[keep]):
+        rgb = (palette[label % len(palette)]
+               if palette else _PALETTE[label % len(_PALETTE)])
+        color = tuple(int(c) for c in rgb[::-1])
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thick)
+        text = f'{_name(classes, int(label))} {score:.2f}'
+        cv2.putText(canvas, text, (x1, max(y1 - 3, 8)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.3 * thick, color, 1,
+                    cv2.LINE_AA)
     _makedirs(path)
-    vis.add_datasample(
-        osp.basename(path),
-        np.ascontiguousarray(img_bgr[..., ::-1]),
-        data_sample=sample,
-        draw_gt=False,
-        show=False,
-        out_file=path,
-        pred_score_thr=score_thr)
-    return int((scores >= score_thr).sum())
+    if not cv2.imwrite(path, canvas):
+        raise OSError(f'cannot write {path!r}')
+    return int(keep.sum())
+
+
+# a few distinct colours (RGB) for configs without a palette
+_PALETTE = [(255, 56, 56), (56, 255, 56), (56, 56, 255), (255, 178, 29),
+            (207, 210, 49), (72, 249, 10), (146, 204, 23), (61, 219, 134),
+            (26, 147, 52), (0, 212, 187), (44, 153, 168), (0, 194, 255)]
 
 
 def _makedirs(path: str) -> None:

@@ -16,8 +16,9 @@ import torch
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DF_CONFIG = osp.join(REPO_ROOT, 'configs', 'retinanet_r18_fpn_deepforest.py')
 WHEEL = 'deepforest-2.1.0-py3-none-any.whl'
-IMAGES = ('OSBS_029.png', 'OSBS_029.tif', 'SOAP_061.png',
-          '2019_YELL_2_541000_4977000_image_crop.png')
+YELL = '2019_YELL_2_541000_4977000_image_crop'
+IMAGES = ('OSBS_029.png', 'OSBS_029.tif', 'OSBS_029.xml', 'SOAP_061.png',
+          YELL + '.png', YELL + '.xml')
 
 
 def _wheel() -> str:
@@ -43,7 +44,8 @@ def _wheel() -> str:
 
 @pytest.fixture(scope='session')
 def df_images(tmp_path_factory):
-    """name -> path of real images of the DeepForest wheel."""
+    """name -> path of real images (and their VOC annotations) of the
+    DeepForest wheel."""
     out = tmp_path_factory.mktemp('deepforest_images')
     with zipfile.ZipFile(_wheel()) as z:
         for name in IMAGES:
@@ -99,7 +101,22 @@ def run_tool():
         return subprocess.run(
             [sys.executable, osp.join(REPO_ROOT, 'tools', tool),
              *map(str, args)],
-            cwd=REPO_ROOT, env=tool_env(), stdout=subprocess.PIPE,
+            cwd=REPO_ROOT, env=tool_env(2), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope='session')
+def df_onnx(df_checkpoint, df_images, run_tool, tmp_path_factory):
+    """The biased DeepForest detector exported by
+    tools/deployment/export_onnx.py --dynamic (with its --check run)."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    config, ckpt = df_checkpoint
+    out = tmp_path_factory.mktemp('onnx') / 'deepforest.onnx'
+    proc = run_tool(osp.join('deployment', 'export_onnx.py'), config, ckpt,
+                    '--out', out, '--dynamic', '--check',
+                    df_images['OSBS_029.png'])
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    return str(out), proc.stdout

@@ -1,0 +1,126 @@
+"""Run a model exported by ``tools/deployment/export_onnx.py`` with
+onnxruntime: the backend of ``tools/infer.py --backend onnxruntime``.
+
+The host side does what the graph does not: the config's test pipeline up
+to the resize (stored in the model's metadata, run with mmcv's transforms)
+and the padding to the preprocessor's ``pad_size_divisor``; normalisation,
+the network, decoding and NMS are in the graph.
+"""
+import json
+from typing import List, Optional, Sequence
+
+import numpy as np
+from mmengine.structures import InstanceData
+
+__all__ = ['OrtBackend']
+
+_SKIP = ('LoadAnnotations', 'PackDetInputs')
+
+
+def _tuples(obj):
+    """Lists back to tuples, recursively (dict values included)."""
+    if isinstance(obj, dict):
+        return {k: _tuples(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return tuple(_tuples(v) for v in obj)
+    return obj
+
+
+class OrtBackend:
+    """An exported RetinaNet in an onnxruntime session.
+
+    Args:
+        onnx_file (str): model from :func:`mmretina.apis.export_onnx`.
+        providers (list[str], optional): onnxruntime execution providers
+            (default: CPU).
+        num_threads (int, optional): intra-op threads (default: ORT's).
+
+    Call it with a list of H x W x 3 uint8 BGR images; it returns one
+    ``InstanceData`` (``bboxes`` (M, 4), ``scores`` (M,), ``labels`` (M,),
+    torch tensors, in the image's pixels) per image, as ``PytorchBackend``.
+    """
+
+    def __init__(self,
+                 onnx_file: str,
+                 providers: Optional[Sequence[str]] = None,
+                 num_threads: Optional[int] = None) -> None:
+        import onnxruntime as ort
+        from mmcv.transforms import Compose
+        opts = ort.SessionOptions()
+        if num_threads:
+            opts.intra_op_num_threads = int(num_threads)
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            onnx_file,
+            sess_options=opts,
+            providers=list(providers or ['CPUExecutionProvider']))
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get('mmretina_format') != 'retinanet-v1':
+            raise ValueError(
+                f'{onnx_file} was not written by mmretina\'s export_onnx '
+                '(no mmretina_format metadata); export it with '
+                'tools/deployment/export_onnx.py')
+        # JSON has no tuples; mmcv's transforms want e.g. scale=(w, h)
+        pipeline = _tuples(json.loads(meta['test_pipeline']))
+        pipeline = [dict(t) for t in pipeline
+                    if t['type'].split('.')[-1] not in _SKIP]
+        pipeline[0] = dict(type='mmdet.LoadImageFromNDArray')
+        self.pipeline = Compose(pipeline)
+        self.pad_size_divisor = int(meta['pad_size_divisor'])
+        self.pad_value = np.array(json.loads(meta['pad_value']), np.float32)
+        self.classes = tuple(json.loads(meta['classes']))
+        palette = json.loads(meta.get('palette', 'null'))
+        self.palette = [tuple(p) for p in palette] if palette else None
+        self.nms_iou = float(meta['nms_iou'])
+        # a static graph (exported without --dynamic): fixed N, H, W
+        shape = self.session.get_inputs()[0].shape
+        self.static_batch = shape[0] if isinstance(shape[0], int) else None
+        self.static_hw = (tuple(shape[2:4]) if all(
+            isinstance(v, int) for v in shape[2:4]) else None)
+        self.metadata = dict(meta)
+
+    def preprocess(self, imgs: List[np.ndarray]):
+        """The batch the graph takes: ``image`` N x 3 x H x W and
+        ``img_info`` N x 4 (img_h, img_w, scale_w, scale_h)."""
+        results = [self.pipeline(dict(img=img, img_id=0)) for img in imgs]
+        shapes = [r['img'].shape[:2] for r in results]
+        div = self.pad_size_divisor
+        pad_h = max(int(np.ceil(h / div)) * div for h, _ in shapes)
+        pad_w = max(int(np.ceil(w / div)) * div for _, w in shapes)
+        if self.static_hw is not None:
+            if pad_h > self.static_hw[0] or pad_w > self.static_hw[1]:
+                raise ValueError(
+                    f'image of {shapes} px (after the test pipeline) does '
+                    f'not fit the static graph input {self.static_hw}; '
+                    'export with --dynamic or a larger --shape')
+            pad_h, pad_w = self.static_hw
+        batch = np.empty((len(imgs), 3, pad_h, pad_w), np.float32)
+        batch[:] = self.pad_value[None, :, None, None]
+        info = np.zeros((len(imgs), 4), np.float32)
+        for i, r in enumerate(results):
+            h, w = shapes[i]
+            batch[i, :, :h, :w] = r['img'].transpose(2, 0, 1)
+            sw, sh = r.get('scale_factor', (1.0, 1.0))
+            info[i] = (h, w, sw, sh)
+        return batch, info
+
+    def __call__(self, imgs: List[np.ndarray]) -> List[InstanceData]:
+        import torch
+        step = self.static_batch
+        if step is not None and len(imgs) > step:
+            return [
+                r for i in range(0, len(imgs), step)
+                for r in self(imgs[i:i + step])
+            ]
+        image, info = self.preprocess(imgs)
+        dets, scores, labels, num = self.session.run(
+            None, dict(image=image, img_info=info))
+        out = []
+        for i in range(len(imgs)):
+            n = int(num[i])
+            inst = InstanceData()
+            inst.bboxes = torch.from_numpy(dets[i, :n].copy())
+            inst.scores = torch.from_numpy(scores[i, :n].copy())
+            inst.labels = torch.from_numpy(labels[i, :n].astype(np.int64))
+            out.append(inst)
+        return out
