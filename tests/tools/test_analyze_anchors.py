@@ -237,3 +237,13 @@ def test_config_without_anchors_is_an_error(tmp_path, capsys):
     cfg.write_text("model = dict(type='X', bbox_head=dict(type='FCOSHead'))\n")
     assert aa.main([str(cfg)]) == 1
     assert 'has no model.bbox_head.anchor_generator' in capsys.readouterr().err
+
+
+def test_missing_training_data_is_an_error(tools_helpers, tmp_path, capsys):
+    config = tools_helpers.write_tiny_config(str(tmp_path / 'c.py'),
+                                             str(tmp_path / 'nowhere'))
+    assert aa.main([config]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: cannot read the training set '
+                          '(train_dataloader.dataset, ')
+    assert 'nowhere' in err

@@ -171,7 +171,12 @@ def load_boxes(cfg, max_images: Optional[int] = None):
         ds_cfg['pipeline'] = []
         ds_cfg['serialize_data'] = False
         ds_cfg.setdefault('test_mode', False)
-        dataset = DATASETS.build(ds_cfg)
+        try:
+            dataset = DATASETS.build(ds_cfg)
+        except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+            raise AnalysisError(
+                'cannot read the training set (train_dataloader.dataset, '
+                f'{ds_cfg.get("type")}): {e}') from None
         for info in dataset.data_list:
             boxes = [ins['bbox'] for ins in info.get('instances', [])
                      if not ins.get('ignore_flag', 0)]
