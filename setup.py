@@ -34,6 +34,9 @@ setup(
     python_requires='>=3.8',
     packages=find_packages(include=['mmretina', 'mmretina.*']),
     install_requires=requirements('runtime.txt'),
-    extras_require={'tests': requirements('tests.txt')},
+    extras_require={
+        'tests': requirements('tests.txt'),
+        'deploy': requirements('deploy.txt'),
+    },
     zip_safe=False,
 )

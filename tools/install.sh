@@ -67,6 +67,15 @@ else
   pip_q mmdet==3.3.0 "mmengine>=0.10.5,<0.11" pycocotools
 fi
 
+# ONNX export and onnxruntime inference (the 'deploy' extra; its tests run
+# in CI). mmdeploy is not used: it pins an old protobuf.
+if "$PY" -c "import onnx, onnxscript, onnxruntime" 2>/dev/null; then
+  step "onnx, onnxscript, onnxruntime present"
+else
+  step "installing requirements/deploy.txt (onnx, onnxscript, onnxruntime)"
+  pip_q -r requirements/deploy.txt
+fi
+
 if "$PY" -c "import pytest" 2>/dev/null; then :; else pip_q -r requirements/tests.txt; fi
 
 # mmengine resolves `mmdet::` base configs through pkg_resources, which
