@@ -506,7 +506,8 @@ def match_exact(gen, boxes: np.ndarray, pad_hw: np.ndarray, image_index,
 
 
 # --------------------------------------------------------------- report
-def categorize(best: np.ndarray, num_pos: Optional[np.ndarray], assign):
+def categorize(best: np.ndarray, assign: dict):
+    """Boolean masks (positive, low-quality only, none) per object."""
     pos = best >= assign['pos_iou_thr']
     low = (~pos & assign['match_low_quality']
            & (best >= assign['min_pos_iou']) & (best > 0))
@@ -515,7 +516,7 @@ def categorize(best: np.ndarray, num_pos: Optional[np.ndarray], assign):
 
 def summarize(boxes, result, assign) -> dict:
     best, num_pos = result['best_iou'], result.get('num_pos')
-    pos, low, none = categorize(best, num_pos, assign)
+    pos, low, none = categorize(best, assign)
     side = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
     n = max(len(best), 1)
 
@@ -780,7 +781,7 @@ def plot(path, boxes, results: List[Tuple[str, dict]], assign):
                              squeeze=False)
     for row, (title, res) in enumerate(results):
         best = res['best_iou']
-        pos, low, none = categorize(best, None, assign)
+        pos, low, none = categorize(best, assign)
         ax = axes[row, 0]
         bins = np.linspace(0, 1, 41)
         ax.hist([best[pos], best[low], best[none]], bins=bins, stacked=True,

@@ -683,7 +683,9 @@ def parse_split_files(items):
     return out
 
 
-def convert(args) -> 'OrderedDict[str, dict]':
+def convert(args) -> Tuple['OrderedDict[str, dict]', List[str]]:
+    """Read, check and split the input; write one json per split.
+    Returns ({split: {'path', 'coco'}}, class names)."""
     report: Counter = Counter()
     if args.format == 'voc':
         records = load_voc(args.ann_dir, args.voc_coords == 'one-based',
