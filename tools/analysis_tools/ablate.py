@@ -369,7 +369,9 @@ def run_group(group: Group, work_dir: str, seeds: int,
               variants: Optional[Sequence[str]] = None,
               cfg_options: Optional[dict] = None, train: bool = True,
               log=print) -> Tuple[List[dict], List[str]]:
-    """Train the missing runs of ``group`` and collect all results.
+    """Train the missing runs of ``group`` (of ``variants`` only, if
+    given) and collect the results; the group's other variants are
+    included where a run of this budget and seed has finished.
 
     Returns:
         tuple[list[dict], list[str]]: one record per variant x seed
@@ -387,33 +389,42 @@ def run_group(group: Group, work_dir: str, seeds: int,
         chosen = [v for v in group.variants if v.name in variants]
     records, failures = [], []
     total = len(chosen) * seeds
-    for i, (variant, seed) in enumerate(
-            ((v, s) for v in chosen for s in range(seeds)), 1):
-        config, run_dir = prepare_run(variant, work_dir, seed, epochs,
-                                      iters, cfg_options)
-        result = read_result(run_dir)
-        what = f'[{i}/{total}] {group.key} {variant.name} seed {seed}'
-        if result is None and train:
-            log(f'[ablate {time.strftime("%H:%M:%S")}] {what}: training '
-                f'-> {run_dir}')
-            try:
-                result = train_run(config, run_dir, log)
-            except RuntimeError as err:
-                failures.append(f'{what}: {err}')
-                log(f'  FAILED: {err}')
-                result = None
-            else:
-                result['variant'] = variant.name
-                result['config'] = config
-                with open(osp.join(run_dir, 'result.json'), 'w') as f:
-                    json.dump(result, f, indent=1)
-        elif result is not None:
-            log(f'[ablate] {what}: done before ({run_dir})')
-        if result is not None:
-            log(f'  {describe(result)}')
-        records.append(
-            dict(variant=variant.name, seed=seed, config=config,
-                 run_dir=run_dir, result=result))
+    count = 0
+    for variant in group.variants:
+        for seed in range(seeds):
+            config, run_dir = prepare_run(variant, work_dir, seed, epochs,
+                                          iters, cfg_options)
+            result = read_result(run_dir)
+            if variant not in chosen:
+                # not asked for: in the table only if it was run before
+                if result is not None:
+                    records.append(
+                        dict(variant=variant.name, seed=seed, config=config,
+                             run_dir=run_dir, result=result))
+                continue
+            count += 1
+            what = f'[{count}/{total}] {group.key} {variant.name} seed {seed}'
+            if result is None and train:
+                log(f'[ablate {time.strftime("%H:%M:%S")}] {what}: training '
+                    f'-> {run_dir}')
+                try:
+                    result = train_run(config, run_dir, log)
+                except RuntimeError as err:
+                    failures.append(f'{what}: {err}')
+                    log(f'  FAILED: {err}')
+                    result = None
+                else:
+                    result['variant'] = variant.name
+                    result['config'] = config
+                    with open(osp.join(run_dir, 'result.json'), 'w') as f:
+                        json.dump(result, f, indent=1)
+            elif result is not None:
+                log(f'[ablate] {what}: done before ({run_dir})')
+            if result is not None:
+                log(f'  {describe(result)}')
+            records.append(
+                dict(variant=variant.name, seed=seed, config=config,
+                     run_dir=run_dir, result=result))
     return records, failures
 
 
