@@ -18,8 +18,9 @@ the anchors; the jobs around it are small functions in their own modules:
 Anchors are cached by feature sizes, device and dtype, least recently used
 out first once the cache exceeds its byte budget.
 """
+import logging
 from collections import OrderedDict
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import ConvModule
@@ -27,16 +28,23 @@ from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
                          OptInstanceList, OptMultiConfig)
+from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from mmretina.models.losses.focal_loss import FocalLoss, focal_loss_sum
 from mmretina.registry import MODELS, TASK_UTILS
 from .postprocess import predict_detections
-from .targets import BatchTargets, batch_targets, check_gt_finite
+from .targets import (BatchTargets, batch_targets, check_gt_finite,
+                      positive_stats)
 
 # Anchors kept for the input sizes seen most recently. 64 MiB holds those
 # of about 8 COCO-sized (800 x 1333, 9 anchors per cell) inputs.
 PRIOR_CACHE_BYTES = 64 << 20
+
+# Training steps over which the share of ground truths without a positive
+# anchor is measured, and the share above which one warning is logged.
+DIAGNOSTIC_ITERS = 50
+UNMATCHED_WARN_SHARE = 0.1
 
 Priors = Tuple[List[Tensor], Tensor]
 
@@ -175,6 +183,9 @@ class RetinaHead(BaseDenseHead):
                     f'paper sec. 4); got sampler {sampler["type"]}. Use '
                     "dict(type='PseudoSampler') or leave it out.")
         self._prior_cache = PriorCache()
+        # anchor diagnostics of the first training steps
+        self._diag_steps = 0
+        self._diag_counts: Optional[Tensor] = None
         self._init_layers()
 
     def _init_layers(self) -> None:
@@ -369,8 +380,12 @@ class RetinaHead(BaseDenseHead):
             batch_gt_instances_ignore (list[InstanceData], optional).
 
         Returns:
-            dict[str, Tensor]: ``loss_cls`` and ``loss_bbox``, scalars. mmdet
-            returns one term per level; their sums are these values.
+            dict[str, Tensor]: ``loss_cls`` and ``loss_bbox``, scalars (mmdet
+            returns one term per level; their sums are these values), and
+            the logged diagnostics ``pos_per_img`` (positive anchors per
+            image) and ``gt_with_pos`` (share of ground truths with at least
+            one positive anchor), which mmengine does not optimise (no
+            'loss' in the key).
         """
         if len(cls_scores) != self.prior_generator.num_levels:
             raise ValueError(
@@ -419,7 +434,38 @@ class RetinaHead(BaseDenseHead):
                                                     loss_bbox.detach()]))
         if not bool(finite.all()):
             _raise_non_finite(cls_scores, bbox_preds, loss_cls, loss_bbox)
-        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
+        losses = dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
+        losses.update(self._anchor_diagnostics(targets))
+        return losses
+
+    def _anchor_diagnostics(self, targets: BatchTargets) -> Dict[str, Tensor]:
+        """What mmengine logs beside the losses (keys without 'loss', so
+        not optimised): positive anchors per image and the share of ground
+        truths with at least one positive. Over the first
+        ``DIAGNOSTIC_ITERS`` training steps the counts are summed on the
+        device; after them one host sync decides a single warning."""
+        pos_per_img, matched, total = positive_stats(targets)
+        share = matched / total.clamp(min=1)
+        if self._diag_steps < DIAGNOSTIC_ITERS:
+            self._diag_steps += 1
+            self._diag_counts = torch.stack([matched, total]) + (
+                0 if self._diag_counts is None else self._diag_counts)
+            if self._diag_steps == DIAGNOSTIC_ITERS:
+                self._warn_if_unmatched(*self._diag_counts.tolist())
+        return dict(pos_per_img=pos_per_img, gt_with_pos=share)
+
+    def _warn_if_unmatched(self, matched: float, total: float) -> None:
+        if total == 0 or 1 - matched / total <= UNMATCHED_WARN_SHARE:
+            return
+        print_log(
+            f'mmretina.RetinaHead: over the first {DIAGNOSTIC_ITERS} '
+            f'training steps, {1 - matched / total:.0%} of the '
+            f'{int(total)} ground truths got no positive anchor, so they '
+            'are learnt as background. The anchors do not fit the objects: '
+            'run tools/analysis_tools/analyze_anchors.py CONFIG --optimize '
+            'for anchor settings that reach them.',
+            logger='current',
+            level=logging.WARNING)
 
     def _loss_cls(self, cls_scores: List[Tensor], targets: BatchTargets,
                   levels: List[Tensor]) -> Tensor:

@@ -6,7 +6,7 @@ regression targets of the positives. With ``mmretina.MaxIoUAssigner`` the
 assignment is one batched call (:meth:`MaxIoUAssigner.assign_batch`); any
 other mmdet assigner runs image by image (:func:`assign_per_image`).
 """
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Sequence, Tuple
 
 import torch
 from mmdet.structures.bbox import get_box_tensor
@@ -18,7 +18,7 @@ from mmretina.models.task_modules.assigners.max_iou_assigner import (
     MaxIoUAssigner, pad_boxes)
 
 __all__ = ['BatchTargets', 'inside_flags', 'batch_targets',
-           'assign_per_image', 'check_gt_finite']
+           'assign_per_image', 'check_gt_finite', 'positive_stats']
 
 
 class BatchTargets(NamedTuple):
@@ -32,6 +32,8 @@ class BatchTargets(NamedTuple):
             truth within its image.
         bbox_targets (Tensor): (P, D) regression targets of positives.
         avg_factor (Tensor): scalar, sum over images of max(#pos, 1).
+        gt_has_pos (Tensor): (B, G) bool, padded: the ground truths that got
+            at least one positive anchor.
         num_gts (Tensor): (B,) int64 ground truths per image.
     """
     labels: Tensor
@@ -40,7 +42,23 @@ class BatchTargets(NamedTuple):
     pos_gt_inds: Tensor
     bbox_targets: Tensor
     avg_factor: Tensor
+    gt_has_pos: Tensor
     num_gts: Tensor
+
+
+def positive_stats(targets: BatchTargets) -> Tuple[Tensor, Tensor, Tensor]:
+    """How well the anchors cover the objects, from the targets alone (no
+    host sync).
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: fp32 scalars: positive anchors per
+        image, ground truths with at least one positive, ground truths.
+    """
+    num_imgs = targets.labels.size(0)
+    pos_per_img = targets.labels.new_tensor(
+        targets.pos_inds.size(0) / max(num_imgs, 1), dtype=torch.float32)
+    return (pos_per_img, targets.gt_has_pos.sum().float(),
+            targets.num_gts.sum().float())
 
 
 def inside_flags(anchors: Tensor, valid: Tensor, img_shapes: Sequence[tuple],
@@ -193,5 +211,8 @@ def batch_targets(assigner,
     else:
         bbox_targets = bbox_coder.encode(anchors[pos_anchor], pos_gt_boxes)
     avg_factor = pos.sum(dim=1).clamp(min=1).sum()
+    gt_has_pos = torch.zeros_like(gt_valid)
+    gt_has_pos[pos_img, pos_gt] = True
     return BatchTargets(labels, label_weights, pos_inds, pos_gt,
-                        bbox_targets, avg_factor, gt_valid.sum(dim=1))
+                        bbox_targets, avg_factor, gt_has_pos,
+                        gt_valid.sum(dim=1))

@@ -419,3 +419,55 @@ def test_mmdet_anchor_generator_and_assigner_in_our_head_match_mmdet():
     ref = losses_of(theirs, theirs(feats), gts, metas)
     for key in ('loss_cls', 'loss_bbox'):
         torch.testing.assert_close(mine[key], ref[key], rtol=1e-5, atol=1e-7)
+
+
+def test_anchor_diagnostics_are_logged_beside_the_losses():
+    ours, _ = build_pair()
+    metas, gts, pad_hw, gen = make_batch([(200, 300), (256, 180)], [3, 5])
+    # a ground truth far outside every anchor's reach gets no positive
+    gts[1].bboxes[0] = torch.tensor([5000., 5000., 5010., 5010.])
+    outs = ours(head_outputs(ours, pad_hw, 2, gen))
+    losses = ours.loss_by_feat(*outs, gts, metas)
+    assert set(losses) == {'loss_cls', 'loss_bbox', 'pos_per_img',
+                           'gt_with_pos'}
+    targets = ours.get_targets(
+        ours._priors([tuple(o.shape[-2:]) for o in outs[0]], torch.float32,
+                     torch.device('cpu'))[1],
+        ours._batch_valid_flags([tuple(o.shape[-2:]) for o in outs[0]],
+                                metas, torch.device('cpu')), gts, metas)
+    assert float(losses['pos_per_img']) == len(targets.pos_inds) / 2
+    assert float(losses['gt_with_pos']) == pytest.approx(7 / 8)
+    # mmengine sums only the keys with 'loss' in them
+    from mmengine.model import BaseModel
+    total, log_vars = BaseModel.parse_losses(None, losses)
+    assert torch.equal(total, losses['loss_cls'] + losses['loss_bbox'])
+    assert 'gt_with_pos' in log_vars
+
+
+def test_one_warning_when_many_ground_truths_get_no_positive():
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    from mmretina.models.dense_heads import retina_head
+    ours, _ = build_pair()
+    metas, gts, pad_hw, gen = make_batch([(128, 128)], [4])
+    # two of four boxes unreachable: 50% without a positive anchor
+    gts[0].bboxes[:2] = torch.tensor([[5000., 5000., 5004., 5004.]] * 2)
+    outs = ours(head_outputs(ours, pad_hw, 1, gen))
+    logger = MMLogger.get_instance('mmretina_diag_test')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        with torch.no_grad():
+            for _ in range(retina_head.DIAGNOSTIC_ITERS + 5):
+                ours.loss_by_feat(*outs, gts, metas)
+    finally:
+        logger.removeHandler(handler)
+    warnings = [r.getMessage() for r in records
+                if 'got no positive anchor' in r.getMessage()]
+    assert len(warnings) == 1
+    assert '50% of the 200 ground truths' in warnings[0]
+    assert 'analyze_anchors.py' in warnings[0]
