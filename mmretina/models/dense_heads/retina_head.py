@@ -328,7 +328,8 @@ class RetinaHead(BaseDenseHead):
                     valid: Tensor,
                     batch_gt_instances: InstanceList,
                     batch_img_metas: List[dict],
-                    batch_gt_instances_ignore: OptInstanceList = None
+                    batch_gt_instances_ignore: OptInstanceList = None,
+                    featmap_sizes: Optional[List[tuple]] = None
                     ) -> BatchTargets:
         """Targets of every anchor of every image
         (:func:`~mmretina.models.dense_heads.targets.batch_targets` with this
@@ -342,10 +343,17 @@ class RetinaHead(BaseDenseHead):
             batch_img_metas (list[dict]): ``img_shape`` per image.
             batch_gt_instances_ignore (list[InstanceData], optional):
                 ``bboxes`` to ignore per image.
+            featmap_sizes (list[tuple], optional): (H_l, W_l) per level;
+                with them (and mmretina's generator) the assignment computes
+                IoUs only near each ground truth.
 
         Returns:
             BatchTargets
         """
+        layout = None
+        if featmap_sizes is not None and hasattr(self.prior_generator,
+                                                 'grid_layout'):
+            layout = self.prior_generator.grid_layout(featmap_sizes)
         return batch_targets(
             self.assigner,
             self.bbox_coder,
@@ -357,7 +365,8 @@ class RetinaHead(BaseDenseHead):
             batch_gt_instances_ignore,
             allowed_border=self.train_cfg.get('allowed_border', 0),
             pos_weight=self.train_cfg.get('pos_weight', -1),
-            reg_decoded_bbox=self.reg_decoded_bbox)
+            reg_decoded_bbox=self.reg_decoded_bbox,
+            prior_layout=layout)
 
     # ------------------------------------------------------------------
     # loss
@@ -399,7 +408,8 @@ class RetinaHead(BaseDenseHead):
         valid = self._batch_valid_flags(featmap_sizes, batch_img_metas,
                                         device)
         targets = self.get_targets(anchors, valid, batch_gt_instances,
-                                   batch_img_metas, batch_gt_instances_ignore)
+                                   batch_img_metas, batch_gt_instances_ignore,
+                                   featmap_sizes)
         loss_cls = self._loss_cls(cls_scores, targets, levels)
 
         num_imgs = cls_scores[0].size(0)

@@ -6,7 +6,7 @@ regression targets of the positives. With ``mmretina.MaxIoUAssigner`` the
 assignment is one batched call (:meth:`MaxIoUAssigner.assign_batch`); any
 other mmdet assigner runs image by image (:func:`assign_per_image`).
 """
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmdet.structures.bbox import get_box_tensor
@@ -126,7 +126,8 @@ def assign_per_image(assigner, anchors: Tensor, inside: Tensor,
 
 def _assign_batched(assigner: MaxIoUAssigner, anchors: Tensor,
                     inside: Tensor, gt_boxes: Tensor, gt_valid: Tensor,
-                    batch_gt_instances_ignore: OptInstanceList) -> Tensor:
+                    batch_gt_instances_ignore: OptInstanceList,
+                    prior_layout: Optional[list]) -> Tensor:
     """(B, N) gt_inds from one batched max-IoU assignment."""
     excluded = ~inside
     if batch_gt_instances_ignore is not None and any(
@@ -139,7 +140,8 @@ def _assign_batched(assigner: MaxIoUAssigner, anchors: Tensor,
         ignored = assigner.ignored_priors(anchors[None], ignore, ignore_valid)
         if ignored is not None:
             excluded = excluded | ignored
-    gt_inds, _ = assigner.assign_batch(anchors, gt_boxes, gt_valid, excluded)
+    gt_inds, _ = assigner.assign_batch(anchors, gt_boxes, gt_valid, excluded,
+                                       prior_layout)
     return gt_inds.masked_fill(~inside, -1)
 
 
@@ -153,7 +155,8 @@ def batch_targets(assigner,
                   batch_gt_instances_ignore: OptInstanceList = None,
                   allowed_border: int = 0,
                   pos_weight: float = -1,
-                  reg_decoded_bbox: bool = False) -> BatchTargets:
+                  reg_decoded_bbox: bool = False,
+                  prior_layout: Optional[list] = None) -> BatchTargets:
     """Targets of every anchor of every image.
 
     Args:
@@ -171,6 +174,9 @@ def batch_targets(assigner,
         allowed_border (int): see :func:`inside_flags`.
         pos_weight (float): classification weight of positives; <= 0 is 1.
         reg_decoded_bbox (bool): targets are boxes, not encoded deltas.
+        prior_layout (list[GridLevel], optional): the regular grid of
+            ``anchors`` (``AnchorGenerator.grid_layout``), for the windowed
+            assignment of ``mmretina.MaxIoUAssigner``.
 
     Returns:
         BatchTargets
@@ -191,7 +197,8 @@ def batch_targets(assigner,
         gt_labels[i, :len(g.labels)] = g.labels
     if isinstance(assigner, MaxIoUAssigner):
         gt_inds = _assign_batched(assigner, anchors, inside, gt_boxes,
-                                  gt_valid, batch_gt_instances_ignore)
+                                  gt_valid, batch_gt_instances_ignore,
+                                  prior_layout)
     else:
         gt_inds = assign_per_image(assigner, anchors, inside,
                                    batch_gt_instances,

@@ -216,3 +216,136 @@ def test_batch_without_any_ground_truth_is_all_background():
         priors, padded, valid)
     assert gt_inds.shape == (2, len(priors)) and (gt_inds == 0).all()
     assert (max_overlaps == 0).all()
+
+
+# --- windowed assignment: bit-identical to the dense path -----------------
+
+RETINA_ANCHORS = dict(octave_base_scale=4, scales_per_octave=3,
+                      ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128])
+
+
+def _grid(sizes, **gen_cfg):
+    from mmretina.models.task_modules import AnchorGenerator
+    gen = AnchorGenerator(**(gen_cfg or RETINA_ANCHORS))
+    priors = torch.cat(gen.grid_priors(sizes, device='cpu'))
+    return priors, gen.grid_layout(sizes)
+
+
+def _assert_windowed_equals_dense(cfg, priors, layout, gts, excluded=None,
+                                  ignores=None):
+    assigner = MaxIoUAssigner(**cfg)
+    padded, valid = max_iou_assigner.pad_boxes(gts)
+    if ignores is not None:
+        ignore, ignore_valid = max_iou_assigner.pad_boxes(ignores)
+        ignored = assigner.ignored_priors(priors[None], ignore, ignore_valid)
+        if ignored is not None:
+            excluded = ignored if excluded is None else excluded | ignored
+    used = excluded if excluded is None else \
+        excluded & valid.any(dim=1, keepdim=True)
+    assert max_iou_assigner.windowed_reductions(
+        priors, padded, valid, used, layout, assigner.min_pos_iou,
+        True) is not None, 'the windowed path did not run'
+    dense = assigner.assign_batch(priors, padded, valid, excluded)
+    windowed = assigner.assign_batch(priors, padded, valid, excluded, layout)
+    assert torch.equal(dense[0], windowed[0])
+    assert torch.equal(dense[1], windowed[1])  # max_overlaps, bit for bit
+    return windowed
+
+
+def _sizes(h, w):
+    return [(-(-h // s), -(-w // s)) for s in (8, 16, 32, 64, 128)]
+
+
+@pytest.mark.parametrize('name', list(CONFIGS))
+@pytest.mark.parametrize('seed', range(2))
+def test_windowed_equals_dense_random_batches(name, seed):
+    gen = torch.Generator().manual_seed(100 + seed)
+    priors, layout = _grid(_sizes(320, 416))
+    counts = [7, 0, 25]
+    gts = [random_boxes(n, 400, gen, 4, 200) for n in counts]
+    ignores = [random_boxes(2, 400, gen, 20, 80) for _ in counts]
+    # images of different sizes in one padded batch: anchors off an image
+    # are excluded, as the head does
+    img_w = torch.tensor([416, 300, 350])[:, None]
+    excluded = priors[None, :, 2] > img_w + 50
+    gt_inds, _ = _assert_windowed_equals_dense(CONFIGS[name], priors, layout,
+                                               gts, excluded, ignores)
+    assert (gt_inds[0] > 0).any() and (gt_inds[1] == 0).all()
+
+
+@pytest.mark.parametrize('name', ['retina', 'first_only', 'tuple_neg'])
+def test_windowed_equals_dense_tie_heavy_grid(name):
+    """Ground truths equal to anchors, duplicated, and on cell borders:
+    many equal IoUs for one anchor and one ground truth."""
+    priors, layout = _grid([(16, 16), (8, 8)], octave_base_scale=2,
+                           scales_per_octave=1, ratios=[1.0], strides=[8, 16])
+    boxes = torch.tensor([[0, 0, 16, 16], [0, 0, 16, 16], [8, 8, 24, 24],
+                          [-4, -4, 12, 12], [16, 16, 48, 48],
+                          [16, 16, 48, 48], [40, 8, 56, 24], [0, 0, 32, 32]],
+                         dtype=torch.float32)
+    gts = [boxes, boxes.flip(0), boxes[:3] + 64]
+    gt_inds, _ = _assert_windowed_equals_dense(CONFIGS[name], priors, layout,
+                                               gts)
+    assert (gt_inds > 0).sum() > 10
+
+
+@pytest.mark.parametrize('name', ['retina', 'first_only'])
+def test_windowed_equals_dense_crowded(name):
+    """1200 overlapping boxes in one image (a dense aerial tile)."""
+    gen = torch.Generator().manual_seed(7)
+    priors, layout = _grid(_sizes(512, 512))
+    gts = [random_boxes(1200, 480, gen, 6, 40), random_boxes(300, 480, gen)]
+    gt_inds, _ = _assert_windowed_equals_dense(CONFIGS[name], priors, layout,
+                                               gts)
+    assert len(gt_inds[0][gt_inds[0] > 0].unique()) > 900
+
+
+def test_windowed_equals_dense_tiny_huge_and_outside_boxes():
+    gen = torch.Generator().manual_seed(9)
+    priors, layout = _grid(_sizes(256, 384))
+    boxes = torch.cat([
+        random_boxes(20, 380, gen, 0.5, 3),  # tiny: few or no overlaps
+        torch.tensor([[0., 0., 384., 256.], [-500., -500., 900., 900.],
+                      [-30., 40., 20., 90.], [370., 250., 420., 300.],
+                      [1000., 1000., 1010., 1010.],  # outside every anchor
+                      [50., 50., 50., 80.]])  # degenerate (zero width)
+    ])
+    for cfg in (RETINA, CONFIGS['first_only'], CONFIGS['tuple_neg']):
+        _assert_windowed_equals_dense(cfg, priors, layout,
+                                      [boxes, boxes[:5]])
+
+
+def test_windowed_path_falls_back_when_windows_are_not_cheaper():
+    priors, layout = _grid(_sizes(64, 64))
+    huge = torch.tensor([[-100., -100., 200., 200.]] * 4)
+    padded, valid = max_iou_assigner.pad_boxes([huge])
+    assert max_iou_assigner.windowed_reductions(
+        priors, padded, valid, None, layout, 0., True) is None
+    # and a layout that does not describe the priors is not used
+    assert max_iou_assigner.windowed_reductions(
+        priors[:-9], padded, valid, None, layout, 0., True) is None
+
+
+def test_head_uses_the_windowed_path_and_says_so_in_debug_logs():
+    import logging
+
+    from mmengine.logging import MMLogger
+    gen = torch.Generator().manual_seed(3)
+    priors, layout = _grid(_sizes(320, 320))
+    padded, valid = max_iou_assigner.pad_boxes(
+        [random_boxes(10, 300, gen, 10, 60)])
+    logger = MMLogger.get_instance('mmretina_window_test',
+                                   log_level='DEBUG')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        MaxIoUAssigner(**RETINA).assign_batch(priors, padded, valid,
+                                              layout=layout)
+        MaxIoUAssigner(**RETINA).assign_batch(priors, padded, valid)
+    finally:
+        logger.removeHandler(handler)
+    paths = [r.getMessage().split()[1] for r in records
+             if r.getMessage().startswith('MaxIoUAssigner:')]
+    assert paths == ['windowed', 'dense']

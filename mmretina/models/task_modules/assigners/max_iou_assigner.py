@@ -15,11 +15,13 @@ anchor is 0 (a degenerate box, or one that no anchor touches) gets no
 low-quality match. mmdet, with ``min_pos_iou=0``, makes every anchor with
 IoU 0 to it a positive for it (open-mmlab/mmdetection#8289).
 """
-from typing import Optional, Tuple, Union
+import logging
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmdet.models.task_modules.assigners import AssignResult
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -244,7 +246,8 @@ class MaxIoUAssigner:
                      priors: Tensor,
                      gt_bboxes: Tensor,
                      gt_valid: Tensor,
-                     excluded: Optional[Tensor] = None
+                     excluded: Optional[Tensor] = None,
+                     layout: Optional[Sequence] = None
                      ) -> Tuple[Tensor, Tensor]:
         """Assign one set of priors in every image of a batch.
 
@@ -257,6 +260,12 @@ class MaxIoUAssigner:
                 they end up ignored (-1) and never win a low-quality match.
                 Images without ground truth are all background, as in
                 mmdet, whatever ``excluded`` says.
+            layout (list[GridLevel], optional): the regular grid the priors
+                were made on (``AnchorGenerator.grid_layout``). With it, IoUs
+                are computed only in the window of anchors near each ground
+                truth (:func:`windowed_reductions`), with results identical
+                to the dense computation; without it, or where the windows
+                would not be cheaper, every IoU is computed.
 
         Returns:
             tuple[Tensor, Tensor]: ``gt_inds`` (B, N) int64 (-1 ignored, 0
@@ -275,10 +284,68 @@ class MaxIoUAssigner:
             # Many ground truths: assign on the CPU to spare device memory.
             gt_inds, max_overlaps = self.assign_batch(
                 priors.cpu(), gt_bboxes.cpu(), gt_valid.cpu(),
-                None if excluded is None else excluded.cpu())
+                None if excluded is None else excluded.cpu(), layout)
             return gt_inds.to(priors.device), max_overlaps.to(priors.device)
-        chunk = max(1, _MAX_IOU_ELEMENTS // max(1, num_imgs * num_gts))
+        if excluded is not None:
+            excluded = excluded & gt_valid.any(dim=1, keepdim=True)
 
+        reduced = None
+        if layout is not None and self._plain_iou:
+            reduced = windowed_reductions(
+                priors, gt_bboxes, gt_valid, excluded, layout,
+                self.min_pos_iou,
+                self.match_low_quality and self.gt_max_assign_all)
+        if reduced is None:
+            reduced = self._dense_reductions(priors, gt_bboxes, gt_valid,
+                                             excluded)
+            path = 'dense'
+        else:
+            path = 'windowed'
+        print_log(f'MaxIoUAssigner: {path} IoU for {num_imgs} images x '
+                  f'{num_gts} ground truths x {num_priors} priors',
+                  logger='current', level=logging.DEBUG)
+        max_overlaps, argmax, gt_max, gt_argmax, low = reduced
+
+        gt_inds = torch.full_like(argmax, -1)
+        if isinstance(self.neg_iou_thr, tuple):
+            lo, hi = self.neg_iou_thr
+            gt_inds[(max_overlaps >= lo) & (max_overlaps < hi)] = 0
+        else:
+            gt_inds[(max_overlaps >= 0)
+                    & (max_overlaps < self.neg_iou_thr)] = 0
+        pos = max_overlaps >= self.pos_iou_thr
+        gt_inds[pos] = argmax[pos] + 1
+        # An image without ground truth is all background, as mmdet assigns
+        # it, also when neg_iou_thr is a range that excludes IoU 0 (its
+        # padded IoUs). No host sync: a masked fill over the batch.
+        gt_inds.masked_fill_(~gt_valid.any(dim=1, keepdim=True), 0)
+
+        if self.match_low_quality:
+            if not self.gt_max_assign_all:
+                # Each eligible ground truth takes its first best anchor;
+                # later ground truths overwrite earlier ones (mmdet's loop
+                # order), so each anchor takes the largest index.
+                rank = _low_quality_rank(gt_valid, gt_max, self.min_pos_iou)
+                low = torch.zeros_like(gt_inds)
+                low.scatter_reduce_(1, gt_argmax, rank, reduce='amax')
+            gt_inds = torch.where(low > 0, low, gt_inds)
+        return gt_inds, max_overlaps
+
+    def _dense_reductions(self, priors: Tensor, gt_bboxes: Tensor,
+                          gt_valid: Tensor, excluded: Optional[Tensor]):
+        """The reductions of the (B, G, N) IoU, computed in anchor chunks.
+
+        Returns:
+            tuple: ``max_overlaps`` (B, N), ``argmax`` (B, N) (lowest ground
+            truth among ties), ``gt_max`` (B, G), ``gt_argmax`` (B, G)
+            (lowest anchor among ties) and ``low`` (B, N), the low-quality
+            match of each anchor with ``gt_max_assign_all`` (the largest
+            eligible ground-truth index + 1 whose best IoU the anchor
+            reaches; 0 for none), None without it.
+        """
+        num_imgs, num_gts = gt_valid.shape
+        num_priors = priors.size(0)
+        chunk = max(1, _MAX_IOU_ELEMENTS // max(1, num_imgs * num_gts))
         workspace = priors.new_empty(3 * num_imgs * num_gts *
                                      min(chunk, num_priors))
 
@@ -305,8 +372,6 @@ class MaxIoUAssigner:
         gt_argmax = torch.zeros((num_imgs, num_gts),
                                 dtype=torch.long,
                                 device=priors.device)
-        if excluded is not None:
-            excluded = excluded & gt_valid.any(dim=1, keepdim=True)
         cached = None
         chunk_maxes = []
         for start, end in bounds:
@@ -322,49 +387,26 @@ class MaxIoUAssigner:
             gt_argmax = torch.where(better, chunk_arg + start, gt_argmax)
             del ious
 
-        gt_inds = torch.full_like(argmax, -1)
-        if isinstance(self.neg_iou_thr, tuple):
-            lo, hi = self.neg_iou_thr
-            gt_inds[(max_overlaps >= lo) & (max_overlaps < hi)] = 0
-        else:
-            gt_inds[(max_overlaps >= 0)
-                    & (max_overlaps < self.neg_iou_thr)] = 0
-        pos = max_overlaps >= self.pos_iou_thr
-        gt_inds[pos] = argmax[pos] + 1
-        # An image without ground truth is all background, as mmdet assigns
-        # it, also when neg_iou_thr is a range that excludes IoU 0 (its
-        # padded IoUs). No host sync: a masked fill over the batch.
-        gt_inds.masked_fill_(~gt_valid.any(dim=1, keepdim=True), 0)
-
-        if self.match_low_quality:
-            # A ground truth takes part if it is real, reaches min_pos_iou
-            # and overlaps some anchor at all (the #8289 difference).
-            eligible = gt_valid & (gt_max >= self.min_pos_iou) & (gt_max > 0)
-            # Later ground truths overwrite earlier ones (mmdet's loop
-            # order), so each anchor takes the largest eligible index.
-            rank = torch.arange(
-                1, num_gts + 1, device=priors.device)[None, :] * eligible
+        low = None
+        if self.match_low_quality and self.gt_max_assign_all:
+            rank = _low_quality_rank(gt_valid, gt_max, self.min_pos_iou)
+            eligible = rank > 0
             rank_f = rank.to(priors.dtype)
             zero = priors.new_zeros(())
-            low = torch.zeros_like(gt_inds)
-            if self.gt_max_assign_all:
-                for (start, end), chunk_max in zip(bounds, chunk_maxes):
-                    # Only chunks holding some eligible gt's best IoU can
-                    # change anything; usually few, so IoU is rarely redone.
-                    if not bool(((chunk_max == gt_max) & eligible).any()):
-                        continue
-                    ious = cached if cached is not None else overlaps_of(
-                        start, end)
-                    # Ranks are exact in fp32; where() writes back into the
-                    # IoU buffer instead of allocating an int64 tensor.
-                    hit = ious == gt_max[:, :, None]
-                    ranked = torch.where(hit, rank_f[:, :, None], zero,
-                                         out=ious)
-                    low[:, start:end] = ranked.amax(dim=1).long()
-            else:
-                low.scatter_reduce_(1, gt_argmax, rank, reduce='amax')
-            gt_inds = torch.where(low > 0, low, gt_inds)
-        return gt_inds, max_overlaps
+            low = torch.zeros_like(argmax)
+            for (start, end), chunk_max in zip(bounds, chunk_maxes):
+                # Only chunks holding some eligible gt's best IoU can
+                # change anything; usually few, so IoU is rarely redone.
+                if not bool(((chunk_max == gt_max) & eligible).any()):
+                    continue
+                ious = cached if cached is not None else overlaps_of(
+                    start, end)
+                # Ranks are exact in fp32; where() writes back into the
+                # IoU buffer instead of allocating an int64 tensor.
+                hit = ious == gt_max[:, :, None]
+                ranked = torch.where(hit, rank_f[:, :, None], zero, out=ious)
+                low[:, start:end] = ranked.amax(dim=1).long()
+        return max_overlaps, argmax, gt_max, gt_argmax, low
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(pos_iou_thr={self.pos_iou_thr}, '
@@ -373,3 +415,229 @@ class MaxIoUAssigner:
                 f'gt_max_assign_all={self.gt_max_assign_all}, '
                 f'ignore_iof_thr={self.ignore_iof_thr}, '
                 f'match_low_quality={self.match_low_quality})')
+
+
+def _low_quality_rank(gt_valid: Tensor, gt_max: Tensor,
+                      min_pos_iou: float) -> Tensor:
+    """(B, G) int64: g + 1 for the ground truths that take part in
+    low-quality matching, 0 for the others.
+
+    A ground truth takes part if it is real, reaches ``min_pos_iou`` and
+    overlaps some anchor at all (the #8289 difference: mmdet matches an
+    unreachable ground truth to every anchor with IoU 0). Later ground truths
+    overwrite earlier ones in mmdet's loop, so an anchor takes the largest
+    rank.
+    """
+    eligible = gt_valid & (gt_max >= min_pos_iou) & (gt_max > 0)
+    return torch.arange(
+        1, gt_valid.size(1) + 1, device=gt_valid.device)[None, :] * eligible
+
+
+# Windowed assignment is used while its IoU pairs are at most this share of
+# the dense B x G x N (below it, the index arithmetic per pair costs more than
+# the saved IoUs).
+_WINDOWED_MAX_SHARE = 0.25
+# IoU pairs per chunk of ground truths in the windowed path.
+_MAX_WINDOW_PAIRS = 1 << 22
+
+
+def _level_windows(boxes: Tensor, level) -> Tuple[Tensor, ...]:
+    """The cells of one grid level whose anchors can overlap each box.
+
+    An anchor ``base[a] + (x * sw, y * sh)`` overlaps box (x1, y1, x2, y2)
+    with positive area only if ``x * sw + base[a, 0] < x2`` and ``x * sw +
+    base[a, 2] > x1`` (and the same in y), so x lies strictly between
+    ``(x1 - max_a base[a, 2]) / sw`` and ``(x2 - min_a base[a, 0]) / sw``.
+    The window is widened by one cell on each side, so that the rounding
+    of the anchors' float coordinates can never leave an overlapping anchor
+    out; the IoU test then keeps exactly the overlapping pairs.
+
+    Args:
+        boxes (Tensor): (M, 4) float64.
+        level (GridLevel): the level.
+
+    Returns:
+        tuple[Tensor, ...]: int64 (M,) each: first column x0, first row y0,
+        window width wx and height wy (0 where empty).
+    """
+    base = level.base_anchors.to(boxes)
+    x0 = torch.floor((boxes[:, 0] - base[:, 2].max()) / level.stride_w) - 1
+    x1 = torch.ceil((boxes[:, 2] - base[:, 0].min()) / level.stride_w) + 1
+    y0 = torch.floor((boxes[:, 1] - base[:, 3].max()) / level.stride_h) - 1
+    y1 = torch.ceil((boxes[:, 3] - base[:, 1].min()) / level.stride_h) + 1
+    x0 = x0.clamp(min=0).long()
+    y0 = y0.clamp(min=0).long()
+    wx = (x1.clamp(max=level.width - 1).long() - x0 + 1).clamp(min=0)
+    wy = (y1.clamp(max=level.height - 1).long() - y0 + 1).clamp(min=0)
+    return x0, y0, wx, wy
+
+
+def _window_pairs(windows, layout, gts: Tensor) -> Tuple[Tensor, Tensor]:
+    """All (ground truth, anchor) pairs of the windows of ``gts``.
+
+    Args:
+        windows (list[tuple]): :func:`_level_windows` of every ground
+            truth, per level.
+        layout (list[GridLevel]): the levels.
+        gts (Tensor): (M,) indices of the ground truths to pair.
+
+    Returns:
+        tuple[Tensor, Tensor]: (P,) each: index into ``gts``' ground truths
+        (0 .. M-1) and the anchor's index in the concatenated priors.
+    """
+    pair_gt, pair_anchor = [], []
+    device = gts.device
+    for (x0, y0, wx, wy), level in zip(windows, layout):
+        x0, y0, wx, wy = x0[gts], y0[gts], wx[gts], wy[gts]
+        counts = wx * wy
+        gt_of = torch.repeat_interleave(
+            torch.arange(len(gts), device=device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        local = torch.arange(gt_of.numel(), device=device) - first[gt_of]
+        dy = local // wx[gt_of]
+        dx = local - dy * wx[gt_of]
+        cell = (y0[gt_of] + dy) * level.width + x0[gt_of] + dx
+        num_base = level.base_anchors.size(0)
+        anchor = level.start + cell[:, None] * num_base + torch.arange(
+            num_base, device=device)
+        pair_gt.append(gt_of[:, None].expand_as(anchor).reshape(-1))
+        pair_anchor.append(anchor.reshape(-1))
+    return torch.cat(pair_gt), torch.cat(pair_anchor)
+
+
+def _pair_iou(gt_boxes: Tensor, priors: Tensor) -> Tensor:
+    """IoU of paired boxes (P, 4) and (P, 4), with :func:`box_iou`'s
+    arithmetic (hence the same floats)."""
+    area_gt = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (
+        gt_boxes[:, 3] - gt_boxes[:, 1])
+    area_prior = (priors[:, 2] - priors[:, 0]) * (priors[:, 3] - priors[:, 1])
+    w = torch.minimum(gt_boxes[:, 2], priors[:, 2])
+    w.sub_(torch.maximum(gt_boxes[:, 0], priors[:, 0])).clamp_(min=0)
+    h = torch.minimum(gt_boxes[:, 3], priors[:, 3])
+    h.sub_(torch.maximum(gt_boxes[:, 1], priors[:, 1])).clamp_(min=0)
+    overlap = w.mul_(h)
+    union = torch.add(area_gt, area_prior)
+    union.sub_(overlap).clamp_(min=1e-6)
+    return overlap.div_(union)
+
+
+def windowed_reductions(priors: Tensor, gt_bboxes: Tensor, gt_valid: Tensor,
+                        excluded: Optional[Tensor], layout: Sequence,
+                        min_pos_iou: float, assign_all: bool):
+    """:meth:`MaxIoUAssigner._dense_reductions` from the IoUs near each
+    ground truth only.
+
+    On each level of a regular grid, the anchors that overlap a box lie in
+    a small window of cells (:func:`_level_windows`). Only those IoUs are
+    computed, with the dense path's arithmetic; every pair outside the
+    windows has IoU 0, which the reductions below account for, so all
+    results (values, tie rules: lowest ground truth per anchor, lowest
+    anchor per ground truth, largest eligible ground truth in low-quality
+    matching) are those of the dense path, bit for bit.
+
+    Args:
+        priors (Tensor): (N, 4), the grid's anchors concatenated.
+        gt_bboxes (Tensor): (B, G, 4) padded ground truths.
+        gt_valid (Tensor): (B, G) mask of real ground truths.
+        excluded (Tensor, optional): (B, N) priors at IoU -1, already
+            restricted to images with ground truth.
+        layout (list[GridLevel]): the grid of ``priors``.
+        min_pos_iou (float): low-quality matching threshold.
+        assign_all (bool): compute ``low`` (``gt_max_assign_all``).
+
+    Returns:
+        tuple | None: as :meth:`MaxIoUAssigner._dense_reductions`, or None
+        where the windows would not be cheaper than the dense IoU (or the
+        priors do not match the layout).
+    """
+    num_imgs, num_gts = gt_valid.shape
+    num_priors = priors.size(0)
+    last = layout[-1]
+    if last.start + last.height * last.width * last.base_anchors.size(0) \
+            != num_priors:
+        return None
+    device = priors.device
+    flat_gts = gt_valid.reshape(-1).nonzero().squeeze(1)  # b * G + g order
+    boxes = gt_bboxes.reshape(-1, 4)[flat_gts]
+    if not bool(torch.isfinite(boxes).all()):
+        return None
+    windows = [_level_windows(boxes.double(), level) for level in layout]
+    pairs_per_gt = sum(wx * wy * level.base_anchors.size(0)
+                       for (_, _, wx, wy), level in zip(windows, layout))
+    total_pairs = int(pairs_per_gt.sum())
+    if total_pairs > _WINDOWED_MAX_SHARE * num_imgs * num_gts * num_priors:
+        return None
+
+    img_of = flat_gts // num_gts
+    gt_of = flat_gts % num_gts
+    # Anchors that overlap no ground truth: IoU 0 with all (dense: the max
+    # over G of zeros, first index 0), or -1 where excluded.
+    max_flat = priors.new_zeros(num_imgs * num_priors)
+    if excluded is not None:
+        max_flat.masked_fill_(excluded.reshape(-1), -1)
+    arg_flat = torch.zeros(num_imgs * num_priors, dtype=torch.long,
+                           device=device)
+    gt_max = priors.new_zeros(num_imgs * num_gts)
+    gt_argmax = torch.zeros(num_imgs * num_gts, dtype=torch.long,
+                            device=device)
+    low = (torch.zeros(num_imgs * num_priors, dtype=torch.long,
+                       device=device) if assign_all else None)
+    excluded_flat = None if excluded is None else excluded.reshape(-1)
+
+    # Chunks of consecutive ground truths (image-major, so each image's
+    # ground truths come in increasing index order: the strict '>' merge
+    # below keeps the lowest index among ties, as torch.max does).
+    cum = torch.cumsum(pairs_per_gt, 0)
+    starts = [0]
+    while starts[-1] < len(flat_gts):
+        done = int(cum[starts[-1] - 1]) if starts[-1] else 0
+        end = int(torch.searchsorted(cum, done + _MAX_WINDOW_PAIRS,
+                                     right=True))
+        starts.append(max(end, starts[-1] + 1))
+    for c0, c1 in zip(starts[:-1], starts[1:]):
+        gts = torch.arange(c0, c1, device=device)
+        pair_gt, pair_anchor = _window_pairs(windows, layout, gts)
+        pair_gt = pair_gt + c0
+        iou = _pair_iou(boxes[pair_gt], priors[pair_anchor])
+        flat_anchor = img_of[pair_gt] * num_priors + pair_anchor
+        keep = iou > 0
+        if excluded_flat is not None:
+            keep &= ~excluded_flat[flat_anchor]
+        iou, pair_gt, pair_anchor, flat_anchor = (
+            iou[keep], pair_gt[keep], pair_anchor[keep], flat_anchor[keep])
+        g = gt_of[pair_gt]
+
+        # Per anchor: best IoU of this chunk, lowest ground truth among
+        # ties; merged strictly, so earlier chunks (lower indices) win ties.
+        # -1 where untouched: never better than 0 (no overlap) or -1
+        # (excluded), while every kept IoU is > 0.
+        chunk_max = priors.new_full((num_imgs * num_priors, ), -1.)
+        chunk_max.scatter_reduce_(0, flat_anchor, iou, reduce='amax')
+        tie = iou == chunk_max[flat_anchor]
+        chunk_arg = torch.full_like(arg_flat, num_gts)
+        chunk_arg.scatter_reduce_(0, flat_anchor[tie], g[tie], reduce='amin')
+        better = chunk_max > max_flat
+        max_flat = torch.where(better, chunk_max, max_flat)
+        arg_flat = torch.where(better, chunk_arg, arg_flat)
+
+        # Per ground truth (all its pairs are in this chunk): best IoU and
+        # the lowest anchor reaching it.
+        slot = flat_gts[pair_gt]
+        gt_max.scatter_reduce_(0, slot, iou, reduce='amax')
+        best = iou == gt_max[slot]
+        first = torch.full_like(gt_argmax, num_priors)
+        first.scatter_reduce_(0, slot[best], pair_anchor[best], reduce='amin')
+        in_chunk = torch.zeros_like(gt_argmax, dtype=torch.bool)
+        in_chunk[flat_gts[c0:c1]] = True
+        gt_argmax = torch.where(in_chunk & (first < num_priors), first,
+                                gt_argmax)
+        if low is not None:
+            eligible = (gt_max[slot] >= min_pos_iou) & (gt_max[slot] > 0)
+            hit = best & eligible
+            low.scatter_reduce_(0, flat_anchor[hit], g[hit] + 1,
+                                reduce='amax')
+    return (max_flat.view(num_imgs, num_priors),
+            arg_flat.view(num_imgs, num_priors),
+            gt_max.view(num_imgs, num_gts),
+            gt_argmax.view(num_imgs, num_gts),
+            None if low is None else low.view(num_imgs, num_priors))

@@ -8,7 +8,7 @@ mmdet's ``AnchorGenerator``: within a level the index of an anchor is
 when ``scale_major`` (ws = base * w_ratio[i] * scale[j], flattened over i, j).
 """
 import warnings
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,25 @@ def valid_sizes(strides: Sequence[Tuple[int, int]],
              min(int(np.ceil(w / stride_w)), feat_w))
             for (feat_h, feat_w), (stride_w, stride_h) in zip(
                 featmap_sizes, strides)]
+
+
+class GridLevel(NamedTuple):
+    """One level of a regular anchor grid (:meth:`AnchorGenerator
+    .grid_layout`).
+
+    Attributes:
+        start (int): index of the level's first anchor in the concatenation
+            of all levels.
+        height, width (int): H and W, feature cells.
+        stride_w, stride_h (float): cell size in pixels.
+        base_anchors (Tensor): (A, 4) anchors of cell (0, 0).
+    """
+    start: int
+    height: int
+    width: int
+    stride_w: float
+    stride_h: float
+    base_anchors: Tensor
 
 
 def _grid_valid_flags(featmap_size: Tuple[int, int], valid_hw: Tensor,
@@ -242,6 +261,31 @@ class AnchorGenerator:
             from mmdet.structures.bbox import HorizontalBoxes
             return HorizontalBoxes(anchors)
         return anchors
+
+    def grid_layout(self, featmap_sizes: Sequence[Tuple[int, int]]
+                    ) -> List['GridLevel']:
+        """The regular grid behind :meth:`grid_priors`: per level, anchor
+        ``(y * W + x) * A + a`` is ``base_anchors[a] + (x * stride_w,
+        y * stride_h) * 2``. ``mmretina.MaxIoUAssigner`` uses it to compute
+        IoUs only near each ground truth.
+
+        Returns:
+            list[GridLevel]: one per level, in the order of
+            :meth:`grid_priors` concatenated.
+        """
+        if len(featmap_sizes) != self.num_levels:
+            raise ValueError(
+                f'AnchorGenerator: {self.num_levels} levels configured, got '
+                f'{len(featmap_sizes)} feature map sizes')
+        levels, start = [], 0
+        for i, (feat_h, feat_w) in enumerate(featmap_sizes):
+            base = self.base_anchors[i]
+            levels.append(
+                GridLevel(start, int(feat_h), int(feat_w),
+                          float(self.strides[i][0]),
+                          float(self.strides[i][1]), base))
+            start += int(feat_h) * int(feat_w) * base.size(0)
+        return levels
 
     def sparse_priors(self,
                       prior_idxs: Tensor,
