@@ -39,4 +39,15 @@ say "training curves (loss, val mAP) -> $WORK_DIR/training_curves.png"
 "$PY" tools/analysis_tools/analyze_logs.py plot_curve "$WORK_DIR" \
   --keys loss loss_cls loss_bbox coco/bbox_mAP_50 coco/bbox_mAP \
   --title "$(basename "$CONFIG" .py)" --out "$WORK_DIR/training_curves.png"
+# The wheel's largest image (2299x2472 px; its 400-px tiles are training
+# data), window by window: 400-px windows overlapping by 100 px, merged.
+LARGE=data/deepforest/large/2019_YELL_2_528000_4978000_image_crop2.png
+say "tiled detections over $LARGE -> $WORK_DIR/large_image/"
+if [ ! -f "$LARGE" ]; then
+  "$PY" -m pip download --disable-pip-version-check --no-deps -q \
+    deepforest==2.1.0 -d data/deepforest/wheel
+  "$PY" -c "import sys, zipfile, glob, os; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); open(sys.argv[1], 'wb').write(zipfile.ZipFile(glob.glob('data/deepforest/wheel/deepforest-2.1.0-*.whl')[0]).read('deepforest/data/' + os.path.basename(sys.argv[1])))" "$LARGE"
+fi
+"$PY" tools/infer.py "$LARGE" "$CONFIG" "$CKPT" --device cpu --tile 400 \
+  --overlap 0.25 --batch 4 --score-thr 0.3 --out-dir "$WORK_DIR/large_image"
 say "done: checkpoint $CKPT, picture $WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
