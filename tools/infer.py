@@ -169,8 +169,7 @@ def main(argv=None):
     results = []
     for path in images:
         img = load_image(path)
-        inferencer_input = img
-        inst = inferencer(inferencer_input)
+        inst = inferencer(img)
         res = dict(
             image_path=path,
             bboxes=inst.bboxes.cpu().numpy(),

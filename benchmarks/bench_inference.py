@@ -1,0 +1,265 @@
+"""Whole-detector inference speed and peak memory: mmdet's RetinaNet,
+mmretina's in PyTorch and mmretina's exported to ONNX in onnxruntime, in
+one run, for the DeepForest model (input 400 x 400) and R50-FPN (COCO, 80
+classes, input 800 x 1333), batch 1 and 4.
+
+    python benchmarks/bench_inference.py               # 1 thread
+    python benchmarks/bench_inference.py --threads 2 --repeats 5
+    python benchmarks/bench_inference.py --quick       # DeepForest only
+
+What is timed: from the resized uint8 image to the final detections, i.e.
+the data preprocessor (normalise, pad), backbone, neck, head, decoding and
+NMS (``model.test_step`` for PyTorch; host-side padding + ``session.run``
+for onnxruntime). Image decoding and the resize are left out (the same for
+all three). All three run the same weights (random, seed 0, classifier bias
+-3 so that a few hundred boxes pass score_thr and NMS has work) on the same
+images (a fixed uniform-noise image, or ``--image`` resized). Each
+(model, implementation, batch) runs in a fresh process: images/s is the
+median over ``--repeats`` timed iterations after one warm-up; peak memory is
+the process's peak resident set (VmHWM) minus its resident set before the
+model was built.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MODELS = {
+    # name: (config, input (h, w))
+    'deepforest': ('configs/retinanet_r18_fpn_deepforest.py', (400, 400)),
+    'r50_fpn': ('configs/retinanet_r50_fpn.py', (800, 1333)),
+}
+IMPLS = ('mmdet', 'mmretina', 'onnxruntime')
+
+
+def cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _rss_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def _strip_prefix(obj):
+    """mmretina.X -> X (mmdet's own modules) throughout a config dict."""
+    if isinstance(obj, dict):
+        out = {k: _strip_prefix(v) for k, v in obj.items()}
+        if isinstance(out.get('type'), str) and \
+                out['type'].startswith('mmretina.'):
+            out['type'] = out['type'][len('mmretina.'):]
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_strip_prefix(v) for v in obj)
+    return obj
+
+
+def load_cfg(name: str, impl: str):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, MODELS[name][0]))
+    cfg.model.backbone.init_cfg = None
+    if impl == 'mmdet':
+        from mmengine.config import ConfigDict
+        cfg.model = ConfigDict(_strip_prefix(cfg.model.to_dict()))
+    return cfg
+
+
+def build_model(name: str, impl: str, weights: str = None):
+    import torch
+    from mmdet.apis import init_detector
+    cfg = load_cfg(name, impl)
+    torch.manual_seed(0)
+    model = init_detector(cfg, None, device='cpu')
+    if weights:
+        model.load_state_dict(torch.load(weights, weights_only=True),
+                              strict=True)
+    return model.eval()
+
+
+def make_images(name: str, batch: int, image: str = None):
+    import mmcv
+    import numpy as np
+    h, w = MODELS[name][1]
+    if image:
+        img = mmcv.imresize(mmcv.imread(image), (w, h))
+    else:
+        img = np.random.RandomState(0).randint(0, 256, (h, w, 3), np.uint8)
+    return [img] * batch
+
+
+# ----------------------------------------------------------------- children
+def child_prepare(name: str, out_dir: str) -> None:
+    """Weights (mmretina model, seed 0, cls bias -3) and the ONNX file."""
+    import torch
+    from mmretina.apis.onnx_export import export_onnx
+    model = build_model(name, 'mmretina')
+    with torch.no_grad():
+        model.bbox_head.retina_cls.bias.fill_(-3.0)
+    torch.save(model.state_dict(), osp.join(out_dir, f'{name}.pth'))
+    h, w = MODELS[name][1]
+    start = time.time()
+    export_onnx(model, osp.join(out_dir, f'{name}.onnx'), model.cfg,
+                dynamic=True, example_size=(-(-h // 32) * 32,
+                                            -(-w // 32) * 32))
+    print(json.dumps(dict(export_s=time.time() - start)))
+
+
+def child_run(name: str, impl: str, batch: int, repeats: int, threads: int,
+              out_dir: str, image: str = None) -> None:
+    import torch
+    import mmdet.apis  # noqa: F401  (libraries loaded before the baseline)
+    import mmretina.apis.onnx_runtime  # noqa: F401
+    import onnxruntime  # noqa: F401
+    torch.set_num_threads(threads)
+    base = _rss_kib('VmRSS')
+    imgs = make_images(name, batch, image)
+    if impl == 'onnxruntime':
+        from mmretina.apis.onnx_runtime import OrtBackend
+        backend = OrtBackend(osp.join(out_dir, f'{name}.onnx'),
+                             num_threads=threads)
+        import numpy as np
+
+        # the resize stays out of the timing, as for PyTorch below
+        resized = [backend.pipeline(dict(img=im, img_id=0)) for im in imgs]
+        _, info = backend.preprocess(imgs)
+        div = backend.pad_size_divisor
+
+        def step():
+            # host side: batch, pad, to float (what the data preprocessor
+            # does in PyTorch), then the graph
+            hh = max(r['img'].shape[0] for r in resized)
+            ww = max(r['img'].shape[1] for r in resized)
+            x = np.empty((len(resized), 3, -(-hh // div) * div,
+                          -(-ww // div) * div), np.float32)
+            x[:] = backend.pad_value[None, :, None, None]
+            for i, r in enumerate(resized):
+                im = r['img']
+                x[i, :, :im.shape[0], :im.shape[1]] = im.transpose(2, 0, 1)
+            out = backend.session.run(None, dict(image=x, img_info=info))
+            return int(out[3].sum())
+
+    else:
+        from mmcv.transforms import Compose
+        from mmdet.utils import get_test_pipeline_cfg
+        model = build_model(name, impl, osp.join(out_dir, f'{name}.pth'))
+        pipeline = get_test_pipeline_cfg(model.cfg.copy())
+        pipeline[0].type = 'mmdet.LoadImageFromNDArray'
+        pipeline = Compose(pipeline)
+        data = [pipeline(dict(img=im, img_id=0)) for im in imgs]
+        batch_data = dict(inputs=[d['inputs'] for d in data],
+                          data_samples=[d['data_samples'] for d in data])
+
+        def step():
+            with torch.no_grad():
+                res = model.test_step(batch_data)
+            return sum(len(r.pred_instances) for r in res)
+
+    dets = step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    peak = _rss_kib('VmHWM')
+    print(json.dumps(dict(
+        images_per_s=batch / statistics.median(times),
+        peak_mib=(peak - base) / 1024,
+        dets_per_img=dets / batch)))
+
+
+# ------------------------------------------------------------------- parent
+def _child(args, *extra):
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env['OMP_NUM_THREADS'] = str(args.threads)
+    proc = subprocess.run([sys.executable, osp.abspath(__file__), *extra],
+                          env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f'child {extra} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--batches', type=int, nargs='+', default=[1, 4])
+    p.add_argument('--models', nargs='+', default=list(MODELS),
+                   choices=list(MODELS))
+    p.add_argument('--image', help='an image to resize to the input size '
+                   '(default: fixed uniform noise)')
+    p.add_argument('--quick', action='store_true',
+                   help='DeepForest only, 2 repeats')
+    p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == 'prepare':
+            child_prepare(rest[0], rest[1])
+        else:
+            name, impl, batch, repeats, threads, out_dir = rest[:6]
+            child_run(name, impl, int(batch), int(repeats), int(threads),
+                      out_dir, rest[6] if len(rest) > 6 else None)
+        return
+    if args.quick:
+        args.models, args.repeats = ['deepforest'], 2
+    import torch
+    print(f'CPU: {cpu_model()}, {os.cpu_count()} cores; torch '
+          f'{torch.__version__}, {args.threads} thread(s); median of '
+          f'{args.repeats} after 1 warm-up; input '
+          + (args.image or 'uniform noise'))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            info = _child(args, '--child', 'prepare', name, tmp)
+            print(f'{name}: ONNX export {info["export_s"]:.1f} s',
+                  flush=True)
+            for batch in args.batches:
+                for impl in IMPLS:
+                    extra = ['--child', 'run', name, impl, str(batch),
+                             str(args.repeats), str(args.threads), tmp]
+                    if args.image:
+                        extra.append(args.image)
+                    r = _child(args, *extra)
+                    rows.append((name, batch, impl, r))
+                    print(f'  {name} batch {batch} {impl}: '
+                          f'{r["images_per_s"]:.2f} images/s, peak '
+                          f'{r["peak_mib"]:.0f} MiB, '
+                          f'{r["dets_per_img"]:.0f} detections/image',
+                          flush=True)
+    h = {n: MODELS[n][1] for n in MODELS}
+    print('\n| model | input | batch | mmdet images/s | mmretina images/s '
+          '| onnxruntime images/s | mmdet peak MiB | mmretina peak MiB '
+          '| onnxruntime peak MiB |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for name in args.models:
+        for batch in args.batches:
+            r = {impl: x for n, b, impl, x in rows
+                 if n == name and b == batch}
+            print(f'| {name} | {h[name][0]}x{h[name][1]} | {batch} | '
+                  + ' | '.join(f'{r[i]["images_per_s"]:.2f}' for i in IMPLS)
+                  + ' | '
+                  + ' | '.join(f'{r[i]["peak_mib"]:.0f}' for i in IMPLS)
+                  + ' |')
+
+
+if __name__ == '__main__':
+    main()
