@@ -237,7 +237,7 @@ class RetinaNetONNX(nn.Module):
         feats = self.detector.extract_feat(x)
         cls_scores, bbox_preds = self.detector.bbox_head(feats)
         num = image.shape[0]
-        C, A, k = self.num_classes, self.num_anchors, self.nms_pre
+        C, k = self.num_classes, self.nms_pre
         all_boxes, all_scores, all_labels = [], [], []
         for lvl, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
             height, width = cls.shape[-2], cls.shape[-1]

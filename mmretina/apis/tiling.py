@@ -143,8 +143,12 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     return inter / union.clamp(min=1e-6)
 
 
-def drop_cut_boxes(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
-                   cut: Tensor, min_cover: float = 0.5) -> Tensor:
+def drop_cut_boxes(bboxes: Tensor,
+                   labels: Tensor,
+                   tile_ids: Tensor,
+                   cut: Tensor,
+                   min_cover: float = 0.5,
+                   chunk: int = 256) -> Tensor:
     """Keep-mask that drops cut boxes another window sees whole.
 
     Args:
@@ -155,6 +159,7 @@ def drop_cut_boxes(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
             window (:func:`cut_mask`).
         min_cover (float): the whole box must cover at least this fraction
             of the cut box's area.
+        chunk (int): cut boxes compared at a time (bounds memory).
 
     Returns:
         Tensor: (M,) bool, True for the boxes to keep.
@@ -164,12 +169,17 @@ def drop_cut_boxes(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
     whole_idx = (~cut).nonzero().squeeze(1)
     if cut_idx.numel() == 0 or whole_idx.numel() == 0:
         return keep
-    cover = _intersection(bboxes[cut_idx], bboxes[whole_idx]) / \
-        _area(bboxes[cut_idx]).clamp(min=1e-6)[:, None]
-    same = (labels[cut_idx, None] == labels[None, whole_idx]) & \
-        (tile_ids[cut_idx, None] != tile_ids[None, whole_idx])
-    seen_whole = ((cover >= min_cover) & same).any(dim=1)
-    keep[cut_idx[seen_whole]] = False
+    whole = bboxes[whole_idx]
+    # in chunks of cut boxes: the pairwise matrices of a large raster's
+    # thousands of boxes would otherwise take gigabytes
+    for start in range(0, cut_idx.numel(), chunk):
+        idx = cut_idx[start:start + chunk]
+        cover = _intersection(bboxes[idx], whole) / \
+            _area(bboxes[idx]).clamp(min=1e-6)[:, None]
+        same = (labels[idx, None] == labels[None, whole_idx]) & \
+            (tile_ids[idx, None] != tile_ids[None, whole_idx])
+        seen_whole = ((cover >= min_cover) & same).any(dim=1)
+        keep[idx[seen_whole]] = False
     return keep
 
 

@@ -73,6 +73,8 @@ def test_drop_cut_boxes_needs_a_whole_box_of_the_same_class_elsewhere():
     cut = torch.tensor([True, False, True, False, True, True, False])
     keep = drop_cut_boxes(boxes, labels, tiles, cut)
     assert keep.tolist() == [False, True, True, True, True, True, True]
+    assert torch.equal(drop_cut_boxes(boxes, labels, tiles, cut, chunk=1),
+                       keep)
     # coverage below min_cover keeps the cut box
     keep = drop_cut_boxes(boxes, labels, tiles, cut, min_cover=1.01)
     assert keep.all()
@@ -92,16 +94,16 @@ def test_weighted_boxes_fusion_by_hand():
                           [100.0, 100, 110, 110], [0.0, 0, 10, 10]])
     scores = torch.tensor([0.9, 0.3, 0.5, 0.4])
     labels = torch.tensor([0, 0, 0, 1])
-    b, s, l = weighted_boxes_fusion(boxes, scores, labels, iou_thr=0.55)
+    b, s, lab = weighted_boxes_fusion(boxes, scores, labels, iou_thr=0.55)
     # cluster {0, 1}: x = (0*.9 + 2*.3) / 1.2 = 0.5, x2 = 10.5; mean score
     # 0.6; the lone boxes keep theirs (T = 1 without windows)
-    assert l.tolist() == [0, 0, 1]
+    assert lab.tolist() == [0, 0, 1]
     assert torch.allclose(s, torch.tensor([0.6, 0.5, 0.4]))
     assert torch.allclose(b[0], torch.tensor([0.5, 0.0, 10.5, 10.0]))
     assert torch.equal(b[1], boxes[2]) and torch.equal(b[2], boxes[3])
     # with windows: a box inside two windows found by one is halved
     wins = [Window(0, 0, 200, 200), Window(50, 50, 250, 250)]
-    b, s, l = weighted_boxes_fusion(boxes, scores, labels, 0.55, wins)
+    b, s, lab = weighted_boxes_fusion(boxes, scores, labels, 0.55, wins)
     assert torch.allclose(s, torch.tensor([0.6, 0.4, 0.25]))
     assert weighted_boxes_fusion(boxes[:0], scores[:0],
                                  labels[:0])[0].shape == (0, 4)

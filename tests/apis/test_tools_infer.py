@@ -70,7 +70,8 @@ def test_infer_tiled_outputs(pytorch_run, image_dir):
     assert {r['label'] for r in rows} == {'tree'}
     with open(osp.join(out, 'results.json')) as f:
         res = json.load(f)
-    assert len([r for r in res if r['image_id'] == 1]) == int(m.group(2))  # sorted: YELL first
+    # the input list is sorted: the YELL image is image_id 1
+    assert len([r for r in res if r['image_id'] == 1]) == int(m.group(2))
     assert all(r['category_id'] == 1 and len(r['bbox']) == 4 for r in res)
     # the GeoTIFF's boxes in UTM 17N metres
     with open(osp.join(out, 'OSBS_029.geojson')) as f:
@@ -169,7 +170,7 @@ def _coco_from_voc(df_images, root):
 
 
 def test_test_py_tile(df_images, df_checkpoint, df_model, run_tool,
-                     tmp_path):
+                      tmp_path):
     import torch
     root = str(tmp_path / 'data')
     os.makedirs(root)
