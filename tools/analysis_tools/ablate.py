@@ -77,8 +77,8 @@ class Variant:
         labels (tuple[str]): the row's values of the group's columns.
         paper (tuple[float, float, float] | str | None): the paper's (AP,
             AP50, AP75) in percent, ``'diverged'``, or None (not reported).
-        paper_note (str): where the paper's figure comes from if not the
-            group's table.
+        paper_note (str): a note on the paper's figure (where it comes
+            from if not the group's table).
     """
 
     def __init__(self, name: str, config: str, labels: Tuple[str, ...],
@@ -155,16 +155,18 @@ def _groups() -> Dict[str, Group]:
               ('loss', 'init'), [
                   Variant('ce_no_prior', _cfg('e_init', 'ce_no_prior'),
                           ('CE', 'bias 0'), DIVERGED,
-                          'sec. 5.1: "fails quickly, with the network '
-                          'diverging during training"'),
+                          'paper, sec. 5.1: "fails quickly, with the '
+                          'network diverging during training"'),
                   Variant('ce_prior', _cfg('e_init', 'ce_prior'),
                           ('CE', 'prior .01'), (30.2, None, None),
-                          'sec. 5.1 (AP only) = Table 1a alpha .50'),
+                          'paper, sec. 5.1: "a respectable AP of 30.2" '
+                          '(= Table 1a, alpha .50)'),
                   Variant('fl_no_prior', _cfg('e_init', 'fl_no_prior'),
-                          ('FL', 'bias 0'), None, 'not reported'),
+                          ('FL', 'bias 0'), None,
+                          'not reported by the paper (n/r)'),
                   Variant('fl_prior', _cfg('e_init', 'fl_prior'),
                           ('FL', 'prior .01'), (34.0, 52.5, 36.5),
-                          'Table 1b gamma 2 / alpha .25'),
+                          'paper: Table 1b, gamma 2 / alpha .25'),
               ],
               note='CE is the focal loss with gamma = 0 and alpha = .5 '
               '(half the standard CE; a constant factor). Not a panel of '
@@ -517,8 +519,7 @@ def markdown_table(group: Group, rows: List[dict], budget: str,
         if row['missing']:
             runs += f' ({row["missing"]} missing)'
         if v.paper_note:
-            notes.append(f'{" / ".join(v.labels)}: paper figure from '
-                         f'{v.paper_note}')
+            notes.append(f'{" / ".join(v.labels)}: {v.paper_note}')
         lines.append('| ' + ' | '.join(
             list(v.labels) + _paper_cells(v.paper) + ours + [runs]) + ' |')
     if notes:
