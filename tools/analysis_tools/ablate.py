@@ -560,7 +560,7 @@ def plot_table(group: Group, rows: List[dict], budget: str, data: str,
         if r['diverged'] and not r['done']:
             ax_o.annotate(f'diverged\n(iter {r["diverged"][0]})', (x, 0),
                           ha='center', va='bottom', color='red')
-    ax_o.set_title(f'ours ({data}, {budget})', fontsize='medium')
+    ax_o.set_title(f'ours ({budget} per run)')
     for ax in (ax_p, ax_o):
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, rotation=30)
@@ -571,7 +571,9 @@ def plot_table(group: Group, rows: List[dict], budget: str, data: str,
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.suptitle(group.title)
-    fig.tight_layout()
+    fig.text(0.5, 0.005, f'ours: {data}', ha='center', va='bottom',
+             fontsize='small')
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
