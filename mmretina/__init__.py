@@ -4,6 +4,7 @@ for MMDetection 3.x. Importing the package registers its modules in the
 from .version import __version__
 from . import models  # noqa: F401  (registers modules)
 from . import datasets, engine  # noqa: F401  (registers modules)
+from . import apis  # noqa: F401  (tiled inference; onnx imported lazily)
 from .registry import DATASETS, HOOKS, MODELS, TASK_UTILS, TRANSFORMS
 
 __all__ = [

@@ -1,0 +1,16 @@
+"""``import mmretina`` (and ``mmretina.apis``) stays free of onnx and
+onnxruntime: they are imported only by the export and the ORT backend."""
+import subprocess
+import sys
+
+
+def test_import_mmretina_does_not_import_onnx():
+    code = ('import sys, mmretina, mmretina.apis; '
+            'mods = [m for m in ("onnx", "onnxruntime", "onnxscript") '
+            'if m in sys.modules]; '
+            'assert not mods, mods; '
+            'assert callable(mmretina.apis.TiledInferencer)')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
