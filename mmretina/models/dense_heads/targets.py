@@ -140,8 +140,10 @@ def _assign_batched(assigner: MaxIoUAssigner, anchors: Tensor,
         ignored = assigner.ignored_priors(anchors[None], ignore, ignore_valid)
         if ignored is not None:
             excluded = excluded | ignored
+    # only gt_inds is used: the windowed path may skip IoUs below the
+    # thresholds (same labels)
     gt_inds, _ = assigner.assign_batch(anchors, gt_boxes, gt_valid, excluded,
-                                       prior_layout)
+                                       prior_layout, exact_overlaps=False)
     return gt_inds.masked_fill(~inside, -1)
 
 

@@ -249,6 +249,12 @@ def _assert_windowed_equals_dense(cfg, priors, layout, gts, excluded=None,
     windowed = assigner.assign_batch(priors, padded, valid, excluded, layout)
     assert torch.equal(dense[0], windowed[0])
     assert torch.equal(dense[1], windowed[1])  # max_overlaps, bit for bit
+    # what the head runs: only pairs reaching the lowest label threshold
+    floored = assigner.assign_batch(priors, padded, valid, excluded, layout,
+                                    exact_overlaps=False)
+    assert torch.equal(dense[0], floored[0])
+    reached = dense[1] >= assigner.label_iou_floor
+    assert torch.equal(dense[1][reached], floored[1][reached])
     return windowed
 
 
@@ -293,8 +299,10 @@ def test_windowed_equals_dense_tie_heavy_grid(name):
 def test_windowed_equals_dense_crowded(name):
     """1200 overlapping boxes in one image (a dense aerial tile)."""
     gen = torch.Generator().manual_seed(7)
-    priors, layout = _grid(_sizes(512, 512))
-    gts = [random_boxes(1200, 480, gen, 6, 40), random_boxes(300, 480, gen)]
+    priors, layout = _grid(
+        _sizes(384, 384)[:3], octave_base_scale=4, scales_per_octave=3,
+        ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32])
+    gts = [random_boxes(1200, 360, gen, 6, 40), random_boxes(300, 360, gen)]
     gt_inds, _ = _assert_windowed_equals_dense(CONFIGS[name], priors, layout,
                                                gts)
     assert len(gt_inds[0][gt_inds[0] > 0].unique()) > 900
@@ -349,3 +357,11 @@ def test_head_uses_the_windowed_path_and_says_so_in_debug_logs():
     paths = [r.getMessage().split()[1] for r in records
              if r.getMessage().startswith('MaxIoUAssigner:')]
     assert paths == ['windowed', 'dense']
+
+
+def test_label_iou_floor():
+    assert MaxIoUAssigner(**RETINA).label_iou_floor == 0.4
+    assert MaxIoUAssigner(**CONFIGS['tuple_neg']).label_iou_floor == 0.1
+    assert MaxIoUAssigner(0.5, (0., 0.4)).label_iou_floor == 0.4
+    assert MaxIoUAssigner(0.7, 0.3).label_iou_floor == 0.3
+    assert MaxIoUAssigner(0., 0.4).label_iou_floor == 0.

@@ -150,6 +150,18 @@ class MaxIoUAssigner:
                            and getattr(self.iou_calculator, 'dtype',
                                        None) is None)
 
+    @property
+    def label_iou_floor(self) -> float:
+        """The lowest IoU threshold the labels depend on: an anchor's best
+        IoU below it does not change its label (0 when every anchor's exact
+        value matters, ``pos_iou_thr <= 0``)."""
+        if self.pos_iou_thr <= 0:
+            return 0.
+        neg = self.neg_iou_thr if isinstance(self.neg_iou_thr, tuple) \
+            else (self.neg_iou_thr, )
+        # cuts <= 0 hold for every anchor that is not excluded
+        return float(min(c for c in (self.pos_iou_thr, *neg) if c > 0))
+
     # ------------------------------------------------------------------
     # mmdet's per-image API
     # ------------------------------------------------------------------
@@ -247,7 +259,8 @@ class MaxIoUAssigner:
                      gt_bboxes: Tensor,
                      gt_valid: Tensor,
                      excluded: Optional[Tensor] = None,
-                     layout: Optional[Sequence] = None
+                     layout: Optional[Sequence] = None,
+                     exact_overlaps: bool = True
                      ) -> Tuple[Tensor, Tensor]:
         """Assign one set of priors in every image of a batch.
 
@@ -266,6 +279,12 @@ class MaxIoUAssigner:
                 truth (:func:`windowed_reductions`), with results identical
                 to the dense computation; without it, or where the windows
                 would not be cheaper, every IoU is computed.
+            exact_overlaps (bool): with a layout, whether ``max_overlaps``
+                must be exact everywhere. False (what the head asks for: it
+                only uses ``gt_inds``) computes only the pairs that reach the
+                lowest IoU threshold the labels depend on; ``gt_inds`` is the
+                same, ``max_overlaps`` is exact where it reaches that
+                threshold and 0 below it.
 
         Returns:
             tuple[Tensor, Tensor]: ``gt_inds`` (B, N) int64 (-1 ignored, 0
@@ -294,7 +313,8 @@ class MaxIoUAssigner:
             reduced = windowed_reductions(
                 priors, gt_bboxes, gt_valid, excluded, layout,
                 self.min_pos_iou,
-                self.match_low_quality and self.gt_max_assign_all)
+                self.match_low_quality and self.gt_max_assign_all,
+                0. if exact_overlaps else self.label_iou_floor)
         if reduced is None:
             reduced = self._dense_reductions(priors, gt_bboxes, gt_valid,
                                              excluded)
@@ -439,36 +459,57 @@ def _low_quality_rank(gt_valid: Tensor, gt_max: Tensor,
 _WINDOWED_MAX_SHARE = 0.25
 # IoU pairs per chunk of ground truths in the windowed path.
 _MAX_WINDOW_PAIRS = 1 << 22
+# Relative slack on an IoU floor when bounding windows: fp32 IoUs are exact
+# to ~1e-7 relative, so no pair at or above the floor can fall outside.
+_FLOOR_SLACK = 1e-4
 
 
-def _level_windows(boxes: Tensor, level) -> Tuple[Tensor, ...]:
-    """The cells of one grid level whose anchors can overlap each box.
+def _shape_windows(boxes: Tensor, level, floor: float) -> Tuple[Tensor, ...]:
+    """Per box and anchor shape, the cells of one level whose anchor can
+    reach IoU >= ``floor`` with the box (> 0 when ``floor`` is 0).
 
-    An anchor ``base[a] + (x * sw, y * sh)`` overlaps box (x1, y1, x2, y2)
-    with positive area only if ``x * sw + base[a, 0] < x2`` and ``x * sw +
-    base[a, 2] > x1`` (and the same in y), so x lies strictly between
-    ``(x1 - max_a base[a, 2]) / sw`` and ``(x2 - min_a base[a, 0]) / sw``.
-    The window is widened by one cell on each side, so that the rounding
-    of the anchors' float coordinates can never leave an overlapping anchor
-    out; the IoU test then keeps exactly the overlapping pairs.
+    Anchor ``base[a] + (x * sw, y * sh)`` has x-overlap ``ox`` with the box.
+    IoU >= t needs ``ox * oy >= t * union >= t * max(area_a, area_b)`` with
+    ``oy <= min(h_a, h_b)``, so ``ox >= ox_min = t * max(areas) / min(h_a,
+    h_b)``, which bounds x by ``x1 + ox_min - base[a, 2] <= x * sw <= x2 -
+    ox_min - base[a, 0]`` (and y alike; ``ox > 0`` for t = 0). The floor is
+    lowered by ``_FLOOR_SLACK`` and the window widened by one cell on each
+    side, so rounding never leaves a qualifying anchor out; IoUs are then
+    computed exactly on the window.
 
     Args:
         boxes (Tensor): (M, 4) float64.
         level (GridLevel): the level.
+        floor (float): IoU the anchors must be able to reach.
 
     Returns:
-        tuple[Tensor, ...]: int64 (M,) each: first column x0, first row y0,
-        window width wx and height wy (0 where empty).
+        tuple[Tensor, ...]: int64 (M, A) each: first column x0, first row
+        y0, window width wx and height wy (0 where empty).
     """
-    base = level.base_anchors.to(boxes)
-    x0 = torch.floor((boxes[:, 0] - base[:, 2].max()) / level.stride_w) - 1
-    x1 = torch.ceil((boxes[:, 2] - base[:, 0].min()) / level.stride_w) + 1
-    y0 = torch.floor((boxes[:, 1] - base[:, 3].max()) / level.stride_h) - 1
-    y1 = torch.ceil((boxes[:, 3] - base[:, 1].min()) / level.stride_h) + 1
-    x0 = x0.clamp(min=0).long()
-    y0 = y0.clamp(min=0).long()
-    wx = (x1.clamp(max=level.width - 1).long() - x0 + 1).clamp(min=0)
-    wy = (y1.clamp(max=level.height - 1).long() - y0 + 1).clamp(min=0)
+    base = level.base_anchors.to(boxes)  # A, 4
+    bw, bh = base[:, 2] - base[:, 0], base[:, 3] - base[:, 1]
+    gw = (boxes[:, 2] - boxes[:, 0])[:, None]
+    gh = (boxes[:, 3] - boxes[:, 1])[:, None]
+    t = max(floor, 0.) * (1 - _FLOOR_SLACK)
+    need = t * torch.maximum(bw * bh, gw * gh)  # M, A
+    ox_min = need / torch.minimum(bh, gh).clamp(min=1e-12)
+    oy_min = need / torch.minimum(bw, gw).clamp(min=1e-12)
+    reachable = (ox_min <= torch.minimum(bw, gw)) & \
+        (oy_min <= torch.minimum(bh, gh))
+    x_lo = torch.ceil((boxes[:, 0, None] + ox_min - base[:, 2]) /
+                      level.stride_w) - 1
+    x_hi = torch.floor((boxes[:, 2, None] - ox_min - base[:, 0]) /
+                       level.stride_w) + 1
+    y_lo = torch.ceil((boxes[:, 1, None] + oy_min - base[:, 3]) /
+                      level.stride_h) - 1
+    y_hi = torch.floor((boxes[:, 3, None] - oy_min - base[:, 1]) /
+                       level.stride_h) + 1
+    x0 = x_lo.clamp(min=0, max=level.width).long()
+    y0 = y_lo.clamp(min=0, max=level.height).long()
+    wx = (x_hi.clamp(min=-1, max=level.width - 1).long() - x0 + 1).clamp(
+        min=0) * reachable
+    wy = (y_hi.clamp(min=-1, max=level.height - 1).long() - y0 + 1).clamp(
+        min=0) * reachable
     return x0, y0, wx, wy
 
 
@@ -476,32 +517,31 @@ def _window_pairs(windows, layout, gts: Tensor) -> Tuple[Tensor, Tensor]:
     """All (ground truth, anchor) pairs of the windows of ``gts``.
 
     Args:
-        windows (list[tuple]): :func:`_level_windows` of every ground
+        windows (list[tuple]): :func:`_shape_windows` of every ground
             truth, per level.
         layout (list[GridLevel]): the levels.
         gts (Tensor): (M,) indices of the ground truths to pair.
 
     Returns:
-        tuple[Tensor, Tensor]: (P,) each: index into ``gts``' ground truths
-        (0 .. M-1) and the anchor's index in the concatenated priors.
+        tuple[Tensor, Tensor]: (P,) each: index into ``gts`` (0 .. M-1) and
+        the anchor's index in the concatenated priors.
     """
     pair_gt, pair_anchor = [], []
     device = gts.device
     for (x0, y0, wx, wy), level in zip(windows, layout):
-        x0, y0, wx, wy = x0[gts], y0[gts], wx[gts], wy[gts]
-        counts = wx * wy
-        gt_of = torch.repeat_interleave(
-            torch.arange(len(gts), device=device), counts)
-        first = torch.cumsum(counts, 0) - counts
-        local = torch.arange(gt_of.numel(), device=device) - first[gt_of]
-        dy = local // wx[gt_of]
-        dx = local - dy * wx[gt_of]
-        cell = (y0[gt_of] + dy) * level.width + x0[gt_of] + dx
         num_base = level.base_anchors.size(0)
-        anchor = level.start + cell[:, None] * num_base + torch.arange(
-            num_base, device=device)
-        pair_gt.append(gt_of[:, None].expand_as(anchor).reshape(-1))
-        pair_anchor.append(anchor.reshape(-1))
+        x0, y0 = x0[gts].reshape(-1), y0[gts].reshape(-1)
+        wx, wy = wx[gts].reshape(-1), wy[gts].reshape(-1)
+        counts = wx * wy  # per (gt, shape), gt-major
+        owner = torch.repeat_interleave(
+            torch.arange(counts.numel(), device=device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        local = torch.arange(owner.numel(), device=device) - first[owner]
+        dy = local // wx[owner]
+        dx = local - dy * wx[owner]
+        cell = (y0[owner] + dy) * level.width + x0[owner] + dx
+        pair_gt.append(owner // num_base)
+        pair_anchor.append(level.start + cell * num_base + owner % num_base)
     return torch.cat(pair_gt), torch.cat(pair_anchor)
 
 
@@ -521,19 +561,33 @@ def _pair_iou(gt_boxes: Tensor, priors: Tensor) -> Tensor:
     return overlap.div_(union)
 
 
-def windowed_reductions(priors: Tensor, gt_bboxes: Tensor, gt_valid: Tensor,
-                        excluded: Optional[Tensor], layout: Sequence,
-                        min_pos_iou: float, assign_all: bool):
+def windowed_reductions(priors: Tensor,
+                        gt_bboxes: Tensor,
+                        gt_valid: Tensor,
+                        excluded: Optional[Tensor],
+                        layout: Sequence,
+                        min_pos_iou: float,
+                        assign_all: bool,
+                        iou_floor: float = 0.):
     """:meth:`MaxIoUAssigner._dense_reductions` from the IoUs near each
     ground truth only.
 
-    On each level of a regular grid, the anchors that overlap a box lie in
-    a small window of cells (:func:`_level_windows`). Only those IoUs are
-    computed, with the dense path's arithmetic; every pair outside the
-    windows has IoU 0, which the reductions below account for, so all
-    results (values, tie rules: lowest ground truth per anchor, lowest
-    anchor per ground truth, largest eligible ground truth in low-quality
-    matching) are those of the dense path, bit for bit.
+    On each level of a regular grid, the anchors of one shape that reach a
+    given IoU with a box lie in a small window of cells
+    (:func:`_shape_windows`). Only those IoUs are computed, with the dense
+    path's arithmetic, and the reductions keep the dense tie rules (lowest
+    ground truth per anchor, lowest anchor per ground truth, largest eligible
+    ground truth in low-quality matching).
+
+    With ``iou_floor=0`` the windows hold every overlapping pair, so all
+    results equal the dense path's, bit for bit. With ``iou_floor > 0`` (the
+    lowest IoU threshold the labels depend on) the windows hold the pairs
+    with IoU >= ``iou_floor``, which are far fewer: per-anchor values are
+    then exact where they reach the floor (below it ``max_overlaps`` reads 0
+    and ``argmax`` 0; every label that depends on them is the same), and a
+    ground truth whose best IoU is below the floor (a low-quality match) is
+    redone with its full window, so ``gt_max``, ``gt_argmax`` and ``low`` are
+    exact for every ground truth.
 
     Args:
         priors (Tensor): (N, 4), the grid's anchors concatenated.
@@ -544,6 +598,7 @@ def windowed_reductions(priors: Tensor, gt_bboxes: Tensor, gt_valid: Tensor,
         layout (list[GridLevel]): the grid of ``priors``.
         min_pos_iou (float): low-quality matching threshold.
         assign_all (bool): compute ``low`` (``gt_max_assign_all``).
+        iou_floor (float): see above.
 
     Returns:
         tuple | None: as :meth:`MaxIoUAssigner._dense_reductions`, or None
@@ -561,16 +616,20 @@ def windowed_reductions(priors: Tensor, gt_bboxes: Tensor, gt_valid: Tensor,
     boxes = gt_bboxes.reshape(-1, 4)[flat_gts]
     if not bool(torch.isfinite(boxes).all()):
         return None
-    windows = [_level_windows(boxes.double(), level) for level in layout]
-    pairs_per_gt = sum(wx * wy * level.base_anchors.size(0)
-                       for (_, _, wx, wy), level in zip(windows, layout))
-    total_pairs = int(pairs_per_gt.sum())
-    if total_pairs > _WINDOWED_MAX_SHARE * num_imgs * num_gts * num_priors:
+    boxes64 = boxes.double()
+
+    def pairs_per_gt(windows):
+        return sum(wx.mul(wy).sum(dim=1) for _, _, wx, wy in windows)
+
+    windows = [_shape_windows(boxes64, level, iou_floor) for level in layout]
+    counts = pairs_per_gt(windows)
+    if int(counts.sum()) > _WINDOWED_MAX_SHARE * num_imgs * num_gts * \
+            num_priors:
         return None
 
     img_of = flat_gts // num_gts
     gt_of = flat_gts % num_gts
-    # Anchors that overlap no ground truth: IoU 0 with all (dense: the max
+    # Anchors that reach no ground truth: IoU 0 with all (dense: the max
     # over G of zeros, first index 0), or -1 where excluded.
     max_flat = priors.new_zeros(num_imgs * num_priors)
     if excluded is not None:
@@ -584,58 +643,77 @@ def windowed_reductions(priors: Tensor, gt_bboxes: Tensor, gt_valid: Tensor,
                        device=device) if assign_all else None)
     excluded_flat = None if excluded is None else excluded.reshape(-1)
 
-    # Chunks of consecutive ground truths (image-major, so each image's
-    # ground truths come in increasing index order: the strict '>' merge
-    # below keeps the lowest index among ties, as torch.max does).
-    cum = torch.cumsum(pairs_per_gt, 0)
-    starts = [0]
-    while starts[-1] < len(flat_gts):
-        done = int(cum[starts[-1] - 1]) if starts[-1] else 0
-        end = int(torch.searchsorted(cum, done + _MAX_WINDOW_PAIRS,
-                                     right=True))
-        starts.append(max(end, starts[-1] + 1))
-    for c0, c1 in zip(starts[:-1], starts[1:]):
-        gts = torch.arange(c0, c1, device=device)
-        pair_gt, pair_anchor = _window_pairs(windows, layout, gts)
-        pair_gt = pair_gt + c0
-        iou = _pair_iou(boxes[pair_gt], priors[pair_anchor])
-        flat_anchor = img_of[pair_gt] * num_priors + pair_anchor
-        keep = iou > 0
-        if excluded_flat is not None:
-            keep &= ~excluded_flat[flat_anchor]
-        iou, pair_gt, pair_anchor, flat_anchor = (
-            iou[keep], pair_gt[keep], pair_anchor[keep], flat_anchor[keep])
-        g = gt_of[pair_gt]
+    def run(members: Tensor, windows, counts, floor: float) -> None:
+        """Reduce the window pairs of the ground truths ``members`` (indices
+        into ``flat_gts``), in chunks of about ``_MAX_WINDOW_PAIRS``; only
+        ground truths whose best IoU reaches ``floor`` (exact there) make
+        low-quality matches."""
+        nonlocal max_flat, arg_flat, gt_max, gt_argmax
+        cum = torch.cumsum(counts[members], 0)
+        c0 = 0
+        while c0 < len(members):
+            done = int(cum[c0 - 1]) if c0 else 0
+            c1 = max(c0 + 1, int(torch.searchsorted(
+                cum, done + _MAX_WINDOW_PAIRS, right=True)))
+            gts = members[c0:c1]
+            local_gt, pair_anchor = _window_pairs(windows, layout, gts)
+            pair_gt = gts[local_gt]
+            iou = _pair_iou(boxes[pair_gt], priors[pair_anchor])
+            flat_anchor = img_of[pair_gt] * num_priors + pair_anchor
+            keep = iou > 0
+            if excluded_flat is not None:
+                keep &= ~excluded_flat[flat_anchor]
+            iou, pair_gt, pair_anchor, flat_anchor = (
+                iou[keep], pair_gt[keep], pair_anchor[keep],
+                flat_anchor[keep])
+            g = gt_of[pair_gt]
 
-        # Per anchor: best IoU of this chunk, lowest ground truth among
-        # ties; merged strictly, so earlier chunks (lower indices) win ties.
-        # -1 where untouched: never better than 0 (no overlap) or -1
-        # (excluded), while every kept IoU is > 0.
-        chunk_max = priors.new_full((num_imgs * num_priors, ), -1.)
-        chunk_max.scatter_reduce_(0, flat_anchor, iou, reduce='amax')
-        tie = iou == chunk_max[flat_anchor]
-        chunk_arg = torch.full_like(arg_flat, num_gts)
-        chunk_arg.scatter_reduce_(0, flat_anchor[tie], g[tie], reduce='amin')
-        better = chunk_max > max_flat
-        max_flat = torch.where(better, chunk_max, max_flat)
-        arg_flat = torch.where(better, chunk_arg, arg_flat)
+            # Per anchor: best IoU, lowest ground truth among ties; merged by
+            # (value, then lower index), so the order of chunks and passes
+            # does not matter. -1 where untouched: never better than 0 (no
+            # overlap) or -1 (excluded), while every kept IoU is > 0.
+            chunk_max = priors.new_full((num_imgs * num_priors, ), -1.)
+            chunk_max.scatter_reduce_(0, flat_anchor, iou, reduce='amax')
+            tie = iou == chunk_max[flat_anchor]
+            chunk_arg = torch.full_like(arg_flat, num_gts)
+            chunk_arg.scatter_reduce_(0, flat_anchor[tie], g[tie],
+                                      reduce='amin')
+            better = (chunk_max > max_flat) | ((chunk_max == max_flat) &
+                                               (chunk_arg < arg_flat))
+            max_flat = torch.where(better, chunk_max, max_flat)
+            arg_flat = torch.where(better, chunk_arg, arg_flat)
 
-        # Per ground truth (all its pairs are in this chunk): best IoU and
-        # the lowest anchor reaching it.
-        slot = flat_gts[pair_gt]
-        gt_max.scatter_reduce_(0, slot, iou, reduce='amax')
-        best = iou == gt_max[slot]
-        first = torch.full_like(gt_argmax, num_priors)
-        first.scatter_reduce_(0, slot[best], pair_anchor[best], reduce='amin')
-        in_chunk = torch.zeros_like(gt_argmax, dtype=torch.bool)
-        in_chunk[flat_gts[c0:c1]] = True
-        gt_argmax = torch.where(in_chunk & (first < num_priors), first,
-                                gt_argmax)
-        if low is not None:
-            eligible = (gt_max[slot] >= min_pos_iou) & (gt_max[slot] > 0)
-            hit = best & eligible
-            low.scatter_reduce_(0, flat_anchor[hit], g[hit] + 1,
-                                reduce='amax')
+            # Per ground truth (all its pairs are in this chunk): best IoU
+            # and the lowest anchor reaching it.
+            slot = flat_gts[pair_gt]
+            chunk_gt_max = torch.zeros_like(gt_max)
+            chunk_gt_max.scatter_reduce_(0, slot, iou, reduce='amax')
+            best = iou == chunk_gt_max[slot]
+            first = torch.full_like(gt_argmax, num_priors)
+            first.scatter_reduce_(0, slot[best], pair_anchor[best],
+                                  reduce='amin')
+            mine = torch.zeros_like(gt_argmax, dtype=torch.bool)
+            mine[flat_gts[gts]] = True
+            gt_max = torch.where(mine, chunk_gt_max, gt_max)
+            gt_argmax = torch.where(mine & (first < num_priors), first,
+                                    gt_argmax)
+            if low is not None:
+                value = chunk_gt_max[slot]
+                hit = best & (value >= min_pos_iou) & (value > 0) & \
+                    (value >= floor)
+                low.scatter_reduce_(0, flat_anchor[hit], g[hit] + 1,
+                                    reduce='amax')
+            c0 = c1
+
+    run(torch.arange(len(flat_gts), device=device), windows, counts,
+        iou_floor)
+    if iou_floor > 0:
+        # Best IoU below the floor: redo those ground truths with every
+        # overlapping anchor, for their exact best IoU and its ties.
+        weak = (gt_max[flat_gts] < iou_floor).nonzero().squeeze(1)
+        if len(weak):
+            full = [_shape_windows(boxes64, level, 0.) for level in layout]
+            run(weak, full, pairs_per_gt(full), 0.)
     return (max_flat.view(num_imgs, num_priors),
             arg_flat.view(num_imgs, num_priors),
             gt_max.view(num_imgs, num_gts),
