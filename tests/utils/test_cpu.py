@@ -1,12 +1,18 @@
 """mmretina.utils.cpu: CPU model, ISA flags and native bf16 from
-/proc/cpuinfo text (this machine's and two others'), the one-line summary
-and the command line."""
+/proc/cpuinfo text (this machine's and two others'), the one-line summary,
+the command line, and the training-time estimate (real iterations of the
+DeepForest config on a tiny synthetic set)."""
 import json
+import os
+import os.path as osp
 
 import pytest
 import torch
 
-from mmretina.utils.cpu import CPUInfo, describe_cpu, main, parse_cpuinfo
+from mmretina.utils.cpu import (CPUInfo, describe_cpu, estimate_training,
+                                main, parse_cpuinfo)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 AMX = '''processor\t: 0
 vendor_id\t: GenuineIntel
@@ -75,3 +81,63 @@ def test_main_bad_option(capsys):
         main(['--nope'])
     assert e.value.code == 2
     assert 'unrecognized arguments' in capsys.readouterr().err
+
+
+def _tiny_deepforest_config(root, num_images=6, max_epochs=3):
+    """The DeepForest demo config on a tiny synthetic COCO set."""
+    import cv2
+    import numpy as np
+    from mmengine.config import Config
+    rng = np.random.RandomState(0)
+    os.makedirs(osp.join(root, 'images'))
+    images, anns = [], []
+    for i in range(num_images):
+        img = rng.randint(0, 255, (160, 160, 3)).astype(np.uint8)
+        cv2.imwrite(osp.join(root, 'images', f'{i}.png'), img)
+        images.append(dict(id=i + 1, file_name=f'{i}.png', width=160,
+                           height=160))
+        anns.append(dict(id=i + 1, image_id=i + 1, category_id=1,
+                         bbox=[20., 30., 40., 50.], area=2000., iscrowd=0))
+    with open(osp.join(root, 'ann.json'), 'w') as f:
+        json.dump(dict(images=images, annotations=anns,
+                       categories=[dict(id=1, name='tree')]), f)
+    cfg = Config.fromfile(osp.join(REPO, 'configs',
+                                   'retinanet_r18_fpn_deepforest.py'))
+    ds = cfg.train_dataloader.dataset
+    ds.data_root, ds.ann_file = root + '/', 'ann.json'
+    cfg.train_cfg.max_epochs = max_epochs
+    return cfg
+
+
+@pytest.fixture
+def one_thread():
+    # 2 threads on a CPU shared with other jobs can be 10x slower
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_estimate_training(tmp_path, one_thread):
+    from mmretina.engine.optimizers import bf16_supported
+    cfg = _tiny_deepforest_config(str(tmp_path))
+    est = estimate_training(cfg, steps=1, warmup=1)
+    assert est.iters == 3 * 2  # 3 epochs of ceil(6 / 4) batches
+    assert est.precision == ('bf16' if bf16_supported('cpu') else 'fp32')
+    assert 0 < est.data_s < est.iter_s
+    assert est.total_s == pytest.approx(est.iters * est.iter_s)
+    assert f'{est.iters} iterations' in est.summary()
+    cfg.optim_wrapper.type = 'OptimWrapper'
+    cfg.optim_wrapper.pop('enabled', None)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=7)
+    est = estimate_training(cfg, steps=1, warmup=0)
+    assert est.precision == 'fp32' and est.iters == 7
+
+
+def test_estimate_training_bad_input(tmp_path):
+    with pytest.raises(ValueError, match='steps >= 1'):
+        estimate_training('unused.py', steps=0)
+    cfg = _tiny_deepforest_config(str(tmp_path))
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop')
+    with pytest.raises(ValueError, match='neither max_epochs nor max_iters'):
+        estimate_training(cfg)
