@@ -20,6 +20,17 @@ bash tools/install.sh
 say "2/5 prepare data/deepforest (COCO json + images)"
 "$PY" tools/dataset_converters/prepare_deepforest.py --out-dir data/deepforest
 
+# What this machine is (CPU, native bf16 or fp32, threads) and how long the
+# training will take here, from 4 real iterations of $CONFIG (ESTIMATE=0:
+# the CPU line only). docs/cpu_speed.md has the figures per CPU.
+if [ "${ESTIMATE:-1}" != 0 ]; then
+  "$PY" -m mmretina.utils.cpu --estimate "$CONFIG" |
+    while IFS= read -r line; do say "$line"; done ||
+    say "(could not time the training here; going on)"
+else
+  say "$("$PY" -m mmretina.utils.cpu)"
+fi
+
 say "3/5 train $CONFIG -> $WORK_DIR (resumes if interrupted)"
 # Resume only a run of this very config: a work dir left by another config
 # (or an older version of this one) is moved aside, not resumed.

@@ -214,7 +214,7 @@ def main(argv=None) -> None:
             fields['estimate'] = asdict(est)
         print(json.dumps(fields))
     else:
-        print(info.summary())
+        print(f'CPU: {info.summary()}')
         if est is not None:
             print(est.summary() + ' (timed here, now; a busy machine '
                   'takes longer)')
