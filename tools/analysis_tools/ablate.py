@@ -494,8 +494,9 @@ def markdown_table(group: Group, rows: List[dict], budget: str,
     lines = [
         f'### {group.title}', '',
         f'Ours: {data}, COCO bbox AP x 100 at the end of training, '
-        f'{budget} per run, {"mean ± std over " if seeds > 1 else ""}'
-        f'{seeds} seed{"s" if seeds > 1 else ""}. Paper: {PAPER_SOURCE}.',
+        f'{budget} per run, ' + (
+            f'mean ± std over {seeds} seeds (runs: the seeds finished)'
+            if seeds > 1 else '1 seed') + f'. Paper: {PAPER_SOURCE}.',
         ''
     ]
     if group.note:
