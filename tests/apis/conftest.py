@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 import pytest
@@ -28,9 +29,13 @@ def _wheel() -> str:
             pytest.fail(f'MMRETINA_DEEPFOREST_WHEEL={path} does not exist')
         return path
     cache = osp.join(osp.expanduser('~'), '.cache', 'mmretina')
+    try:
+        os.makedirs(cache, exist_ok=True)
+    except OSError:  # read-only home
+        cache = osp.join(tempfile.gettempdir(), 'mmretina_cache')
+        os.makedirs(cache, exist_ok=True)
     path = osp.join(cache, WHEEL)
     if not osp.isfile(path):
-        os.makedirs(cache, exist_ok=True)
         proc = subprocess.run(
             [sys.executable, '-m', 'pip', 'download', '--no-deps', '-q',
              'deepforest==2.1.0', '-d', cache],
