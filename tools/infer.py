@@ -22,11 +22,6 @@ import argparse
 import glob
 import os
 import os.path as osp
-import sys
-
-_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
 
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402

@@ -60,10 +60,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
 # sqrt(area) bucket edges in pixels (after the pipeline's resize); COCO's
 # small / medium / large are < 32^2, 32^2..96^2, > 96^2.
 SIZE_EDGES = (0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, math.inf)

@@ -22,10 +22,6 @@ import os.path as osp
 import runpy
 import sys
 
-_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
 
 def mmdet_script() -> str:
     """Path of mmdet's browse_dataset.py inside the installed wheel."""

@@ -589,9 +589,6 @@ def check_with_mmretina(ann_file: str, img_dir: str,
                         classes: List[str]) -> str:
     """Load ``ann_file`` with ``mmretina.CocoDataset`` (all its checks);
     return its summary."""
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    if osp.isdir(osp.join(repo, 'mmretina')) and repo not in sys.path:
-        sys.path.insert(0, repo)
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     from mmretina.datasets import CocoDataset

@@ -15,10 +15,6 @@ import os.path as osp
 import sys
 import time
 
-_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
