@@ -147,8 +147,9 @@ def timed(fn, device):
     return time.perf_counter() - t0, out
 
 
-def compare_head(num_gts: int, repeats: int, device: str) -> dict:
-    heads = {impl: build(impl, device) for impl in ('mmdet', 'ours')}
+def compare_head(num_gts: int, repeats: int, device: str,
+                 impls=('mmdet', 'ours')) -> dict:
+    heads = {impl: build(impl, device) for impl in impls}
     cls_scores, bbox_preds, gts, metas = make_inputs(num_gts, device)
     times = {(i, s): [] for i in heads for s in ('loss', 'predict')}
     results = {}
@@ -166,6 +167,12 @@ def compare_head(num_gts: int, repeats: int, device: str) -> dict:
             results[(impl, 'predict')] = out
             if rep:
                 times[(impl, 'predict')].append(t)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    if 'mmdet' not in heads:
+        return dict(num_gts=num_gts, median_s=med,
+                    loss=(results[('ours', 'loss')], None), loss_ok=None,
+                    pred_ok=None,
+                    num_dets=[len(p) for p in results[('ours', 'predict')]])
     la, lb = results[('ours', 'loss')], results[('mmdet', 'loss')]
     loss_ok = all(
         abs(la[k] - lb[k]) <= 1e-5 * abs(lb[k]) + 1e-7 for k in lb)
@@ -174,7 +181,6 @@ def compare_head(num_gts: int, repeats: int, device: str) -> dict:
         len(a) == len(b) and torch.allclose(a.bboxes, b.bboxes, atol=1e-3)
         and torch.allclose(a.scores, b.scores) and torch.equal(
             a.labels, b.labels) for a, b in zip(pa, pb))
-    med = {k: statistics.median(v) for k, v in times.items()}
     return dict(num_gts=num_gts, median_s=med, loss=(la, lb),
                 loss_ok=loss_ok, pred_ok=pred_ok,
                 num_dets=[len(p) for p in pa])
@@ -218,6 +224,63 @@ def mem_child(impl: str, step: str, num_gts: int, device: str) -> None:
     else:
         peak = _rss_kib('VmHWM') * 1024
     print(json.dumps(dict(peak_mib=(peak - base) / 2**20)))
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name and whether bf16 is native."""
+    name = 'unknown CPU'
+    try:
+        with open('/proc/cpuinfo') as f:
+            info = f.read()
+        for line in info.splitlines():
+            if line.startswith('model name'):
+                name = line.split(':', 1)[1].strip()
+                break
+        native = 'amx_bf16' in info or 'avx512_bf16' in info
+    except OSError:
+        native = False
+    return f'{name}, bf16 {"native" if native else "not native"}'
+
+
+def copy_bandwidth(device: str, mib: int = 256, repeats: int = 5) -> float:
+    """GB/s of a large tensor copy (bytes read + written), median."""
+    src = torch.ones(mib * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    runs = []
+    for _ in range(repeats + 1):
+        t, _ = timed(lambda: dst.copy_(src), device)
+        runs.append(t)
+    return 2 * src.numel() * 4 / statistics.median(runs[1:]) / 1e9
+
+
+def focal_roofline(device: str, repeats: int) -> dict:
+    """The fused focal loss + backward against the memory bound: the least
+    it must move is one read of the fp32 logits and one write of their fp32
+    gradient (2 x 4 bytes per (anchor, class))."""
+    from mmretina.models.losses import focal_loss_sum
+    cls_scores, _, _, _ = make_inputs(8, device)
+    num = sum(c.numel() for c in cls_scores)
+    gen = torch.Generator().manual_seed(1)
+    labels = torch.full((2, num // 2 // NUM_CLASSES), NUM_CLASSES,
+                        dtype=torch.long)
+    pos = torch.randint(0, labels.size(1), (2, 200), generator=gen)
+    labels.scatter_(1, pos, torch.randint(0, NUM_CLASSES, (2, 200),
+                                          generator=gen))
+    labels, weights = labels.to(device), torch.ones(labels.shape,
+                                                    device=device)
+
+    def step():
+        maps = [c.detach().requires_grad_(True) for c in cls_scores]
+        focal_loss_sum(maps, labels, weights, 9).backward()
+
+    runs = []
+    for _ in range(repeats + 1):
+        t, _ = timed(step, device)
+        runs.append(t)
+    seconds = statistics.median(runs[1:])
+    moved = 2 * num * 4
+    return dict(seconds=seconds, gbytes=moved / 1e9,
+                achieved=moved / seconds / 1e9)
 
 
 def detector_step(repeats: int, device: str) -> dict:
@@ -274,7 +337,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--gts', type=int, nargs='+', default=[8, 100, 1000])
+    parser.add_argument('--gts', type=int, nargs='+',
+                        default=[8, 100, 1000, 3000])
+    parser.add_argument('--mmdet-max-gts', type=int, default=1000,
+                        help='above this many objects per image mmdet is '
+                        'not run (its dense IoU needed 7 GB at 1000; at 3000 '
+                        'it does not fit 24 GB): ours alone')
     parser.add_argument('--quick', action='store_true',
                         help='2 repeats, no memory or R50 figures')
     parser.add_argument('--threads', type=int, default=None,
@@ -298,6 +366,7 @@ def main() -> None:
     print(f'# mmretina {mmretina.__version__} vs mmdet {mmdet.__version__}, '
           f'torch {torch.__version__}, device {args.device}, '
           f'threads {torch.get_num_threads()}, cpus {os.cpu_count()}')
+    print(f'# CPU: {cpu_model()}')
     if args.device.startswith('cuda'):
         print(f'# GPU: {torch.cuda.get_device_name()}')
     print(f'# 2 images {IMG_H}x{IMG_W} padded to {PAD_H}x{PAD_W}, '
@@ -306,22 +375,36 @@ def main() -> None:
           'agree | mmdet peak MiB | ours peak MiB | ours/mmdet mem |')
     print('|---|---|---|---|---|---|---|---|---|')
     for num_gts in args.gts:
-        r = compare_head(num_gts, repeats, args.device)
+        with_mmdet = num_gts <= args.mmdet_max_gts
+        r = compare_head(num_gts, repeats, args.device,
+                         ('mmdet', 'ours') if with_mmdet else ('ours', ))
         for step in ('loss', 'predict'):
-            a, b = r['median_s'][('mmdet', step)], r['median_s'][('ours',
-                                                                 step)]
+            b = r['median_s'][('ours', step)]
+            mb = (None if args.quick else
+                  peak_memory('ours', step, num_gts, args.device))
+            if not with_mmdet:
+                print(f'| {num_gts} | {step} | not run | {b:.3f} | - | - | '
+                      f'not run | {"-" if mb is None else f"{mb:.0f}"} | - |',
+                      flush=True)
+                continue
+            a = r['median_s'][('mmdet', step)]
             ok = r['loss_ok'] if step == 'loss' else r['pred_ok']
             if args.quick:
                 mem = ('-', '-', '-')
             else:
                 ma = peak_memory('mmdet', step, num_gts, args.device)
-                mb = peak_memory('ours', step, num_gts, args.device)
                 mem = (f'{ma:.0f}', f'{mb:.0f}', f'{mb / ma:.2f}')
             print(f'| {num_gts} | {step} | {a:.3f} | {b:.3f} | {a / b:.2f}x '
                   f'| {"yes" if ok else "NO"} | {mem[0]} | {mem[1]} | '
                   f'{mem[2]} |', flush=True)
         la, lb = r['loss']
         print(f'#   losses ours {la} mmdet {lb}; detections {r["num_dets"]}')
+    bandwidth = copy_bandwidth(args.device)
+    roof = focal_roofline(args.device, repeats)
+    print(f'# focal loss + backward (fused): {roof["seconds"]:.3f} s for '
+          f'{roof["gbytes"]:.2f} GB at least (fp32 logits read + gradient '
+          f'written) = {roof["achieved"]:.1f} GB/s; copy bandwidth '
+          f'{bandwidth:.1f} GB/s; {roof["achieved"] / bandwidth:.0%} of it')
     if not (args.quick or args.no_detector):
         d = detector_step(2, args.device)
         print(f'# RetinaNet R50-FPN train step, 2 images: mmdet '
