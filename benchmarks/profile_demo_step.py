@@ -18,9 +18,13 @@ images of 320x320 with 20 crowns each, like the demo's crops). Sections
     on the training thread), and the PNG decode alone per image (what a
     cache of decoded tiles would save). Needs ``data/deepforest``.
 ``levers``
-    channels-last memory format; bf16 vs fp32; 1 vs 2 intra-op threads;
-    inference with conv+BN fused (``mmcv.cnn.fuse_conv_bn``); crop size
-    and head width (recipe levers); all alternating within one process.
+    channels-last memory format; bf16 vs fp32; inference with conv+BN
+    fused (``mmcv.cnn.fuse_conv_bn``), bf16 and channels-last; all
+    alternating within one process.
+``recipe``
+    crop size (256, 320, 400) and a 64-channel FPN/head, alternating.
+``threads``
+    1 vs ``--threads`` intra-op threads, same models, alternating.
 ``procs``
     two single-threaded training processes at once against one
     two-threaded process: images/s of each arrangement (fresh processes).
@@ -57,8 +61,8 @@ import bench_bf16  # noqa: E402
 import bench_train_step  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SECTIONS = ('profile', 'data', 'levers', 'threads', 'procs', 'avx2',
-            'compile')
+SECTIONS = ('profile', 'data', 'levers', 'recipe', 'threads', 'procs',
+            'avx2', 'compile')
 
 
 def median_ms(v: List[float]) -> float:
@@ -351,7 +355,13 @@ def section_levers(args, out: dict) -> None:
     for k, v in r.items():
         print(f'  {k:28s} {v:7.1f} ms   fp32 / this {r["fp32"] / v:.2f}x')
 
-    # recipe: crop size and head / FPN width
+    out['levers'] = res
+
+
+def section_recipe(args, out: dict) -> None:
+    """Crop size and FPN/head width: train step against the demo's."""
+    step = bench_bf16.step
+
     def narrow(model):
         model.neck.out_channels = 64
         model.bbox_head.in_channels = 64
@@ -367,15 +377,18 @@ def section_levers(args, out: dict) -> None:
         m, w = built(prec, cfg_edit=narrow)
         fns[f'{prec} 320px, FPN/head 64 ch'] = (
             lambda m=m, w=w, i=inp, s=smp: step(m, w, i, s))
+        inp, smp = batch(256)
+        m, w = built(prec, cfg_edit=narrow)
+        fns[f'{prec} 256px, FPN/head 64 ch'] = (
+            lambda m=m, w=w, i=inp, s=smp: step(m, w, i, s))
     r = alternate(fns, args.repeats)
-    res['recipe'] = r
-    print(f'[levers] recipe (train step, batch 4, median of '
+    print(f'\n[recipe] train step (batch 4, median of '
           f'{args.repeats}):')
     for k, v in r.items():
         prec = k.split()[0]
         print(f'  {k:26s} {v:7.1f} ms   vs {prec} 320px '
               f'{v / r[f"{prec} 320px"]:.2f}x')
-    out['levers'] = res
+    out['recipe'] = r
 
 
 def section_threads(args, out: dict) -> None:
@@ -491,9 +504,17 @@ def section_compile(args, out: dict) -> None:
         t = time.perf_counter()
         step(*comp, inputs, samples)
         first = time.perf_counter() - t
-        r = alternate({'eager': lambda: step(*eager, inputs, samples),
-                       'compiled': lambda: step(*comp, inputs, samples)},
-                      args.repeats)
+        try:
+            r = alternate({'eager': lambda: step(*eager, inputs, samples),
+                           'compiled': lambda: step(*comp, inputs, samples)},
+                          args.repeats)
+        except FloatingPointError as e:
+            # seen with bf16 autocast (torch 2.13): NaN maps from the second
+            # compiled step on, where eager trains normally
+            res[prec] = dict(first_step_s=first, error=str(e))
+            print(f'\n[compile] {prec}: first (compiling) step {first:.1f} '
+                  f's; then the compiled model failed: {e}')
+            continue
         res[prec] = dict(first_step_s=first, **r)
         print(f'\n[compile] {prec}: first (compiling) step {first:.1f} s; '
               f'eager {r["eager"]:.1f} ms, compiled {r["compiled"]:.1f} ms '
