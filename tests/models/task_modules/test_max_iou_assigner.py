@@ -365,3 +365,15 @@ def test_label_iou_floor():
     assert MaxIoUAssigner(0.5, (0., 0.4)).label_iou_floor == 0.4
     assert MaxIoUAssigner(0.7, 0.3).label_iou_floor == 0.3
     assert MaxIoUAssigner(0., 0.4).label_iou_floor == 0.
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('name', ['retina', 'tuple_neg', 'first_only'])
+def test_windowed_equals_dense_on_cuda(name):
+    """The same code path on a GPU (device-agnostic tensors only)."""
+    gen = torch.Generator().manual_seed(21)
+    priors, layout = _grid(_sizes(320, 416))
+    gts = [random_boxes(n, 400, gen, 4, 200).cuda() for n in (40, 0, 9)]
+    gt_inds, _ = _assert_windowed_equals_dense(CONFIGS[name], priors.cuda(),
+                                               layout, gts)
+    assert gt_inds.is_cuda and (gt_inds[0] > 0).any()
