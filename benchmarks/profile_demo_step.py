@@ -29,9 +29,10 @@ images of 320x320 with 20 crowns each, like the demo's crops). Sections
     two single-threaded training processes at once against one
     two-threaded process: images/s of each arrangement (fresh processes).
 ``avx2``
-    fp32 steps in a child process with oneDNN and ATen limited to AVX2
+    steps in a child process with oneDNN and ATen limited to AVX2
     (``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2``), against a
-    child without the limit: an estimate of an AVX2-only CPU's step.
+    child without the limit: an estimate of an AVX2-only CPU's step (fp32,
+    and bf16 forced, i.e. emulated there).
 ``compile``
     ``torch.compile`` (inductor, C++ backend) of backbone, FPN and head
     forward: compile time and step time against eager.
@@ -479,16 +480,23 @@ def section_procs(args, out: dict) -> None:
 def section_avx2(args, out: dict) -> None:
     steps = max(args.repeats, 3)
     env = dict(ONEDNN_MAX_CPU_ISA='AVX2', ATEN_CPU_CAPABILITY='avx2')
-    nat, avx = [], []
-    for _ in range(2):
-        nat.append(collect(spawn('fp32', steps, args.threads))['step_ms'])
-        avx.append(collect(spawn('fp32', steps, args.threads,
-                                 env))['step_ms'])
-    a, b = statistics.median(nat), statistics.median(avx)
-    out['avx2'] = dict(native_fp32_ms=a, avx2_fp32_ms=b)
-    print(f'\n[avx2] fp32 train step, {args.threads} threads, {steps} steps '
-          f'x 2 children each: native ISA {a:.1f} ms, limited to AVX2 '
-          f'{b:.1f} ms -> {b / a:.2f}x slower')
+    res = {}
+    print(f'\n[avx2] train step, {args.threads} threads, {steps} steps x 2 '
+          'children each, native ISA vs oneDNN/ATen limited to AVX2:')
+    for prec in args.precisions:
+        nat, avx = [], []
+        for _ in range(2):
+            nat.append(collect(spawn(prec, steps, args.threads))['step_ms'])
+            avx.append(collect(spawn(prec, steps, args.threads,
+                                     env))['step_ms'])
+        a, b = statistics.median(nat), statistics.median(avx)
+        res[prec] = dict(native_ms=a, avx2_ms=b)
+        print(f'  {prec}: native {a:.1f} ms, AVX2 {b:.1f} ms -> {b / a:.2f}x '
+              'slower' + (' (bf16 emulated)' if prec == 'bf16' else ''))
+    if len(res) == 2:
+        print(f'  under AVX2, bf16 / fp32: '
+              f'{res["bf16"]["avx2_ms"] / res["fp32"]["avx2_ms"]:.2f}x')
+    out['avx2'] = res
 
 
 def section_compile(args, out: dict) -> None:
