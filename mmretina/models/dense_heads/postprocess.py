@@ -71,36 +71,31 @@ def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
     Returns:
         dict[str, Tensor]: ``img``, ``level``, ``anchor`` (index within the
         level), ``label``, ``score``; each (M,), ordered by image, level,
-        then descending score. Scores are in the maps' dtype.
+        then descending score. Scores are fp32 (the sigmoid of the logits
+        in fp32, also for fp16 / bf16 maps).
     """
     groups = []
     for level, logits in enumerate(cls_scores):
         num_imgs, channels, height, width = logits.shape
         num_classes = channels // num_anchors
         hw = height * width
-        flat_logits = logits.reshape(-1)
         # Loose test on the logits (no sigmoid over the whole map), then the
-        # exact one on the few survivors.
+        # exact one on the survivors; image by image, so that memory follows
+        # one image's candidates, not the batch's.
         logit_thr = logit_threshold(score_thr, logits.dtype)
-        idx = (flat_logits > logit_thr).nonzero().squeeze(1)
-        score = flat_logits[idx].float().sigmoid()
-        keep = score > score_thr
-        idx, score = idx[keep], score[keep]
-        # NCHW position -> image, channel, cell; mmdet's per-image index is
-        # ((y * W + x) * A + a) * K + k.
-        img = idx // (channels * hw)
-        chan = idx % (channels * hw) // hw
-        cell = idx % hw
-        anchor = cell * num_anchors + chan // num_classes
-        label = chan % num_classes
-        flat = anchor * num_classes + label
-        bounds = torch.searchsorted(
-            img, torch.arange(num_imgs + 1, device=img.device)).tolist()
         for i in range(num_imgs):
-            sel = slice(bounds[i], bounds[i + 1])
-            order = _top_scores(score[sel], flat[sel], nms_pre)
-            groups.append((i, level, anchor[sel][order], label[sel][order],
-                           score[sel][order].to(logits.dtype)))
+            flat_logits = logits[i].reshape(-1)
+            idx = (flat_logits > logit_thr).nonzero().squeeze(1)
+            score = flat_logits[idx].float().sigmoid()
+            keep = score > score_thr
+            idx, score = idx[keep], score[keep]
+            idx, score = _top_scores(score, idx, hw, num_anchors,
+                                     num_classes, nms_pre)
+            # CHW position -> channel, cell; mmdet's per-image index is
+            # ((y * W + x) * A + a) * K + k.
+            chan, cell = idx // hw, idx % hw
+            groups.append((i, level, cell * num_anchors + chan // num_classes,
+                           chan % num_classes, score))
     groups.sort(key=lambda g: (g[0], g[1]))
     return dict(
         img=torch.cat([torch.full_like(g[2], g[0]) for g in groups]),
@@ -110,21 +105,40 @@ def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
         score=torch.cat([g[4] for g in groups]))
 
 
-def _top_scores(score: Tensor, flat: Tensor, k: int) -> Tensor:
-    """Indices of the k best scores, by descending score then ascending
-    ``flat`` index; all of them when k <= 0.
+def _mmdet_order(idx: Tensor, hw: int, num_anchors: int,
+                 num_classes: int) -> Tensor:
+    """mmdet's flat index ((y * W + x) * A + a) * K + k of CHW positions
+    ``idx`` (channel a * K + k, cell y * W + x)."""
+    chan, cell = idx // hw, idx % hw
+    return (cell * num_anchors + chan // num_classes) * num_classes + \
+        chan % num_classes
 
-    A full sort (what mmdet does) is paid only for the k that survive.
+
+def _top_scores(score: Tensor, idx: Tensor, hw: int, num_anchors: int,
+                num_classes: int, k: int) -> Tuple[Tensor, Tensor]:
+    """The k best candidates (all when k <= 0), by descending score, ties by
+    ascending mmdet flat index, as mmdet's full sort orders them.
+
+    Args:
+        score (Tensor): (M,) scores.
+        idx (Tensor): (M,) CHW positions in one image's map.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``idx`` and ``score`` of the kept candidates,
+        in order. The flat index is computed for the survivors only.
     """
-    idx = torch.arange(score.numel(), device=score.device)
     if 0 < k < score.numel():
         kth = score.topk(k, sorted=False).values.min()
-        above = idx[score > kth]
-        tied = idx[score == kth]
-        tied = tied[flat[tied].argsort()][:k - above.numel()]
-        idx = torch.cat([above, tied])
-    idx = idx[flat[idx].argsort()]
-    return idx[score[idx].argsort(descending=True, stable=True)]
+        above = score > kth
+        tied = (score == kth).nonzero().squeeze(1)
+        tied = tied[_mmdet_order(idx[tied], hw, num_anchors,
+                                 num_classes).argsort()][:k - int(above.sum())]
+        sel = torch.cat([above.nonzero().squeeze(1), tied])
+        idx, score = idx[sel], score[sel]
+    order = _mmdet_order(idx, hw, num_anchors, num_classes).argsort()
+    idx, score = idx[order], score[order]
+    order = score.argsort(descending=True, stable=True)
+    return idx[order], score[order]
 
 
 def gather_deltas(bbox_pred: Tensor, img: int, anchor: Tensor,
@@ -181,7 +195,7 @@ def detections_of_image(cand: Dict[str, Tensor], img: int,
         gather_deltas(bbox_preds[lvl], img, anchor[level == lvl],
                       num_anchors, bbox_coder.encode_size)
         for lvl in range(len(level_priors))
-    ])
+    ]).to(priors.dtype)  # fp16 / bf16 deltas decode in the priors' fp32
     result = InstanceData()
     result.bboxes = bbox_coder.decode(
         priors, deltas, max_shape=img_meta['img_shape'])

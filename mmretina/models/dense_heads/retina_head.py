@@ -543,7 +543,10 @@ class RetinaHead(BaseDenseHead):
             raise ValueError('mmretina.RetinaHead has no score factors')
         cfg = self.test_cfg if cfg is None else cfg
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-        levels, _ = self._priors(featmap_sizes, cls_scores[0].dtype,
+        # Decoding and NMS in fp32 also for fp16 / bf16 maps (autocast): a
+        # bf16 coordinate near 400 px is only exact to 2 px, and mmcv's NMS
+        # takes fp32 only.
+        levels, _ = self._priors(featmap_sizes, torch.float32,
                                  cls_scores[0].device)
         return predict_detections(cls_scores, bbox_preds, levels,
                                   self.num_base_priors, self.bbox_coder,

@@ -173,6 +173,9 @@ class FocalLossSum(torch.autograd.Function):
         grads = []
         start = 0
         for logit in logits:
+            # channels_last (or otherwise strided) maps: the chunked views
+            # below need the NCHW layout
+            logit = logit.contiguous()
             num_imgs, channels, height, width = logit.shape
             num_classes = channels // num_anchors
             hw = height * width

@@ -471,3 +471,43 @@ def test_one_warning_when_many_ground_truths_get_no_positive():
     assert len(warnings) == 1
     assert '50% of the 200 ground truths' in warnings[0]
     assert 'analyze_anchors.py' in warnings[0]
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_half_precision_maps_predict_in_fp32(dtype):
+    """Under autocast the maps are bf16 / fp16: decoding and mmcv's NMS
+    (fp32 only) run in fp32, on the same candidates as the fp32 maps."""
+    ours, _ = build_pair()
+    metas, _, pad_hw, gen = make_batch([(200, 300)], [0], seed=4)
+    cls_scores, bbox_preds = random_outputs(pad_hw, 1, gen)
+    half = ([c.to(dtype) for c in cls_scores],
+            [b.to(dtype) for b in bbox_preds])
+    ref = ours.predict_by_feat(
+        [c.float() for c in half[0]], [b.float() for b in half[1]],
+        batch_img_metas=metas, rescale=True)[0]
+    got = ours.predict_by_feat(*half, batch_img_metas=metas,
+                               rescale=True)[0]
+    assert got.bboxes.dtype == got.scores.dtype == torch.float32
+    assert len(got) == len(ref) == 100
+    torch.testing.assert_close(got.bboxes, ref.bboxes)
+    torch.testing.assert_close(got.scores, ref.scores)
+
+
+def test_channels_last_maps_give_the_same_loss_and_gradient():
+    ours, _ = build_pair()
+    metas, gts, pad_hw, gen = make_batch([(200, 300), (256, 180)], [3, 5])
+    feats = head_outputs(ours, pad_hw, 2, gen)
+    results = []
+    for channels_last in (False, True):
+        x = [f.clone().requires_grad_(True) for f in feats]
+        cls_scores, bbox_preds = ours(x)
+        if channels_last:
+            cls_scores = [c.to(memory_format=torch.channels_last)
+                          for c in cls_scores]
+            bbox_preds = [b.to(memory_format=torch.channels_last)
+                          for b in bbox_preds]
+        losses = ours.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+        (losses['loss_cls'] + losses['loss_bbox']).backward()
+        results.append((losses['loss_cls'].detach(), x[0].grad))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
