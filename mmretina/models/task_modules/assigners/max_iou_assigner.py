@@ -6,9 +6,13 @@ between. Low-quality matching then gives every ground truth its best
 anchor(s) even below 0.5, so that no object goes without a positive.
 
 The assignment of a whole batch is one tensor program
-(:meth:`MaxIoUAssigner.assign_batch`): ground truths are padded per batch, IoU
-is one batched call, low-quality matching is vectorised and anchors are
-processed in chunks when ground truths x anchors would be large.
+(:meth:`MaxIoUAssigner.assign_batch`): ground truths are padded per batch and
+low-quality matching is vectorised. Given the anchors' regular grid
+(``AnchorGenerator.grid_layout``), IoUs are computed only in the window of
+anchors near each ground truth (:func:`windowed_reductions`; the cost follows
+the objects, not objects x anchors); otherwise every IoU is computed
+(:meth:`MaxIoUAssigner._dense_reductions`, in anchor chunks). Both give the
+same assignment.
 
 Deliberate difference from mmdet: a ground truth whose best IoU with every
 anchor is 0 (a degenerate box, or one that no anchor touches) gets no
