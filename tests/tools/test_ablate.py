@@ -81,8 +81,24 @@ def test_every_variant_config_exists():
             assert osp.isfile(osp.join(REPO_ROOT, v.config)), v.config
 
 
-def test_budget_rescales_schedule_ema_and_checkpoint():
-    cfg = ablate.apply_budget(Config.fromfile(DEMO), epochs=20, seed=3)
+def _demo_cfg_with_80_train_images(root):
+    """The demo config, its train set an annotation file of 80 images (the
+    demo's tiles): 20 iterations per epoch at batch 4, with or without
+    data/deepforest built (a clean clone has none)."""
+    cfg = Config.fromfile(DEMO)
+    ann = root / 'annotations' / 'train.json'
+    ann.parent.mkdir(parents=True, exist_ok=True)
+    ann.write_text(json.dumps(dict(
+        images=[dict(id=i, file_name=f'{i}.png', width=400, height=400)
+                for i in range(80)], annotations=[], categories=[])))
+    cfg.train_dataloader.dataset.data_root = str(root)
+    cfg.train_dataloader.dataset.ann_file = 'annotations/train.json'
+    return cfg
+
+
+def test_budget_rescales_schedule_ema_and_checkpoint(tmp_path):
+    cfg = ablate.apply_budget(_demo_cfg_with_80_train_images(tmp_path),
+                              epochs=20, seed=3)
     assert cfg.train_cfg.max_epochs == 20 and cfg.train_cfg.val_interval == 5
     warmup, cosine = cfg.param_scheduler
     assert warmup.end == 100  # iterations; shorter than half of 400
@@ -92,7 +108,8 @@ def test_budget_rescales_schedule_ema_and_checkpoint():
     assert cfg.default_hooks.checkpoint.interval == 20
     assert cfg.randomness.seed == 3
     # 2 epochs of 20 iterations: the 100-iteration warm-up is cut to 20
-    cfg = ablate.apply_budget(Config.fromfile(DEMO), epochs=2)
+    cfg = ablate.apply_budget(_demo_cfg_with_80_train_images(tmp_path),
+                              epochs=2)
     assert cfg.param_scheduler[0].end == 20
 
 

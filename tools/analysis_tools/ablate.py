@@ -50,9 +50,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 _TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 _REPO_ROOT = osp.dirname(_TOOLS)
-for _path in (_REPO_ROOT, _TOOLS):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+# tools/ itself, for the sibling script claim_work_dir (mmretina comes from
+# the installed package or PYTHONPATH, as in the other tools)
+if _TOOLS not in sys.path:
+    sys.path.insert(0, _TOOLS)
 
 from mmengine.config import Config, DictAction  # noqa: E402
 

@@ -32,10 +32,6 @@ import os.path as osp
 import sys
 from typing import Dict, List, Sequence, Tuple
 
-_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if osp.isdir(osp.join(_REPO_ROOT, 'mmretina')) and _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
