@@ -8,21 +8,12 @@ import os.path as osp
 import sys
 
 import pytest
-import torch
 
 BENCH = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))), 'benchmarks')
 sys.path.insert(0, BENCH)
 import bench_train_step  # noqa: E402
 import profile_demo_step  # noqa: E402
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_bench_train_step_tiny(tmp_path, capsys, one_thread):

@@ -224,17 +224,6 @@ def test_nan_loss_stops_training_at_that_iteration(small_config,
     assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values())
 
 
-@pytest.fixture
-def one_thread():
-    """In-process training on one thread: with two, OpenMP's spinning
-    threads slow an iteration 10-30x when another process holds a core
-    (the test machine has two, shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build_runner(config, work_dir, **overrides):
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(overrides)

@@ -109,15 +109,6 @@ def _tiny_deepforest_config(root, num_images=6, max_epochs=3):
     return cfg
 
 
-@pytest.fixture
-def one_thread():
-    # 2 threads on a CPU shared with other jobs can be 10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_estimate_training(tmp_path, one_thread):
     from mmretina.engine.optimizers import bf16_supported
     cfg = _tiny_deepforest_config(str(tmp_path))
