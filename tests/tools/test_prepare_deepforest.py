@@ -81,6 +81,18 @@ def test_clip_boxes_rule(pdf):
     assert out.shape == (0, 4) and keep.size == 0
 
 
+def test_grid_windows_partition_image(pdf):
+    wins = pdf.grid_windows(1249, 1035, 3)
+    assert len(wins) == 9
+    cover = np.zeros((1035, 1249), int)
+    for x0, y0, x1, y1 in wins:
+        cover[y0:y1, x0:x1] += 1
+        assert 416 <= x1 - x0 <= 417 and 345 <= y1 - y0 <= 345
+    assert (cover == 1).all()
+    with pytest.raises(ValueError, match='cannot cut 2x2 into 3x3'):
+        pdf.grid_windows(2, 2, 3)
+
+
 def test_sanitize_boxes(pdf):
     b = pdf.sanitize_boxes([[-5, 2, 30, 40], [10, 10, 10, 20],
                             [90, 90, 120, 130]], 100, 100)
@@ -184,7 +196,9 @@ def test_convert_fake_wheel_and_idempotency(pdf, tmp_path, capsys):
     out = str(tmp_path / 'out')
     assert pdf.main(['--wheel', wheel, '--out-dir', out]) == 0
     msg = capsys.readouterr().out
-    assert 'train:   5 images' in msg and 'val  :   2 images' in msg
+    for split, n in (('train', 5), ('val', 2), ('choose_train', 4),
+                     ('choose_val', 9)):
+        assert f'{split:12s}: {n:3d} images' in msg
 
     train, val = _load(out, 'train'), _load(out, 'val')
     for coco in (train, val):
@@ -218,6 +232,22 @@ def test_convert_fake_wheel_and_idempotency(pdf, tmp_path, capsys):
     assert [im['file_name'] for im in val['images']] == [
         'OSBS_029.png', 'SOAP_061.png']
     assert len(val['annotations']) == 3
+
+    # the choosing split: a spatial hold-out of the training site. YELL2
+    # (400x400) is cut into 3x3 non-overlapping tiles; none of its pixels
+    # is in choose_train, which is YELL1's tiles only.
+    ctrain, cval = _load(out, 'choose_train'), _load(out, 'choose_val')
+    assert [im['file_name'] for im in ctrain['images']] == names[:4]
+    assert ctrain['annotations'] == [
+        a for a in train['annotations'] if a['image_id'] <= 4]
+    assert all(im['file_name'].startswith(f'{YELL2}_hold_')
+               for im in cval['images'])
+    assert [(im['width'], im['height']) for im in cval['images'][:3]] == [
+        (133, 133), (134, 133), (133, 133)]
+    # its one box [100,100,140,150] crosses the tile edges at 133: only the
+    # top-left piece keeps >= half its area
+    assert [(a['image_id'], a['bbox']) for a in cval['annotations']] == [
+        (1, [100, 100, 33, 33])]
 
     # second run: no-op
     before = {f: os.stat(osp.join(out, 'images', f)).st_mtime_ns

@@ -20,7 +20,17 @@ Splits
   exactly at the image border, so there is no padding and no pixel is lost.
 * **val**: ``OSBS_029`` (Florida) and ``SOAP_061`` (California) as whole
   images - they are only 400 x 400 px, one tile each.  Different sites from
-  train, so val measures cross-site generalisation.
+  train, so val measures cross-site generalisation.  These two images are
+  the **reported (test) images**: since issue 15 no recipe is chosen on
+  them (docs/deepforest_experiments.md, round 6).
+* **choose_train / choose_val**: the split for choosing a recipe, a spatial
+  hold-out of the training site.  ``choose_train`` is the train tiles of
+  the large YELL image (``..._528000_4978000_image_crop2``) only;
+  ``choose_val`` is the other YELL image (``..._541000_4977000_image_crop``,
+  13 km east of it) cut into a ``CHOOSE_GRID`` x ``CHOOSE_GRID`` grid of
+  non-overlapping tiles (about 416 x 345 px), boxes clipped by the rule
+  below.  No pixel of ``choose_val`` is in ``choose_train``.  The final
+  recipe then trains on all of ``train`` and is evaluated once on ``val``.
 
 Annotations
 -----------
@@ -70,6 +80,10 @@ VERSION = '2.1.0'
 DATA_PREFIX = 'deepforest/data/'
 TRAIN_STEMS = ('2019_YELL_2_528000_4978000_image_crop2',
                '2019_YELL_2_541000_4977000_image_crop')
+# the spatial hold-out of the training site used to choose recipes
+CHOOSE_VAL_STEM = '2019_YELL_2_541000_4977000_image_crop'
+CHOOSE_GRID = 3
+SPLITS = ('train', 'val', 'choose_train', 'choose_val')
 VAL_STEMS = ('OSBS_029', 'SOAP_061')
 IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
 CATEGORIES = [dict(id=1, name='tree', supercategory='plant')]
@@ -97,6 +111,17 @@ def tile_starts(length, tile, stride):
     if starts[-1] + tile < length:
         starts.append(length - tile)
     return starts
+
+
+def grid_windows(width, height, n):
+    """``n`` x ``n`` non-overlapping ``(x0, y0, x1, y1)`` windows that
+    partition the image (sides differ by at most 1 px), row-major."""
+    if n < 1 or n > min(width, height):
+        raise ValueError(f'cannot cut {width}x{height} into {n}x{n} tiles')
+    xs = [round(i * width / n) for i in range(n + 1)]
+    ys = [round(i * height / n) for i in range(n + 1)]
+    return [(xs[i], ys[j], xs[i + 1], ys[j + 1])
+            for j in range(n) for i in range(n)]
 
 
 def tile_windows(width, height, tile, stride):
@@ -310,7 +335,7 @@ class WheelData:
 # --------------------------------------------------------------------------
 def is_prepared(out_dir):
     ann_dir = osp.join(out_dir, 'annotations')
-    for split in ('train', 'val'):
+    for split in SPLITS:
         p = osp.join(ann_dir, f'{split}.json')
         if not osp.isfile(p):
             return False
@@ -339,6 +364,7 @@ def convert(wheel, out_dir, tile_size=400, overlap=100, min_visible=0.5,
 
     stride = tile_size - overlap
     train = CocoBuilder()
+    choose_train, choose_val = CocoBuilder(), CocoBuilder()
     px_sum = np.zeros(3)
     px_sq = np.zeros(3)
     px_n = 0
@@ -354,10 +380,20 @@ def convert(wheel, out_dir, tile_size=400, overlap=100, min_visible=0.5,
             fname = f'{stem}_x{x0}_y{y0}.png'
             Image.fromarray(crop).save(osp.join(img_dir, fname))
             train.add_image(fname, x1 - x0, y1 - y0, tb)
+            if stem != CHOOSE_VAL_STEM:
+                choose_train.add_image(fname, x1 - x0, y1 - y0, tb)
             c = crop.reshape(-1, 3).astype(np.float64)
             px_sum += c.sum(0)
             px_sq += (c ** 2).sum(0)
             px_n += c.shape[0]
+        if stem == CHOOSE_VAL_STEM:
+            for win in grid_windows(w, h, CHOOSE_GRID):
+                x0, y0, x1, y1 = win
+                tb, _ = clip_boxes(boxes, win, min_visible, min_size)
+                fname = f'{stem}_hold_x{x0}_y{y0}.png'
+                Image.fromarray(img[y0:y1, x0:x1]).save(
+                    osp.join(img_dir, fname))
+                choose_val.add_image(fname, x1 - x0, y1 - y0, tb)
     val = CocoBuilder()
     for stem in VAL_STEMS:
         img = data.load_image(stem)
@@ -368,7 +404,9 @@ def convert(wheel, out_dir, tile_size=400, overlap=100, min_visible=0.5,
         Image.fromarray(img).save(osp.join(img_dir, fname))
         val.add_image(fname, w, h, boxes)
 
-    out = dict(train=train.to_dict(), val=val.to_dict())
+    out = dict(train=train.to_dict(), val=val.to_dict(),
+               choose_train=choose_train.to_dict(),
+               choose_val=choose_val.to_dict())
     for split, coco in out.items():
         tmp = osp.join(ann_dir, f'.{split}.json.tmp')
         with open(tmp, 'w') as f:
@@ -387,7 +425,7 @@ def summarize(out, stats=None):
         sides = np.array([np.sqrt(a['bbox'][2] * a['bbox'][3])
                           for a in coco['annotations']] or [0.0])
         lines.append(
-            f'{split:5s}: {n_img:3d} images, {n_box:4d} boxes '
+            f'{split:12s}: {n_img:3d} images, {n_box:4d} boxes '
             f'({n_box / max(n_img, 1):.1f}/image; sqrt(area) median '
             f'{np.median(sides):.1f}px, 5-95% '
             f'{np.percentile(sides, 5):.1f}-{np.percentile(sides, 95):.1f}px)')
@@ -423,14 +461,15 @@ def main(argv=None):
     out_dir = args.out_dir
     try:
         if is_prepared(out_dir) and not args.force:
-            print(f'{out_dir} already holds annotations/train.json, '
-                  'annotations/val.json and their images: nothing to do '
-                  '(use --force to rebuild).')
-            with open(osp.join(out_dir, 'annotations', 'train.json')) as f:
-                tr = json.load(f)
-            with open(osp.join(out_dir, 'annotations', 'val.json')) as f:
-                va = json.load(f)
-            print(summarize(dict(train=tr, val=va)))
+            print(f'{out_dir} already holds annotations/'
+                  f'{{{",".join(SPLITS)}}}.json and their images: nothing '
+                  'to do (use --force to rebuild).')
+            out = {}
+            for split in SPLITS:
+                with open(osp.join(out_dir, 'annotations',
+                                   f'{split}.json')) as f:
+                    out[split] = json.load(f)
+            print(summarize(out))
             return 0
         tmpdir = None
         wheel = args.wheel
@@ -454,7 +493,7 @@ def main(argv=None):
     except PrepareError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    print(f'wrote {out_dir}/annotations/{{train,val}}.json and '
+    print(f'wrote {out_dir}/annotations/{{{",".join(SPLITS)}}}.json and '
           f'{out_dir}/images/')
     print(summarize(out, stats))
     return 0
