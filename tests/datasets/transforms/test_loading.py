@@ -124,3 +124,92 @@ def test_io_errors_from_the_backend_are_named(good_png, monkeypatch):
     monkeypatch.setattr(fileio, 'get', denied)
     with pytest.raises(OSError, match='cannot be read.*Permission'):
         LoadImageFromFile().transform(results_for(good_png))
+
+
+# ---------------------------------------------------------------------------
+# cache_bytes: decoded images kept in memory
+# ---------------------------------------------------------------------------
+def write_png(path, seed, shape=(12, 20, 3)):
+    img = np.random.RandomState(seed).randint(0, 255, shape, np.uint8)
+    cv2.imwrite(str(path), img)
+    return img
+
+
+def test_cache_decodes_each_file_once(good_png, monkeypatch):
+    import mmcv
+    decodes = []
+    real = mmcv.imfrombytes
+    monkeypatch.setattr(mmcv, 'imfrombytes',
+                        lambda *a, **k: decodes.append(1) or real(*a, **k))
+    t = LoadImageFromFile(cache_bytes=1 << 20)
+    first = t(results_for(good_png, 12, 20))['img']
+    second = t(results_for(good_png, 12, 20))
+    assert len(decodes) == 1
+    assert (t.cache.hits, t.cache.misses) == (1, 1)
+    np.testing.assert_array_equal(first, second['img'])
+    np.testing.assert_array_equal(
+        second['img'], MMCVLoadImageFromFile()(results_for(good_png))['img'])
+    assert second['img_shape'] == second['ori_shape'] == (12, 20)
+    # a hit is a copy: changing it in place (as transforms do) changes
+    # neither the cache nor the next result
+    second['img'][:] = 0
+    np.testing.assert_array_equal(t(results_for(good_png))['img'], first)
+
+
+def test_cache_keeps_float32_option_apart(good_png):
+    t = LoadImageFromFile(cache_bytes=1 << 20, to_float32=True)
+    a = t(results_for(good_png))['img']
+    b = t(results_for(good_png))['img']
+    assert a.dtype == b.dtype == np.float32 and t.cache.hits == 1
+
+
+def test_cache_sees_a_changed_file(tmp_path):
+    path = tmp_path / 'x.png'
+    write_png(path, 0)
+    t = LoadImageFromFile(cache_bytes=1 << 20)
+    t(results_for(path))
+    new = write_png(path, 1, (14, 20, 3))  # other size, other mtime
+    out = t(results_for(path))
+    np.testing.assert_array_equal(out['img'], new)
+    assert t.cache.hits == 0
+
+
+def test_cache_is_bounded_least_recently_used_first(tmp_path):
+    paths = [tmp_path / f'{i}.png' for i in range(3)]
+    for i, p in enumerate(paths):
+        write_png(p, i)
+    one = 12 * 20 * 3
+    t = LoadImageFromFile(cache_bytes=2 * one)
+    t(results_for(paths[0]))
+    t(results_for(paths[1]))
+    t(results_for(paths[0]))          # 0 is now the most recent
+    t(results_for(paths[2]))          # drops 1
+    assert t.cache.nbytes == 2 * one
+    hits = t.cache.hits
+    t(results_for(paths[0]))
+    t(results_for(paths[2]))
+    assert t.cache.hits == hits + 2
+    t(results_for(paths[1]))
+    assert t.cache.hits == hits + 2   # 1 was decoded again
+    # an image larger than the whole cache is not kept
+    small = LoadImageFromFile(cache_bytes=one - 1)
+    small(results_for(paths[0]))
+    assert small.cache.nbytes == 0
+
+
+def test_cache_does_not_hide_a_missing_or_broken_file(tmp_path):
+    path = tmp_path / 'x.png'
+    write_png(path, 0)
+    t = LoadImageFromFile(cache_bytes=1 << 20)
+    t(results_for(path))
+    path.write_bytes(b'not a png')
+    with pytest.raises(OSError, match='cannot be decoded'):
+        t(results_for(path))
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        t(results_for(path))
+
+
+def test_cache_bytes_must_not_be_negative():
+    with pytest.raises(ValueError, match='cache_bytes must be >= 0'):
+        LoadImageFromFile(cache_bytes=-1)
