@@ -13,7 +13,8 @@ from mmengine.config import Config
 from mmdet.registry import MODELS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO = osp.join(REPO_ROOT, 'configs', 'retinanet_r18_fpn_deepforest.py')
+DEMO = osp.join(REPO_ROOT, 'configs',
+                'retinanet_r18_fpn_deepforest_320px_200e.py')
 CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', 'ablations', '*', '*.py')))
 HEAD = 'model.bbox_head.'

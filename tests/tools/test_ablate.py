@@ -14,7 +14,8 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'analysis_tools'))
 import ablate  # noqa: E402
 
-DEMO = osp.join(REPO_ROOT, 'configs', 'retinanet_r18_fpn_deepforest.py')
+DEMO = osp.join(REPO_ROOT, 'configs',
+                'retinanet_r18_fpn_deepforest_320px_200e.py')
 
 
 def make_tree_set(root, num_train=4, num_val=2, size=160, seed=0):
