@@ -8,8 +8,9 @@ an accelerator); mmretina's bf16 wrapper can, and on a CPU with native bf16
 The model is ``configs/retinanet_r18_fpn_deepforest.py``'s (half-width
 ResNet-18, FPN P3-P5, 2x128 GN head, GIoU); for mmdet the four ``mmretina.*``
 types are swapped for mmdet's. One step = forward, losses, backward and an
-AdamW update (the optimizer wrapper's ``update_params``) on 4 images of
-320x320 with 20 crowns of 16-70 px each, like the demo's training batches.
+AdamW update (the optimizer wrapper's ``update_params``) on a batch of the
+config's crop size and batch size (4 x 320 x 320 until issue 15's recipe)
+with 20 crowns of 16-70 px each, like the demo's training batches.
 Settings alternate every repeat, so machine load hits all alike; the script
 prints medians and mmdet / setting ratios, and the fp32 / bf16 loss values
 of the first step (bf16 is close to, not equal to, fp32).
@@ -32,7 +33,20 @@ import mmretina  # noqa: F401
 from mmretina.engine.optimizers import bf16_supported
 
 CONFIG = 'configs/retinanet_r18_fpn_deepforest.py'
-SIZE, IMGS, CROWNS = 320, 4, 20
+CROWNS = 20
+
+
+def demo_batch_shape(config: str = CONFIG):
+    """(crop side, images per batch) of ``config``'s training batches."""
+    cfg = Config.fromfile(config)
+    loader = cfg.train_dataloader
+    crops = [t['crop_size'] for t in loader.dataset.pipeline
+             if t['type'] == 'RandomCrop']
+    side = crops[0][0] if crops else 320
+    return side, loader.batch_size
+
+
+SIZE, IMGS = demo_batch_shape()
 
 
 def model_cfg(impl: str):
