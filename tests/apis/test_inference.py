@@ -130,3 +130,35 @@ def test_bad_arguments(df_model):
         TiledInferencer(backend, tile=400, overlap=400)
     with pytest.raises(FileNotFoundError, match='does not exist'):
         load_image('/nonexistent/image.png')
+
+
+def test_optimize_for_cpu_keeps_the_detections(df_model, df_images):
+    import copy
+    from mmretina.apis import optimize_for_cpu
+    model = copy.deepcopy(df_model)
+    g = torch.Generator().manual_seed(0)
+    bns = [m for m in model.modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns
+    # non-trivial statistics, so that fusing really changes the weights
+    for bn in bns:
+        bn.running_mean.copy_(0.1 * torch.randn(bn.num_features, generator=g))
+        bn.running_var.copy_(0.5 + torch.rand(bn.num_features, generator=g))
+    path = df_images['OSBS_029.png']
+    ref = TiledInferencer(PytorchBackend(model), tile=400,
+                          progress=False)(path)
+    fast = optimize_for_cpu(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in fast.modules())
+    conv = fast.backbone.conv1
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    got = TiledInferencer(PytorchBackend(fast), tile=400, progress=False)(path)
+    assert len(ref) > 50
+    # the same detections up to float rounding: near-ties of this random
+    # model's scores may swap neighbours or add/drop one at the threshold
+    assert abs(len(ref) - len(got)) <= 2
+    n = min(len(ref), len(got))
+    torch.testing.assert_close(got.scores[:n], ref.scores[:n], atol=1e-4,
+                               rtol=0)
+    gap = (ref.bboxes[:n, None] - got.bboxes[None]).abs().amax(-1)
+    assert (gap.amin(1) < 1e-2).float().mean() > 0.99

@@ -135,6 +135,11 @@ def test_infer_argument_errors(df_onnx, tmp_path, capsys):
     with pytest.raises(SystemExit):
         infer.parse_args(['x.png', 'a.py', 'b.pth'])
     assert '--out PNG or --out-dir' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        infer.parse_args(['x.png', df_onnx[0], '--backend', 'onnxruntime',
+                          '--fuse-conv-bn', '--out', 'a.png'])
+    assert '--fuse-conv-bn applies to --backend pytorch on --device cpu' \
+        in capsys.readouterr().err
     with pytest.raises(SystemExit, match='no image'):
         infer.list_images(str(tmp_path))
 
