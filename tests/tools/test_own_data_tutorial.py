@@ -4,7 +4,7 @@ classes, labelled in all three formats: VOC XML, CSV, YOLO txt).
 
 The commands and the config are read from README.md, not copied: the test
 runs the README's text. One change, for time: training gets
-``--cfg-options train_cfg.max_epochs=1`` (the tutorial's 200 epochs would
+``--cfg-options train_cfg.max_epochs=1`` (the tutorial's 66 epochs would
 take the DeepForest demo's 15 minutes; 1 epoch is 3 iterations here).
 
 The commands run in a scratch directory laid out like the repository

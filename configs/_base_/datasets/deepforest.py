@@ -3,7 +3,10 @@
 #   train: 80 tiles of 400x400 px (overlap 100) cut from two Yellowstone (YELL)
 #          images, 1587 boxes;
 #   val:   OSBS_029 (Florida) + SOAP_061 (California), whole 400x400 images,
-#          98 boxes -- other sites than train (domain shift).
+#          98 boxes -- other sites than train (domain shift). Since issue
+#          15 these are test images: recipes are chosen on choose_train /
+#          choose_val (a spatial hold-out of the training site; override
+#          the three ann_file fields, docs/deepforest_experiments.md).
 # mmretina's CocoDataset / LoadImageFromFile: mmdet's, plus clear errors for
 # broken annotations or images and logged filtering of degenerate boxes.
 dataset_type = 'mmretina.CocoDataset'
