@@ -25,12 +25,13 @@ say "2/5 prepare data/deepforest (COCO json + images)"
 # training will take here, from 4 real iterations of $CONFIG (ESTIMATE=0:
 # the CPU line only). docs/cpu_speed.md has the figures per CPU.
 if [ "${ESTIMATE:-1}" != 0 ]; then
-  "$PY" -m mmretina.utils.cpu --estimate "$CONFIG" |
-    while IFS= read -r line; do say "$line"; done ||
-    say "(could not time the training here; going on)"
+  BANNER=$("$PY" -m mmretina.utils.cpu --estimate "$CONFIG") ||
+    BANNER="$("$PY" -m mmretina.utils.cpu)"$'\n''(could not time the training here; going on)'
 else
-  say "$("$PY" -m mmretina.utils.cpu)"
+  BANNER=$("$PY" -m mmretina.utils.cpu)
 fi
+while IFS= read -r line; do say "$line"; done <<< "$BANNER"
+CPU_LINE=${BANNER%%$'\n'*}  # repeated beside the results at the end
 
 say "3/5 train $CONFIG -> $WORK_DIR (resumes if interrupted)"
 # Resume only a run of this very config: a work dir left by another config
@@ -75,5 +76,5 @@ fi
 "$PY" tools/infer.py "$LARGE" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn --tile 400 \
   --overlap 0.25 --batch 4 --score-thr 0.3 --out-dir "$WORK_DIR/large_image"
 say "done: checkpoint $CKPT, picture $WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
-say "$("$PY" -m mmretina.utils.cpu)"
+say "$CPU_LINE"
 say "test accuracy: $ACCURACY; whole job $(( $(date +%s) - job_start )) s (install excluded), training $train_s s"
