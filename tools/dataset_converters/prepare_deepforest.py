@@ -80,8 +80,9 @@ VERSION = '2.1.0'
 DATA_PREFIX = 'deepforest/data/'
 TRAIN_STEMS = ('2019_YELL_2_528000_4978000_image_crop2',
                '2019_YELL_2_541000_4977000_image_crop')
-# the spatial hold-out of the training site used to choose recipes
-CHOOSE_VAL_STEM = '2019_YELL_2_541000_4977000_image_crop'
+# the spatial hold-out of the training site used to choose recipes: the
+# smaller YELL image
+CHOOSE_VAL_STEM = TRAIN_STEMS[1]
 CHOOSE_GRID = 3
 SPLITS = ('train', 'val', 'choose_train', 'choose_val')
 VAL_STEMS = ('OSBS_029', 'SOAP_061')

@@ -52,9 +52,10 @@ def _is_read_or_decode_error(err: Exception) -> bool:
 class DecodedImageCache:
     """Decoded images of local files, least recently used dropped first.
 
-    An entry is keyed by the path and the decoding settings and is valid
-    while the file's size and modification time are unchanged. ``get``
-    returns a copy (later transforms may change the array in place).
+    One cache belongs to one transform (one set of decoding settings), so
+    an entry is keyed by the path alone; it is valid while the file's size
+    and modification time are unchanged. ``get`` returns a copy (later
+    transforms may change the array in place).
 
     Args:
         max_bytes (int): bound on the cached arrays' total size; an image
@@ -67,43 +68,43 @@ class DecodedImageCache:
         self.max_bytes = int(max_bytes)
         self.nbytes = 0
         self.hits = self.misses = 0
-        self._entries = OrderedDict()  # key -> (stat, array)
+        self._entries = OrderedDict()  # path -> (stat, array)
 
     @staticmethod
     def _stat(path: str):
         st = os.stat(path)
         return st.st_size, st.st_mtime_ns
 
-    def get(self, key: tuple, path: str):
-        entry = self._entries.get(key)
+    def get(self, path: str):
+        entry = self._entries.get(path)
         if entry is not None:
             try:
                 fresh = entry[0] == self._stat(path)
             except OSError:
                 fresh = False
             if fresh:
-                self._entries.move_to_end(key)
+                self._entries.move_to_end(path)
                 self.hits += 1
                 return entry[1].copy()
-            self._drop(key)
+            self._drop(path)
         self.misses += 1
         return None
 
-    def put(self, key: tuple, path: str, img) -> None:
+    def put(self, path: str, img) -> None:
         if img.nbytes > self.max_bytes:
             return
         try:
             stat = self._stat(path)
         except OSError:
             return
-        self._drop(key)
-        self._entries[key] = (stat, img.copy())
+        self._drop(path)
+        self._entries[path] = (stat, img.copy())
         self.nbytes += img.nbytes
         while self.nbytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
-    def _drop(self, key: tuple) -> None:
-        entry = self._entries.pop(key, None)
+    def _drop(self, path: str) -> None:
+        entry = self._entries.pop(path, None)
         if entry is not None:
             self.nbytes -= entry[1].nbytes
 
@@ -131,28 +132,25 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
         super().__init__(*args, **kwargs)
         self._size_warnings = 0
         self.cache = DecodedImageCache(cache_bytes) if cache_bytes else None
+        if self.backend_args or self.file_client_args is not None:
+            # files behind a backend have no local size and mtime to check
+            # an entry against: not cached
+            self.cache = None
 
     def transform(self, results: dict) -> Optional[dict]:
         filename = results['img_path']
-        key = self._cache_key(filename)
-        if key is not None:
-            img = self.cache.get(key, filename)
+        cached = (self.cache is not None and isinstance(filename, str)
+                  and '://' not in filename)
+        if cached:
+            img = self.cache.get(filename)
             if img is not None:
                 out = self._with_image(results, img)
                 self._check_size(out)
                 return out
         out = self._load(results)
-        if out is not None and key is not None:
-            self.cache.put(key, filename, out['img'])
+        if out is not None and cached:
+            self.cache.put(filename, out['img'])
         return out
-
-    def _cache_key(self, filename) -> Optional[tuple]:
-        if (self.cache is None or self.backend_args
-                or self.file_client_args is not None
-                or not isinstance(filename, str) or '://' in filename):
-            return None
-        return (filename, self.color_type, self.imdecode_backend,
-                self.to_float32)
 
     @staticmethod
     def _with_image(results: dict, img) -> dict:
