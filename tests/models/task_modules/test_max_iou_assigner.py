@@ -6,7 +6,8 @@ from mmdet.models.task_modules.assigners import \
 from mmengine.structures import InstanceData
 
 from mmretina.models.task_modules import MaxIoUAssigner
-from mmretina.models.task_modules.assigners import max_iou_assigner
+from mmretina.models.task_modules.assigners import (iou_engines,
+                                                    max_iou_assigner)
 
 RETINA = dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0,
               ignore_iof_thr=-1)
@@ -137,7 +138,7 @@ def test_chunked_assignment_equals_unchunked(monkeypatch):
     gt = InstanceData(bboxes=gts, labels=labels)
     for cfg in (RETINA, CONFIGS['first_only']):
         full = MaxIoUAssigner(**cfg).assign(pred, gt)
-        monkeypatch.setattr(max_iou_assigner, '_MAX_IOU_ELEMENTS', 1000)
+        monkeypatch.setattr(iou_engines, '_MAX_IOU_ELEMENTS', 1000)
         chunked = MaxIoUAssigner(**cfg).assign(pred, gt)
         monkeypatch.undo()
         assert torch.equal(full.gt_inds, chunked.gt_inds)
@@ -242,7 +243,7 @@ def _assert_windowed_equals_dense(cfg, priors, layout, gts, excluded=None,
             excluded = ignored if excluded is None else excluded | ignored
     used = excluded if excluded is None else \
         excluded & valid.any(dim=1, keepdim=True)
-    assert max_iou_assigner.windowed_reductions(
+    assert iou_engines.windowed_reductions(
         priors, padded, valid, used, layout, assigner.min_pos_iou,
         True) is not None, 'the windowed path did not run'
     dense = assigner.assign_batch(priors, padded, valid, excluded)
@@ -327,10 +328,10 @@ def test_windowed_path_falls_back_when_windows_are_not_cheaper():
     priors, layout = _grid(_sizes(64, 64))
     huge = torch.tensor([[-100., -100., 200., 200.]] * 4)
     padded, valid = max_iou_assigner.pad_boxes([huge])
-    assert max_iou_assigner.windowed_reductions(
+    assert iou_engines.windowed_reductions(
         priors, padded, valid, None, layout, 0., True) is None
     # and a layout that does not describe the priors is not used
-    assert max_iou_assigner.windowed_reductions(
+    assert iou_engines.windowed_reductions(
         priors[:-9], padded, valid, None, layout, 0., True) is None
 
 
