@@ -31,7 +31,7 @@ from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from mmretina.models.losses.focal_loss import FocalLoss, focal_loss_sum
+from mmretina.models.losses.focal_loss import cls_maps_to_rows
 from mmretina.registry import MODELS, TASK_UTILS
 from .postprocess import predict_detections
 from .targets import (BatchTargets, batch_targets, check_gt_finite,
@@ -404,13 +404,13 @@ class RetinaHead(BaseDenseHead):
         check_gt_finite(batch_gt_instances, batch_img_metas)
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         device = cls_scores[0].device
-        levels, anchors = self._priors(featmap_sizes, torch.float32, device)
+        _, anchors = self._priors(featmap_sizes, torch.float32, device)
         valid = self._batch_valid_flags(featmap_sizes, batch_img_metas,
                                         device)
         targets = self.get_targets(anchors, valid, batch_gt_instances,
                                    batch_img_metas, batch_gt_instances_ignore,
                                    featmap_sizes)
-        loss_cls = self._loss_cls(cls_scores, targets, levels)
+        loss_cls = self._loss_cls(cls_scores, targets)
 
         num_imgs = cls_scores[0].size(0)
         dim = self.bbox_coder.encode_size
@@ -477,34 +477,32 @@ class RetinaHead(BaseDenseHead):
             logger='current',
             level=logging.WARNING)
 
-    def _loss_cls(self, cls_scores: List[Tensor], targets: BatchTargets,
-                  levels: List[Tensor]) -> Tensor:
+    def _loss_cls(self, cls_scores: List[Tensor],
+                  targets: BatchTargets) -> Tensor:
         """Classification loss, normalised by the number of positives.
 
-        mmretina's focal loss runs fused on the maps; any other sigmoid
-        loss gets mmdet's (B * N_l, K) rows level by level.
+        A loss module with ``forward_maps`` (mmretina's :class:`FocalLoss`:
+        the fused sum) takes the maps as they are; any other sigmoid loss
+        (mmdet's ``FocalLoss``, ...) gets mmdet's (B * N_l) x K rows level
+        by level.
+
+        Args:
+            cls_scores (list[Tensor]): B x (A*K) x H_l x W_l per level.
+            targets (BatchTargets): ``labels`` and ``label_weights``, B x N.
+
+        Returns:
+            Tensor: the loss, a scalar for the usual 'mean' reduction.
         """
-        avg_factor = targets.avg_factor
-        if isinstance(self.loss_cls, FocalLoss) and not \
-                self.loss_cls.activated and self.loss_cls.reduction == 'mean':
-            total = focal_loss_sum(cls_scores, targets.labels,
-                                   targets.label_weights,
-                                   self.num_base_priors, self.loss_cls.gamma,
-                                   self.loss_cls.alpha)
-            eps = torch.finfo(torch.float32).eps
-            return self.loss_cls.loss_weight * total / (avg_factor + eps)
-        k = self.cls_out_channels
-        level_sizes = [len(a) for a in levels]
-        cls_rows = torch.cat(
-            [s.permute(0, 2, 3, 1).reshape(-1, k) for s in cls_scores])
-        labels = torch.cat([
-            t.reshape(-1) for t in targets.labels.split(level_sizes, dim=1)
-        ])
-        weights = torch.cat([
-            t.reshape(-1)
-            for t in targets.label_weights.split(level_sizes, dim=1)
-        ])
-        return self.loss_cls(cls_rows, labels, weights, avg_factor=avg_factor)
+        forward_maps = getattr(self.loss_cls, 'forward_maps', None)
+        if forward_maps is not None:
+            return forward_maps(cls_scores, targets.labels,
+                                targets.label_weights, self.num_base_priors,
+                                avg_factor=targets.avg_factor)
+        rows, labels, weights = cls_maps_to_rows(
+            cls_scores, targets.labels, targets.label_weights,
+            self.num_base_priors)
+        return self.loss_cls(rows, labels, weights,
+                             avg_factor=targets.avg_factor)
 
     # ------------------------------------------------------------------
     # prediction
