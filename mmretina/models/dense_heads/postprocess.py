@@ -5,8 +5,9 @@ Small functions, each testable alone, that :class:`RetinaHead` calls in
 reuse them):
 
 * :func:`select_topk_candidates` -- the (anchor, class) pairs above
-  ``score_thr``, the ``nms_pre`` best per image and level, for the whole batch
-  at once (mmdet loops over images and levels and sigmoids every logit);
+  ``score_thr``, the ``nms_pre`` best per image and level, selected image by
+  image and level by level with a loose test on the logits first, so that
+  only the survivors pass through the sigmoid (mmdet sigmoids every logit);
 * :func:`gather_deltas` -- the box deltas of those anchors only;
 * :func:`detections_of_image` -- decode, rescale, drop small boxes,
   class-aware NMS, keep ``max_per_img`` (mmdet's ``_bbox_post_process``);
@@ -56,9 +57,10 @@ def logit_threshold(score_thr: float, dtype: torch.dtype) -> float:
 
 def select_topk_candidates(cls_scores: Sequence[Tensor], num_anchors: int,
                            score_thr: float, nms_pre: int) -> Dict[str, Tensor]:
-    """(anchor, class) pairs kept before NMS, for all images and levels.
+    """(anchor, class) pairs kept before NMS, of every image and level.
 
-    Per image and level: sigmoid score > ``score_thr``, the ``nms_pre`` best
+    Selected per image and level (memory follows one image's candidates):
+    sigmoid score > ``score_thr``, the ``nms_pre`` best
     (all if <= 0), in descending score; ties are broken by mmdet's flat index
     ((y * W + x) * A + a) * K + k, lowest first.
 

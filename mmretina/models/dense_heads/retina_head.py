@@ -10,17 +10,19 @@ the anchors; the jobs around it are small functions in their own modules:
 * targets of the whole batch from one assignment
   (:func:`mmretina.models.dense_heads.targets.batch_targets`);
 * the focal loss as one fused, chunked call over all levels, without a
-  one-hot tensor (:func:`mmretina.models.losses.focal_loss_sum`); the box
-  loss runs on positives only;
-* prediction selects candidates of all images and levels at once and
-  decodes only those (:mod:`mmretina.models.dense_heads.postprocess`).
+  one-hot tensor (:meth:`mmretina.models.losses.FocalLoss.forward_maps`);
+  the box loss runs on positives only;
+* prediction selects the candidates of each image and level, then decodes
+  only those (:mod:`mmretina.models.dense_heads.postprocess`);
+* training monitors (ground truths without a positive anchor over the first
+  steps, NaN / inf head outputs) in
+  :mod:`mmretina.engine.hooks.head_monitor`.
 
 Anchors are cached by feature sizes, device and dtype, least recently used
 out first once the cache exceeds its byte budget.
 """
-import logging
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import ConvModule
@@ -28,9 +30,10 @@ from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
                          OptInstanceList, OptMultiConfig)
-from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from mmretina.engine.hooks.head_monitor import (UnmatchedGtMonitor,
+                                                check_finite_head_outputs)
 from mmretina.models.losses.focal_loss import cls_maps_to_rows
 from mmretina.registry import MODELS, TASK_UTILS
 from .postprocess import predict_detections
@@ -40,11 +43,6 @@ from .targets import (BatchTargets, batch_targets, check_gt_finite,
 # Anchors kept for the input sizes seen most recently. 64 MiB holds those
 # of about 8 COCO-sized (800 x 1333, 9 anchors per cell) inputs.
 PRIOR_CACHE_BYTES = 64 << 20
-
-# Training steps over which the share of ground truths without a positive
-# anchor is measured, and the share above which one warning is logged.
-DIAGNOSTIC_ITERS = 50
-UNMATCHED_WARN_SHARE = 0.1
 
 Priors = Tuple[List[Tensor], Tensor]
 
@@ -183,9 +181,8 @@ class RetinaHead(BaseDenseHead):
                     f'paper sec. 4); got sampler {sampler["type"]}. Use '
                     "dict(type='PseudoSampler') or leave it out.")
         self._prior_cache = PriorCache()
-        # anchor diagnostics of the first training steps
-        self._diag_steps = 0
-        self._diag_counts: Optional[Tensor] = None
+        # warns once if the anchors miss many objects in the first steps
+        self._unmatched_monitor = UnmatchedGtMonitor('mmretina.RetinaHead')
         self._init_layers()
 
     def _init_layers(self) -> None:
@@ -431,51 +428,15 @@ class RetinaHead(BaseDenseHead):
             targets.bbox_targets,
             torch.ones_like(targets.bbox_targets),
             avg_factor=targets.avg_factor)
-        # One host sync per step. The sums of the maps catch what the losses
-        # hide (an inf delta at a background anchor, a -inf logit, which the
-        # focal loss maps to 0) in one reduction pass each, where isfinite
-        # would take three.
-        # fp32 sums: an fp16 map of 10M logits sums past fp16's range.
-        sums = [
-            m.detach().sum(dtype=torch.float32)
-            for m in list(cls_scores) + list(bbox_preds)
-        ]
-        finite = torch.isfinite(torch.stack(sums + [loss_cls.detach(),
-                                                    loss_bbox.detach()]))
-        if not bool(finite.all()):
-            _raise_non_finite(cls_scores, bbox_preds, loss_cls, loss_bbox)
-        losses = dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
-        losses.update(self._anchor_diagnostics(targets))
-        return losses
-
-    def _anchor_diagnostics(self, targets: BatchTargets) -> Dict[str, Tensor]:
-        """What mmengine logs beside the losses (keys without 'loss', so
-        not optimised): positive anchors per image and the share of ground
-        truths with at least one positive. Over the first
-        ``DIAGNOSTIC_ITERS`` training steps the counts are summed on the
-        device; after them one host sync decides a single warning."""
+        check_finite_head_outputs('mmretina.RetinaHead', cls_scores,
+                                  bbox_preds, loss_cls, loss_bbox)
         pos_per_img, matched, total = positive_stats(targets)
-        share = matched / total.clamp(min=1)
-        if self._diag_steps < DIAGNOSTIC_ITERS:
-            self._diag_steps += 1
-            self._diag_counts = torch.stack([matched, total]) + (
-                0 if self._diag_counts is None else self._diag_counts)
-            if self._diag_steps == DIAGNOSTIC_ITERS:
-                self._warn_if_unmatched(*self._diag_counts.tolist())
-        return dict(pos_per_img=pos_per_img, gt_with_pos=share)
-
-    def _warn_if_unmatched(self, matched: float, total: float) -> None:
-        if total == 0 or 1 - matched / total <= UNMATCHED_WARN_SHARE:
-            return
-        print_log(
-            f'mmretina.RetinaHead: over the first {DIAGNOSTIC_ITERS} '
-            f'training steps, {1 - matched / total:.0%} of the '
-            f'{int(total)} ground truths got no positive anchor, so they '
-            'are learnt as background. The anchors do not fit the objects: '
-            'run tools/analysis_tools/analyze_anchors.py CONFIG --optimize '
-            'for anchor settings that reach them.',
-            logger='current',
-            level=logging.WARNING)
+        self._unmatched_monitor.update(matched, total)
+        # Logged beside the losses; no 'loss' in the keys, so mmengine does
+        # not optimise them.
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox,
+                    pos_per_img=pos_per_img,
+                    gt_with_pos=matched / total.clamp(min=1))
 
     def _loss_cls(self, cls_scores: List[Tensor],
                   targets: BatchTargets) -> Tensor:
@@ -549,29 +510,3 @@ class RetinaHead(BaseDenseHead):
         return predict_detections(cls_scores, bbox_preds, levels,
                                   self.num_base_priors, self.bbox_coder,
                                   batch_img_metas, cfg, rescale, with_nms)
-
-
-def _raise_non_finite(cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                      loss_cls: Tensor, loss_bbox: Tensor) -> None:
-    """Explain a NaN / inf loss by the head output that caused it.
-
-    The iteration and the checkpoint to resume from are added by
-    ``tools/train.py`` (``non_finite_message``), which knows them.
-    """
-    for name, maps in (('classification scores', cls_scores),
-                       ('box deltas', bbox_preds)):
-        for level, m in enumerate(maps):
-            bad = ~torch.isfinite(m)
-            if bad.any():
-                raise FloatingPointError(
-                    f'mmretina.RetinaHead: the {name} of level '
-                    f'{level} hold {int(bad.sum())} NaN/inf values, so the '
-                    'loss is not finite. The network diverged: lower the '
-                    'learning rate, enable gradient clipping '
-                    '(optim_wrapper.clip_grad) or check the input '
-                    'normalisation.')
-    raise FloatingPointError(
-        f'mmretina.RetinaHead: loss is not finite (loss_cls='
-        f'{loss_cls.item()}, loss_bbox={loss_bbox.item()}) although the head '
-        'outputs are finite; check the ground-truth boxes and the box coder '
-        'settings.')

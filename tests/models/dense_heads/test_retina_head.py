@@ -449,7 +449,7 @@ def test_one_warning_when_many_ground_truths_get_no_positive():
 
     from mmengine.logging import MMLogger
 
-    from mmretina.models.dense_heads import retina_head
+    from mmretina.engine.hooks import head_monitor
     ours, _ = build_pair()
     metas, gts, pad_hw, gen = make_batch([(128, 128)], [4])
     # two of four boxes unreachable: 50% without a positive anchor
@@ -462,7 +462,7 @@ def test_one_warning_when_many_ground_truths_get_no_positive():
     logger.addHandler(handler)
     try:
         with torch.no_grad():
-            for _ in range(retina_head.DIAGNOSTIC_ITERS + 5):
+            for _ in range(head_monitor.DIAGNOSTIC_ITERS + 5):
                 ours.loss_by_feat(*outs, gts, metas)
     finally:
         logger.removeHandler(handler)
