@@ -511,3 +511,32 @@ def test_channels_last_maps_give_the_same_loss_and_gradient():
         results.append((losses['loss_cls'].detach(), x[0].grad))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize('loss_type',
+                         ['mmdet.FocalLoss', 'mmretina.FocalLoss'])
+def test_foreign_or_own_focal_loss_in_our_head_matches_mmdet(loss_type):
+    """mmdet's FocalLoss in our head takes mmdet's rows (the generic path,
+    no forward_maps); ours takes the fused maps; both give mmdet's losses
+    and gradients, here with a loss weight that is not 1."""
+    loss_cls = dict(type=loss_type, use_sigmoid=True, gamma=2.0, alpha=0.25,
+                    loss_weight=0.7)
+    ours = MODELS.build(head_cfg('mmretina.', loss_cls=dict(loss_cls)))
+    assert hasattr(ours.loss_cls, 'forward_maps') == (
+        loss_type == 'mmretina.FocalLoss')
+    theirs = MODELS.build(
+        head_cfg('', loss_cls=dict(loss_cls, type='FocalLoss')))
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    metas, gts, pad_hw, gen = make_batch([(200, 300), (256, 180)], [3, 5])
+    feats = head_outputs(ours, pad_hw, 2, gen)
+    results = []
+    for head in (ours, theirs):
+        x = [f.clone().requires_grad_(True) for f in feats]
+        loss = head.loss_by_feat(*head(x), gts, metas)['loss_cls']
+        loss = sum(loss) if isinstance(loss, list) else loss
+        loss.backward()
+        results.append((loss.detach(), x[0].grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5,
+                               atol=1e-7)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4,
+                               atol=1e-8)

@@ -252,9 +252,10 @@ class MaxIoUAssigner:
             layout (list[GridLevel], optional): the regular grid the priors
                 were made on (``AnchorGenerator.grid_layout``). With it, IoUs
                 are computed only in the window of anchors near each ground
-                truth (:func:`windowed_reductions`), with results identical
-                to the dense computation; without it, or where the windows
-                would not be cheaper, every IoU is computed.
+                truth (:func:`~.iou_engines.windowed_reductions`), with
+                results identical to the dense computation; without it, or
+                where the windows would not be cheaper, every IoU is
+                computed.
             exact_overlaps (bool): with a layout, whether ``max_overlaps``
                 must be exact everywhere. False (what the head asks for: it
                 only uses ``gt_inds``) computes only the pairs that reach the
