@@ -1,4 +1,5 @@
-"""mmretina.analysis.anchors (tools/analysis_tools/analyze_anchors.py): best anchor IoU per ground truth
+"""mmretina.analysis.anchors (tools/analysis_tools/analyze_anchors.py):
+best anchor IoU per ground truth
 through the training pipeline's geometry, shares and positives by size,
 --optimize.
 

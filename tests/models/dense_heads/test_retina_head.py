@@ -12,8 +12,9 @@ NUM_CLASSES = 4
 
 
 def head_cfg(prefix='mmretina.', **overrides):
-    return retina_head_cfg(prefix, num_classes=NUM_CLASSES, in_channels=8,
-                           stacked_convs=2, feat_channels=8, **overrides)
+    return retina_head_cfg(
+        prefix, **dict(dict(num_classes=NUM_CLASSES, in_channels=8,
+                            stacked_convs=2, feat_channels=8), **overrides))
 
 
 def build_pair(**overrides):
