@@ -82,7 +82,8 @@ class TorchvisionAnchorGenerator(AnchorGenerator):
         ``round([-w, -h, w, h] / 2)`` centred at 0, ratio major."""
         anchors = []
         for level_sizes in self.sizes:
-            scales = torch.as_tensor(level_sizes, dtype=torch.float32)
+            scales = torch.as_tensor(
+                level_sizes, dtype=torch.float32, device=self.ratios.device)
             h_ratios = torch.sqrt(self.ratios.float())
             w_ratios = 1 / h_ratios
             ws = (w_ratios[:, None] * scales[None, :]).view(-1)
