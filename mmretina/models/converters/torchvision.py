@@ -43,6 +43,7 @@ dropped indices then no longer compete for torchvision's per-level top-k and
 ``detections_per_img``, so detections equal torchvision's only with
 ``coco_labels='coco91'``, which keeps the 91 outputs.
 """
+import functools
 import json
 import os
 import os.path as osp
@@ -463,7 +464,14 @@ def torchvision_config(model: dict, classes: Sequence[str],
 # conversion
 # ----------------------------------------------------------------------
 def _expected_mmdet_shapes(model_cfg: dict) -> Dict[str, torch.Size]:
-    """Keys and shapes of the mmdet model ``model_cfg`` builds."""
+    """Keys and shapes of the mmdet model ``model_cfg`` builds (built once
+    per config: a ResNet-50 takes a second or two)."""
+    return OrderedDict(_model_shapes(json.dumps(model_cfg, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=8)
+def _model_shapes(model_json: str) -> Tuple[Tuple[str, torch.Size], ...]:
+    model_cfg = json.loads(model_json)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.registry import DefaultScope
@@ -472,7 +480,7 @@ def _expected_mmdet_shapes(model_cfg: dict) -> Dict[str, torch.Size]:
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(model_cfg)
-    return OrderedDict((k, v.shape) for k, v in model.state_dict().items())
+    return tuple((k, v.shape) for k, v in model.state_dict().items())
 
 
 def _coco80_channels(num_anchors: int, per_anchor: int) -> Tensor:
