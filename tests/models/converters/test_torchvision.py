@@ -440,3 +440,21 @@ def test_cli_converts_and_reports_errors(tmp_path):
     again = torch.load(back, weights_only=True)
     assert list(again) == list(sd)
     assert all(torch.equal(again[k], sd[k]) for k in sd)
+
+
+def test_finetune_recipe_model_is_the_converters():
+    """configs/retinanet_r50_fpn_deepforest_finetune.py spells out the model
+    the converter writes for DeepForest's tree model (FrozenBN, one class,
+    DeepForest's NMS IoU 0.05): one definition, checked here."""
+    from mmengine.config import Config
+    from mmretina.models.converters import torchvision_model_config
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs',
+                                   'retinanet_r50_fpn_deepforest_finetune.py'))
+    expected = torchvision_model_config('v1', 1, frozen_bn=True, bn_eps=1e-5,
+                                        nms_thr=0.05)
+    normal = lambda d: json.loads(json.dumps(d))  # noqa: E731 (tuples)
+    assert normal(cfg.model.to_dict()) == normal(expected)
+    resize = [t for t in cfg.test_pipeline
+              if t['type'] == 'mmretina.TorchvisionResize']
+    assert resize == [dict(type='mmretina.TorchvisionResize', min_size=800,
+                           max_size=1333)]
