@@ -86,7 +86,8 @@ ASPECT_RATIOS = [0.5, 1.0, 2.0]
 # bias, {rest} the remainder of a ResNet key (same names in both).
 _KEY_TEMPLATES = [
     ('backbone.body.{rest}', 'backbone.{rest}'),
-    ('backbone.fpn.inner_blocks.{i}.0.{p}', 'neck.lateral_convs.{i}.conv.{p}'),
+    ('backbone.fpn.inner_blocks.{i}.0.{p}',
+     'neck.lateral_convs.{i}.conv.{p}'),
     # P6 / P7 before the other FPN convs: neck.fpn_convs.3 / .4 are theirs
     ('backbone.fpn.extra_blocks.p6.{p}', 'neck.fpn_convs.3.conv.{p}'),
     ('backbone.fpn.extra_blocks.p7.{p}', 'neck.fpn_convs.4.conv.{p}'),
@@ -96,11 +97,16 @@ _KEY_TEMPLATES = [
     ('head.classification_head.conv.{i}.1.{p}',
      'bbox_head.cls_convs.{i}.gn.{p}'),
     ('head.classification_head.cls_logits.{p}', 'bbox_head.retina_cls.{p}'),
-    ('head.regression_head.conv.{i}.0.{p}', 'bbox_head.reg_convs.{i}.conv.{p}'),
+    ('head.regression_head.conv.{i}.0.{p}',
+     'bbox_head.reg_convs.{i}.conv.{p}'),
     ('head.regression_head.conv.{i}.1.{p}', 'bbox_head.reg_convs.{i}.gn.{p}'),
     ('head.regression_head.bbox_reg.{p}', 'bbox_head.retina_reg.{p}'),
 ]
-_FIELDS = {'i': r'(?P<i>\d+)', 'p': r'(?P<p>weight|bias)', 'rest': r'(?P<rest>.+)'}
+_FIELDS = {
+    'i': r'(?P<i>\d+)',
+    'p': r'(?P<p>weight|bias)',
+    'rest': r'(?P<rest>.+)'
+}
 
 
 def _compile(template: str) -> 're.Pattern':
@@ -558,6 +564,8 @@ def torchvision_to_mmretina(
     reg_bias = sd.get('head.regression_head.bbox_reg.bias')
     if cls_bias is None or reg_bias is None or reg_bias.numel() % 4:
         _check_keys(sd, arch, 1, True, source)  # raises, listing keys
+        raise KeyMismatchError(f'{source}: no RetinaNet classifier / box '
+                               'regressor of torchvision\'s layout')
     num_anchors = reg_bias.numel() // 4
     if num_anchors != len(ANCHOR_SIZES[0]) * len(ASPECT_RATIOS):
         raise ValueError(
@@ -744,10 +752,10 @@ def mmretina_to_torchvision(state_dict: Dict[str, Tensor],
         if frozen_bn and k.endswith('num_batches_tracked'):
             continue
         out[_rename(k, _MM_TO_TV)] = sd[k]
-    return _torchvision_order(out, arch)
+    return _torchvision_order(out)
 
 
-def _torchvision_order(sd: Dict[str, Tensor], arch: str) -> Dict[str, Tensor]:
+def _torchvision_order(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """torchvision's state-dict order: backbone.body, then per FPN module
     inner_blocks, layer_blocks, extra_blocks; then the head."""
     def rank(k):
