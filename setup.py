@@ -90,6 +90,7 @@ setup(
     extras_require={
         'tests': requirements('tests.txt'),
         'deploy': requirements('deploy.txt'),
+        'convert': requirements('convert.txt'),
     },
     zip_safe=False,
 )

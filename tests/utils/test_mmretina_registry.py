@@ -27,7 +27,8 @@ def test_new_registries_are_children_of_mmdets():
 @pytest.mark.parametrize('registry,name,ours,close', [
     (MMDET_MODELS, 'RetinaHeadd', 'FocalLoss, RetinaHead',
      "Did you mean 'mmretina.RetinaHead'?"),
-    (MMDET_TASK_UTILS, 'MaxIouAssigner', 'AnchorGenerator, MaxIoUAssigner',
+    (MMDET_TASK_UTILS, 'MaxIouAssigner',
+     'AnchorGenerator, MaxIoUAssigner, TorchvisionAnchorGenerator',
      "Did you mean 'mmretina.MaxIoUAssigner'?"),
     (MMDET_DATASETS, 'Xyz', 'CocoDataset', ''),
     (MMDET_HOOKS, 'CheckFiniteLosHook',

@@ -1,5 +1,9 @@
 from .blur import RandomGaussianBlur
 from .image_stats import MatchImageStats
 from .loading import LoadImageFromFile
+from .torchvision_resize import TorchvisionResize
 
-__all__ = ['LoadImageFromFile', 'MatchImageStats', 'RandomGaussianBlur']
+__all__ = [
+    'LoadImageFromFile', 'MatchImageStats', 'RandomGaussianBlur',
+    'TorchvisionResize'
+]

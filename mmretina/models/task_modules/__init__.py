@@ -1,4 +1,4 @@
 from .assigners import MaxIoUAssigner
-from .prior_generators import AnchorGenerator
+from .prior_generators import AnchorGenerator, TorchvisionAnchorGenerator
 
-__all__ = ['AnchorGenerator', 'MaxIoUAssigner']
+__all__ = ['AnchorGenerator', 'MaxIoUAssigner', 'TorchvisionAnchorGenerator']
