@@ -97,14 +97,17 @@ def test_windows_are_the_png_pixels_in_bgr(yell_tif, yell_bgr):
     assert np.array_equal(batches[0].imgs[0], yell_bgr[:60, :50])
 
 
-def test_windowed_equals_in_memory_tiled(df_model, yell_tif, yell_bgr):
+def test_windowed_equals_in_memory_tiled(df_model, yell_bgr, tmp_path):
     # same windows, same pixels (channel order, then the config's mean /
     # std in the data preprocessor), same merge: the same detections
-    inf = TiledInferencer(PytorchBackend(df_model), tile=200, overlap=0.25,
-                          batch_size=3, progress=False)
-    ref = inf(yell_bgr)
-    got = detect_raster(inf, RasterSource(yell_tif), progress=False)
-    assert len(got.metainfo['windows']) == len(ref.metainfo['windows']) == 9
+    bgr = yell_bgr[:260, :300]
+    tif = write_tif(tmp_path / 'part.tif', np.ascontiguousarray(
+        bgr[..., ::-1].transpose(2, 0, 1)), block=128)
+    inf = TiledInferencer(PytorchBackend(df_model), tile=160, overlap=0.25,
+                          batch_size=4, progress=False)
+    ref = inf(np.ascontiguousarray(bgr))
+    got = detect_raster(inf, RasterSource(tif), progress=False)
+    assert len(got.metainfo['windows']) == len(ref.metainfo['windows']) == 6
     assert len(ref) > 20
     for k in ('bboxes', 'scores', 'labels'):
         assert torch.equal(got[k], ref[k]), k
@@ -157,9 +160,13 @@ def test_uint16_four_bands_with_nodata_border(df_model, yell_bgr, tmp_path):
     backend = Counting(PytorchBackend(df_model))
     inf = TiledInferencer(backend, tile=100, overlap=0, batch_size=4,
                           progress=False)
-    res = detect_raster(inf, src, progress=False)
-    # 5 x 5 windows of 100 px; the first column (x < 100) is all nodata
-    assert res.metainfo['skipped'] == 5 and sum(backend.sizes) == 20
+    small = RasterSource(write_tif(tmp_path / 'small.tif',
+                                   np.ascontiguousarray(bands[:, :200, :300]),
+                                   nodata=0, block=128),
+                         bands=(2, 3, 4), scale=['1,65281'])
+    res = detect_raster(inf, small, progress=False)
+    # 3 x 2 windows of 100 px; the first column (x < 100) is all nodata
+    assert res.metainfo['skipped'] == 2 and sum(backend.sizes) == 4
     cx = (res.bboxes[:, 0] + res.bboxes[:, 2]) / 2
     assert len(res) > 0 and (cx >= 150).all()
 
