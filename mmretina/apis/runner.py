@@ -298,8 +298,9 @@ class InferenceRun:
             else:
                 img = load_image(todo[k], self.max_pixels)
                 per_window = {-1: self.inferencer(img)}
-            part = {
-                w: _numpy(inst) for w, inst in per_window.items()
+            part = {  # tensors: torch.load(weights_only=True) reads them
+                w: tuple(torch.from_numpy(a) for a in _numpy(inst))
+                for w, inst in per_window.items()
             }
             name = osp.join(self.parts_dir,
                             f'{osp.basename(todo[k])}.{self.fingerprint}'
