@@ -152,12 +152,29 @@ def worker(args) -> dict:
             res = inf(img)
             out['detections'] = len(res)
         w = len(inf.windows(args.size, args.size))
-    else:  # sahi
+    else:  # sahi: its mmdet backend loads a config file and a checkpoint
         from sahi import AutoDetectionModel
         from sahi.predict import get_sliced_prediction
+        d = tempfile.mkdtemp()
+        ckpt = osp.join(d, 'random.pth')
+        torch.save(dict(state_dict=model.state_dict(),
+                        meta=dict(dataset_meta=model.dataset_meta)), ckpt)
+        cfg = osp.join(d, 'sahi_config.py')
+        with open(cfg, 'w') as f:
+            # SAHI's DetInferencer looks for mmdet's LoadImageFromFile by
+            # name; the rest of the test pipeline is the config's
+            f.write(f'_base_ = [{CONFIG!r}]\n'
+                    'test_dataloader = dict(dataset=dict(pipeline=['
+                    "dict(type='LoadImageFromFile'), dict(type='Resize', "
+                    f'scale=({args.input_px}, {args.input_px}), '
+                    "keep_ratio=True), dict(type='PackDetInputs', meta_keys="
+                    "('img_id', 'img_path', 'ori_shape', 'img_shape', "
+                    "'scale_factor'))]))\n"
+                    'model = dict(bbox_head=dict(init_cfg=None))\n')
         det = AutoDetectionModel.from_pretrained(
-            model_type='mmdet', model=model, config_path=CONFIG,
+            model_type='mmdet', model_path=ckpt, config_path=cfg,
             confidence_threshold=0.05, device='cpu', load_at_init=True)
+        t0 = time.perf_counter()  # like the others: model built before
         ratio = args.overlap if args.overlap < 1 else args.overlap / args.tile
         res = get_sliced_prediction(
             args.raster, det, slice_height=args.tile, slice_width=args.tile,
@@ -192,6 +209,8 @@ def main():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--work-dir', default=osp.join(tempfile.gettempdir(),
                                                   'mmretina_bench_rasters'))
+    p.add_argument('--sahi-python', default=sys.executable,
+                   help='python with sahi installed (default: this one)')
     p.add_argument('--json', help='append the results here')
     # internal: one run
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
@@ -219,16 +238,19 @@ def main():
                 print(f'  {mode}: skipped above {args.in_memory_max} px '
                       '(--in-memory-max)')
                 continue
-            if mode == 'sahi':
-                try:
-                    import sahi  # noqa: F401
-                except ImportError:
-                    print('  sahi: not installed (pip install sahi==0.12.8)')
-                    continue
+            if mode == 'sahi' and subprocess.run(
+                    [args.sahi_python, '-c', 'import sahi'],
+                    capture_output=True).returncode:
+                print(f'  sahi: not installed for {args.sahi_python} (pip '
+                      'install sahi==0.12.8, e.g. in a venv with '
+                      '--system-site-packages; --sahi-python)')
+                continue
             cmd = [sys.executable, __file__, '--worker', '--raster', path,
                    '--size', str(size), '--mode', mode]
             for k in ('tile', 'overlap', 'batch', 'input_px', 'threads'):
                 cmd += ['--' + k.replace('_', '-'), str(getattr(args, k))]
+            if mode == 'sahi':  # e.g. a venv with sahi==0.12.8
+                cmd[0] = args.sahi_python
             proc = subprocess.run(cmd, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True,
                                   env=dict(os.environ, PYTHONPATH=REPO))
