@@ -91,6 +91,7 @@ setup(
         'tests': requirements('tests.txt'),
         'deploy': requirements('deploy.txt'),
         'convert': requirements('convert.txt'),
+        'geo': requirements('geo.txt'),
     },
     zip_safe=False,
 )
