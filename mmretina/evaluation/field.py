@@ -328,12 +328,16 @@ def coco_map(images: Sequence[ImageMatches],
         ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
-        ev.summarize()
+    # COCOeval.summarize reads stats[0] at maxDets=100 whatever the params
+    # say: average its precision table (iou x recall x class x area x
+    # maxDets) directly, area 'all', the last maxDets
+    prec = ev.eval['precision'][:, :, :, 0, -1]
 
-    def value(v):
-        return None if v < 0 else float(v)
+    def mean(p):
+        p = p[p > -1]
+        return float(p.mean()) if p.size else None
 
-    return dict(mAP=value(ev.stats[0]), mAP50=value(ev.stats[1]))
+    return dict(mAP=mean(prec), mAP50=mean(prec[0]))
 
 
 def _metrics(images: Sequence[ImageMatches], classes) -> dict:
@@ -402,10 +406,12 @@ def write_matches_csv(path: str, images: Sequence[ImageMatches],
     return n
 
 
-def draw_matches(path: str, img_bgr: np.ndarray, m: ImageMatches) -> dict:
+def draw_matches(path: str, img_bgr: np.ndarray, m: ImageMatches,
+                 scale: float = 1.0) -> dict:
     """The image with true positives (green: the prediction), false
     positives (red) and misses (yellow: the ground truth), written to
-    ``path``. ``img_bgr``: H x W x 3 uint8. Returns the counts drawn."""
+    ``path``. ``img_bgr``: H x W x 3 uint8, the image decimated ``scale``
+    times (boxes are divided by it). Returns the counts drawn."""
     import cv2
     canvas = np.ascontiguousarray(img_bgr).copy()
     thick = max(1, int(round(max(canvas.shape[:2]) / 600)))
@@ -417,7 +423,7 @@ def draw_matches(path: str, img_bgr: np.ndarray, m: ImageMatches) -> dict:
                          if i not in matched_pred]],
         miss=m.gt_boxes[[i for i in range(m.n_gt) if i not in matched_gt]])
     for key, boxes in groups.items():
-        for b in boxes.reshape(-1, 4):
+        for b in boxes.reshape(-1, 4) / scale:
             x1, y1, x2, y2 = (int(round(v)) for v in b)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), COLOURS[key], thick)
     legend = (f"TP {len(groups['tp'])} (green)  FP {len(groups['fp'])} "
