@@ -284,3 +284,70 @@ def test_cli_prints_config_lines(tmp_path):
     assert "classes = ('object',)" in proc.stdout
     assert 'train_ann' in proc.stdout and 'ignore_iof_thr' in proc.stdout
     assert 'mmretina.CocoDataset loads it' in proc.stdout
+
+
+def test_ignore_regions_reach_the_assigner_as_ignored(tmp_path):
+    """iscrowd=1 -> mmretina.CocoDataset ignore_flag -> PackDetInputs'
+    ignored_instances -> anchors on it neither positive nor negative."""
+    import copy
+
+    import torch
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmretina.datasets import CocoDataset
+    from mmretina.registry import MODELS
+    register_all_modules(init_default_scope=False)
+    raster = write_raster(tmp_path / 'r.tif', width=200, height=100)
+    # the second box is 40 % inside the first chip: an ignore region there
+    labels = write_labels(tmp_path / 'l.gpkg',
+                          [[10, 10, 50, 50], [60, 10, 160, 90]])
+    res = run(tmp_path, raster, labels, chip=100, empty_ratio=1.0)
+    ds = CocoDataset(
+        ann_file=res['splits']['all']['path'], data_root='',
+        data_prefix=dict(img=res['img_dir'] + '/'),
+        metainfo=dict(classes=('object', )),
+        pipeline=[dict(type='mmretina.LoadImageFromFile'),
+                  dict(type='LoadAnnotations', with_bbox=True),
+                  dict(type='PackDetInputs')])
+    i = next(k for k in range(len(ds))
+             if ds.get_data_info(k)['img_path'].endswith('_x0_y0.png'))
+    sample = ds[i]['data_samples']
+    ignore = sample.ignored_instances.bboxes.tensor
+    assert np.allclose(ignore.numpy(), [[60, 10, 100, 90]], atol=0.5)
+    assert np.allclose(sample.gt_instances.bboxes.tensor.numpy(),
+                       [[10, 10, 50, 50]], atol=0.5)
+
+    cfg = Config.fromfile('configs/retinanet_r50_fpn_gis_pretrained.py')
+    head_cfg = cfg.model.bbox_head
+    head = MODELS.build(dict(head_cfg, train_cfg=cfg.model.train_cfg))
+    sizes = [(100 // s + 1, 100 // s + 1) for s in (8, 16, 32, 64, 128)]
+    anchors = torch.cat(head.prior_generator.grid_priors(sizes, device='cpu'))
+    # anchors lying mostly (IoF > 0.5) on the ignore region
+    x1 = torch.maximum(anchors[:, 0], ignore[0, 0])
+    y1 = torch.maximum(anchors[:, 1], ignore[0, 1])
+    x2 = torch.minimum(anchors[:, 2], ignore[0, 2])
+    y2 = torch.minimum(anchors[:, 3], ignore[0, 3])
+    inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+    on_ignore = inter / area > 0.5
+    # a ground truth elsewhere so the image has positives too
+    from mmengine.structures import InstanceData
+    gt = InstanceData(bboxes=sample.gt_instances.bboxes.tensor,
+                      labels=sample.gt_instances.labels)
+    metas = [dict(img_shape=(100, 100))]
+    valid = torch.ones(1, len(anchors), dtype=torch.bool)
+    for thr, expect_ignored in ((0.5, True), (-1, False)):
+        train_cfg = copy.deepcopy(cfg.model.train_cfg)
+        train_cfg.assigner.ignore_iof_thr = thr
+        head = MODELS.build(dict(head_cfg, train_cfg=train_cfg))
+        # the head's own path (the windowed assignment near each box)
+        t = head.get_targets(anchors, valid, [gt], metas,
+                             [InstanceData(bboxes=ignore)],
+                             featmap_sizes=sizes)
+        w = t.label_weights[0, on_ignore]
+        assert on_ignore.sum() > 0
+        assert not (t.labels[0, on_ignore] == 0).any()  # never positive
+        if expect_ignored:
+            assert (w == 0).all()  # nor negative
+        else:
+            assert (w == 1).all()  # without ignore: background
