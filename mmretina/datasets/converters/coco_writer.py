@@ -32,7 +32,8 @@ class CocoWriter:
                   width: int,
                   height: int,
                   boxes,
-                  category_ids: Optional[Sequence[int]] = None) -> int:
+                  category_ids: Optional[Sequence[int]] = None,
+                  iscrowd: Optional[Sequence[bool]] = None) -> int:
         """Add one image and its boxes; returns the image id (1, 2, ...).
 
         Args:
@@ -40,6 +41,8 @@ class CocoWriter:
                 pixels of the image.
             category_ids (list[int], optional): N category ids; default: all
                 the first category's.
+            iscrowd (list[bool], optional): N flags; True writes the box as
+                an ignore region (``iscrowd=1``); default: none.
         """
         img_id = len(self.images) + 1
         self.images.append(dict(id=img_id, file_name=file_name,
@@ -47,15 +50,17 @@ class CocoWriter:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if category_ids is None:
             category_ids = [self.categories[0]['id']] * len(boxes)
+        if iscrowd is None:
+            iscrowd = [False] * len(boxes)
         d = self.decimals
-        for b, cat in zip(boxes, category_ids):
+        for b, cat, crowd in zip(boxes, category_ids, iscrowd):
             x1, y1 = float(b[0]), float(b[1])
             w, h = float(b[2] - b[0]), float(b[3] - b[1])
             self.annotations.append(dict(
                 id=len(self.annotations) + 1, image_id=img_id,
                 category_id=int(cat),
                 bbox=[round(x1, d), round(y1, d), round(w, d), round(h, d)],
-                area=round(w * h, d), iscrowd=0))
+                area=round(w * h, d), iscrowd=int(bool(crowd))))
         return img_id
 
     def to_dict(self, **extra) -> dict:

@@ -1,0 +1,156 @@
+"""Hand-computed cases of the field evaluation (IoU 0.4, one-to-one,
+averaged over images as DeepForest's ``evaluate_boxes``)."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from mmretina.evaluation.field import (class_recall, coco_map, draw_matches,
+                                       field_summary, match_boxes, match_ious,
+                                       match_image, precision_recall,
+                                       write_matches_csv, write_summary)
+
+CLASSES = ('tree', )
+
+
+def img(name, gt, pred, scores=None, labels=None, gt_labels=None, site='',
+        thr=0.3):
+    gt = np.asarray(gt, float).reshape(-1, 4)
+    pred = np.asarray(pred, float).reshape(-1, 4)
+    scores = np.ones(len(pred)) if scores is None else scores
+    labels = np.zeros(len(pred), int) if labels is None else labels
+    gt_labels = np.zeros(len(gt), int) if gt_labels is None else gt_labels
+    return match_image(name, gt, gt_labels, pred, scores, labels,
+                       score_thr=thr, site=site, width=100, height=100)
+
+
+def test_iou_exactly_at_threshold_is_no_match():
+    # IoU of [0,0,10,10] and [0,0,10,4] is 40 / 100 = 0.4 exactly
+    g, p, ious, mat = match_boxes([[0, 0, 10, 10]], [[0, 0, 10, 4]], 0.4)
+    assert mat[0, 0] == pytest.approx(0.4)
+    assert len(g) == 0
+    # 41 / 100 > 0.4: a match
+    g, p, ious, _ = match_boxes([[0, 0, 10, 10]], [[0, 0, 10, 4.1]], 0.4)
+    assert g.tolist() == [0] and p.tolist() == [0]
+    assert ious[0] == pytest.approx(0.41)
+
+
+def test_tie_goes_to_the_higher_score_and_the_other_is_fp():
+    gt = [[0, 0, 10, 10]]
+    pred = [[0, 0, 10, 8], [0, 2, 10, 10]]  # both IoU 0.8
+    m = img('a', gt, pred, scores=np.array([0.5, 0.9]))
+    assert m.tp == 1 and m.pred_idx.tolist() == [1]
+    pr = precision_recall([m])
+    assert pr['precision'] == 0.5 and pr['recall'] == 1.0
+    m = img('a', gt, pred, scores=np.array([0.9, 0.5]))
+    assert m.pred_idx.tolist() == [0]
+
+
+def test_weak_pairs_do_not_displace_a_match():
+    # gt A, B; P1-A 0.5, P1-B 0.3, P2-A 0.3, P2-B 0: summing all IoUs
+    # picks P1-B + P2-A (0.6 > 0.5) and finds nothing above 0.4
+    ious = np.array([[0.5, 0.3], [0.3, 0.0]])
+    g, p = match_ious(ious, 0.4)
+    assert g.tolist() == [0] and p.tolist() == [0]
+    # a tie in IoU goes to the higher score
+    g, p = match_ious(np.array([[0.7, 0.7]]), 0.4, np.array([0.2, 0.6]))
+    assert p.tolist() == [1]
+
+
+def test_one_to_one_hungarian_beats_greedy():
+    # P1 overlaps A (0.64) and B (0.5); P2 overlaps A only (0.6). Greedy by
+    # IoU gives P1-A and leaves B; Hungarian gives P1-B, P2-A: 2 TP.
+    gt = [[0, 0, 10, 10], [4, 0, 14, 10]]
+    pred = [[2, 0, 12, 10], [0, 0, 10, 6]]
+    m = img('a', gt, pred)
+    assert m.tp == 2
+    assert dict(zip(m.gt_idx.tolist(), m.pred_idx.tolist())) == {0: 1, 1: 0}
+
+
+def test_averaged_over_images_as_deepforest():
+    # image a: 2 gt, 1 pred matching -> P 1, R 0.5
+    a = img('a', [[0, 0, 10, 10], [50, 50, 60, 60]], [[0, 0, 10, 10]])
+    # image b: 1 gt, 2 preds, 1 match -> P 0.5, R 1
+    b = img('b', [[0, 0, 10, 10]], [[0, 0, 10, 10], [80, 80, 90, 90]])
+    # image c: 1 gt, no prediction -> R 0, left out of the precision mean
+    c = img('c', [[0, 0, 10, 10]], [])
+    # image d: no gt, 3 predictions -> left out of both means
+    d = img('d', [], [[0, 0, 5, 5], [10, 10, 20, 20], [30, 30, 40, 40]])
+    pr = precision_recall([a, b, c, d])
+    assert pr['precision'] == pytest.approx((1 + 0.5) / 2)
+    assert pr['recall'] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert (pr['tp'], pr['n_gt'], pr['n_pred']) == (2, 4, 6)
+
+
+def test_score_threshold_and_empty_cases():
+    # the 0.2 prediction is below score_thr: no prediction left
+    m = img('a', [[0, 0, 10, 10]], [[0, 0, 10, 10]], scores=np.array([0.2]))
+    assert m.n_pred == 0
+    pr = precision_recall([m])
+    assert pr['recall'] == 0.0 and pr['precision'] is None
+    # no ground truth anywhere: recall undefined, precision 0
+    pr = precision_recall([img('a', [], [[0, 0, 10, 10]])])
+    assert pr['recall'] is None and pr['precision'] == 0.0
+    # nothing at all
+    pr = precision_recall([img('a', [], [])])
+    assert pr['recall'] is None and pr['precision'] is None
+    # mAP: no ground truth -> None; ground truth but no detection -> 0
+    assert coco_map([img('a', [], [[0, 0, 1, 1]])], CLASSES)['mAP'] is None
+    assert coco_map([img('a', [[0, 0, 9, 9]], [])], CLASSES)['mAP'] == 0.0
+
+
+def test_class_recall_among_matched_pairs():
+    classes = ('oak', 'pine')
+    gt = [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]]
+    pred = [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]
+    m = img('a', gt, pred, labels=np.array([0, 1, 1]),
+            gt_labels=np.array([0, 0, 1, 1]))
+    cr = class_recall([m], classes)
+    # oak: 2 matched gt, 1 predicted oak -> 0.5; 1 oak prediction, right
+    assert cr['oak'] == dict(recall=0.5, precision=1.0, size=2, found=0.5)
+    # pine: 1 matched gt (the 4th is missed) predicted pine; 2 pine
+    # predictions, one on an oak
+    assert cr['pine'] == dict(recall=1.0, precision=0.5, size=2, found=0.5)
+
+
+def test_coco_map_perfect_and_half():
+    gt = [[0, 0, 10, 10], [20, 20, 40, 40]]
+    m = img('a', gt, gt, scores=np.array([0.9, 0.8]))
+    r = coco_map([m], CLASSES)
+    assert r['mAP'] == pytest.approx(1.0) and r['mAP50'] == pytest.approx(1)
+    # one of two found, ranked first: AP50 = 0.5 (101-point interpolation
+    # gives recall 0..0.5 precision 1, beyond 0)
+    m = img('a', gt, [[0, 0, 10, 10]])
+    r = coco_map([m], CLASSES)
+    assert r['mAP50'] == pytest.approx(51 / 101)
+
+
+def test_summary_matches_csv_and_png(tmp_path):
+    a = img('r1.tif', [[0, 0, 10, 10], [50, 50, 60, 60]],
+            [[0, 0, 10, 10], [80, 80, 90, 90]], site='OSBS')
+    b = img('r2.tif', [[0, 0, 10, 10]], [[1, 1, 10, 10]], site='SJER')
+    s = field_summary([a, b], CLASSES)
+    assert set(s) >= {'overall', 'per_raster', 'per_site'}
+    for k in ('precision', 'recall', 'mAP', 'mAP50'):
+        assert k in s['overall']
+    assert s['per_raster']['r1.tif']['precision'] == 0.5
+    assert s['per_raster']['r1.tif']['recall'] == 0.5
+    assert s['per_site']['SJER']['recall'] == 1.0
+    assert s['overall']['recall'] == pytest.approx(0.75)
+    write_summary(str(tmp_path / 'summary.json'), s)
+    assert json.load(open(tmp_path / 'summary.json'))['overall'] == \
+        json.loads(json.dumps(s['overall']))
+    n = write_matches_csv(str(tmp_path / 'm.csv'), [a, b], CLASSES)
+    rows = list(csv.DictReader(open(tmp_path / 'm.csv')))
+    assert n == len(rows) == 4
+    assert sorted(r['status'] for r in rows) == ['fp', 'miss', 'tp', 'tp']
+    canvas = np.zeros((100, 100, 3), np.uint8)
+    counts = draw_matches(str(tmp_path / 'r1.png'), canvas, a)
+    assert counts == dict(tp=1, fp=1, miss=1)
+    out = cv2.imread(str(tmp_path / 'r1.png'))
+    # three colours at the box edges: tp green, fp red, miss yellow
+    assert tuple(out[0, 5]) == (0, 200, 0)
+    assert tuple(out[85, 80]) == (0, 0, 230)
+    assert tuple(out[55, 50]) == (0, 215, 255)
