@@ -9,6 +9,8 @@ API reference built from the docstrings.
 import os
 import os.path as osp
 import re
+import subprocess
+import sys
 import unicodedata
 
 import pytest
@@ -152,3 +154,17 @@ def test_site_nav_lists_every_page_once():
     assert set(nav) == on_disk, (
         f'not in the nav: {sorted(on_disk - set(nav))}; in the nav but not '
         f'in docs/: {sorted(set(nav) - on_disk)}')
+
+
+def test_speed_tables_are_their_benchmark_records():
+    """The speed guide's tables are renderings of the benchmarks' JSON
+    records (benchmarks/report.py); a hand edit or a new record without
+    ``update`` fails here."""
+    page = osp.join('docs', 'user_guides', 'speed.md')
+    assert '<!-- benchmark: ' in read(page)
+    proc = subprocess.run(
+        [sys.executable, osp.join('benchmarks', 'report.py'), 'update',
+         page, '--check'], cwd=REPO, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, (
+        f'{proc.stdout}run: python benchmarks/report.py update {page}')
