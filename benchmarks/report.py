@@ -23,6 +23,7 @@ This module imports nothing beyond the standard library.
 import argparse
 import datetime
 import json
+import os
 import os.path as osp
 import platform
 import re
@@ -76,7 +77,16 @@ def table_record(benchmark: str, cpu: str, columns: Sequence[str],
         columns=list(columns),
         rows=[[str(c) for c in row] for row in rows],
         notes=list(notes),
-        context=dict(context))
+        context=dict(context, **{'load average': _load_average()}))
+
+
+def _load_average() -> str:
+    """The 1-minute load average when the table was written, beside the
+    core count: on a shared machine it says how far to trust the times."""
+    try:
+        return f'{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores'
+    except OSError:  # not on every platform
+        return 'unknown'
 
 
 def write_record(path: str, record: Dict) -> None:
