@@ -107,6 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--json', help='also write the table here '
+                        '(benchmarks/report.py renders it)')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,10 +129,22 @@ def main() -> None:
           f'{IMGS} x {SIZE}x{SIZE} images, {CROWNS} crowns each, '
           f'{args.repeats} repeats')
     base = statistics.median(runs['mmdet fp32'])
+    rows = []
     for s in settings:
         med = statistics.median(runs[s])
         print(f'{s:14s} step {med * 1000:7.1f} ms   mmdet fp32 / this '
               f'{base / med:5.2f}x   first-step loss {first_loss[s]:.4f}')
+        rows.append([s, f'{med * 1000:.1f}', f'{base / med:.2f}x',
+                     f'{first_loss[s]:.4f}'])
+    if args.json:
+        import report
+        from mmretina.utils.cpu import describe_cpu
+        report.write_record(args.json, report.table_record(
+            'benchmarks/bench_bf16.py', describe_cpu().summary(),
+            ['setting', 'train step ms', 'mmdet fp32 / setting',
+             'first-step loss'], rows,
+            torch=torch.__version__, threads=torch.get_num_threads(),
+            repeats=args.repeats))
 
 
 if __name__ == '__main__':

@@ -313,6 +313,8 @@ def main() -> None:
                         '1 gives stable ratios on a loaded machine')
     parser.add_argument('--no-detector', action='store_true',
                         help='skip the R50-FPN train-step figure')
+    parser.add_argument('--json', help='also write the table here '
+                        '(benchmarks/report.py renders it)')
     parser.add_argument('--mem-child', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -334,9 +336,12 @@ def main() -> None:
         print(f'# GPU: {torch.cuda.get_device_name()}')
     print(f'# 2 images {IMG_H}x{IMG_W} padded to {PAD_H}x{PAD_W}, '
           f'{NUM_CLASSES} classes; median of {repeats}')
-    print('| gts/img | step | mmdet s | ours s | mmdet/ours | '
-          'agree | mmdet peak MiB | ours peak MiB | ours/mmdet mem |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    columns = ['gts/img', 'step', 'mmdet s', 'mmretina s', 'speed-up',
+               'results agree', 'mmdet peak MiB', 'mmretina peak MiB',
+               'memory ratio']
+    rows, notes = [], []
+    print('| ' + ' | '.join(columns) + ' |')
+    print('|---' * len(columns) + '|')
     for num_gts in args.gts:
         with_mmdet = num_gts <= args.mmdet_max_gts
         r = compare_head(num_gts, repeats, args.device,
@@ -345,10 +350,13 @@ def main() -> None:
             b = r['median_s'][('ours', step)]
             mb = (None if args.quick else
                   peak_memory('ours', step, num_gts, args.device))
+            name = 'loss + backward' if step == 'loss' else \
+                'predict (rescale)'
             if not with_mmdet:
-                print(f'| {num_gts} | {step} | not run | {b:.3f} | - | - | '
-                      f'not run | {"-" if mb is None else f"{mb:.0f}"} | - |',
-                      flush=True)
+                rows.append([str(num_gts), name, 'not run', f'{b:.3f}', '-',
+                             '-', 'not run',
+                             '-' if mb is None else f'{mb:.0f}', '-'])
+                print('| ' + ' | '.join(rows[-1]) + ' |', flush=True)
                 continue
             a = r['median_s'][('mmdet', step)]
             ok = r['loss_ok'] if step == 'loss' else r['pred_ok']
@@ -357,22 +365,32 @@ def main() -> None:
             else:
                 ma = peak_memory('mmdet', step, num_gts, args.device)
                 mem = (f'{ma:.0f}', f'{mb:.0f}', f'{mb / ma:.2f}')
-            print(f'| {num_gts} | {step} | {a:.3f} | {b:.3f} | {a / b:.2f}x '
-                  f'| {"yes" if ok else "NO"} | {mem[0]} | {mem[1]} | '
-                  f'{mem[2]} |', flush=True)
+            rows.append([str(num_gts), name, f'{a:.3f}', f'{b:.3f}',
+                         f'{a / b:.2f}x', 'yes' if ok else 'NO', *mem])
+            print('| ' + ' | '.join(rows[-1]) + ' |', flush=True)
         la, lb = r['loss']
         print(f'#   losses ours {la} mmdet {lb}; detections {r["num_dets"]}')
     bandwidth = copy_bandwidth(args.device)
     roof = focal_roofline(args.device, repeats)
-    print(f'# focal loss + backward (fused): {roof["seconds"]:.3f} s for '
-          f'{roof["gbytes"]:.2f} GB at least (fp32 logits read + gradient '
-          f'written) = {roof["achieved"]:.1f} GB/s; copy bandwidth '
-          f'{bandwidth:.1f} GB/s; {roof["achieved"] / bandwidth:.0%} of it')
+    notes.append(f'Focal loss + backward (fused): {roof["seconds"]:.3f} s '
+                 f'for {roof["gbytes"]:.2f} GB at least (fp32 logits read + '
+                 f'gradient written) = {roof["achieved"]:.1f} GB/s; copy '
+                 f'bandwidth {bandwidth:.1f} GB/s; '
+                 f'{roof["achieved"] / bandwidth:.0%} of it.')
+    print('# ' + notes[-1])
     if not (args.quick or args.no_detector):
         d = detector_step(2, args.device)
-        print(f'# RetinaNet R50-FPN train step, 2 images: mmdet '
-              f'{d["mmdet"]:.2f} s, ours {d["ours"]:.2f} s, '
-              f'mmdet/ours {d["mmdet"] / d["ours"]:.2f}x')
+        notes.append(f'RetinaNet R50-FPN train step, 2 images: mmdet '
+                     f'{d["mmdet"]:.2f} s, ours {d["ours"]:.2f} s, '
+                     f'mmdet/ours {d["mmdet"] / d["ours"]:.2f}x.')
+        print('# ' + notes[-1])
+    if args.json:
+        import report
+        report.write_record(args.json, report.table_record(
+            'benchmarks/bench_head.py', cpu_model(), columns, rows, notes,
+            torch=torch.__version__, mmdet=mmdet.__version__,
+            device=args.device, threads=torch.get_num_threads(),
+            repeats=repeats))
 
 
 if __name__ == '__main__':

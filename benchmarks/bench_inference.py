@@ -208,6 +208,8 @@ def main() -> None:
                    '(default: fixed uniform noise)')
     p.add_argument('--quick', action='store_true',
                    help='DeepForest only, 2 repeats')
+    p.add_argument('--json', help='also write the table here '
+                   '(benchmarks/report.py renders it)')
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -246,19 +248,27 @@ def main() -> None:
                           f'{r["dets_per_img"]:.0f} detections/image',
                           flush=True)
     h = {n: MODELS[n][1] for n in MODELS}
-    print('\n| model | input | batch | mmdet images/s | mmretina images/s '
-          '| onnxruntime images/s | mmdet peak MiB | mmretina peak MiB '
-          '| onnxruntime peak MiB |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    columns = (['model', 'input', 'batch']
+               + [f'{i} images/s' for i in IMPLS]
+               + [f'{i} peak MiB' for i in IMPLS])
+    table = []
     for name in args.models:
         for batch in args.batches:
             r = {impl: x for n, b, impl, x in rows
                  if n == name and b == batch}
-            print(f'| {name} | {h[name][0]}x{h[name][1]} | {batch} | '
-                  + ' | '.join(f'{r[i]["images_per_s"]:.2f}' for i in IMPLS)
-                  + ' | '
-                  + ' | '.join(f'{r[i]["peak_mib"]:.0f}' for i in IMPLS)
-                  + ' |')
+            table.append([name, f'{h[name][0]}x{h[name][1]}', str(batch)]
+                         + [f'{r[i]["images_per_s"]:.2f}' for i in IMPLS]
+                         + [f'{r[i]["peak_mib"]:.0f}' for i in IMPLS])
+    print('\n| ' + ' | '.join(columns) + ' |')
+    print('|---' * len(columns) + '|')
+    for row in table:
+        print('| ' + ' | '.join(row) + ' |')
+    if args.json:
+        import report
+        report.write_record(args.json, report.table_record(
+            'benchmarks/bench_inference.py', cpu_model(), columns, table,
+            torch=torch.__version__, threads=args.threads,
+            repeats=args.repeats, input=args.image or 'uniform noise'))
 
 
 if __name__ == '__main__':

@@ -4,7 +4,7 @@
 # 66 epochs; the dataset base caches the decoded tiles), chosen on the
 # spatial hold-out of the training site (choose_train / choose_val), never
 # on the test images
-# (docs/deepforest_experiments.md, round 6; docs/cpu_speed.md). The
+# (docs/experiments/deepforest.md, round 6; docs/user_guides/speed.md). The
 # previous default (128 channels, 200 epochs) is
 # retinanet_r18_fpn_deepforest_320px_200e.py.
 _base_ = ['./_base_/datasets/deepforest.py', './_base_/default_runtime.py']
@@ -35,7 +35,7 @@ model = dict(
         init_cfg=None),
     # 64 channels in FPN and head (128 before): a third off the train step;
     # with the epochs that buys it was the best of four recipes at the same
-    # time budget on the hold-out (docs/deepforest_experiments.md, round 6)
+    # time budget on the hold-out (docs/experiments/deepforest.md, round 6)
     neck=dict(
         type='FPN',
         in_channels=[64, 128, 256],

@@ -12,7 +12,7 @@ model = dict(
 
 # 200 epochs of 20 iterations (batch 4): about 15 minutes on 2 CPU cores in
 # bf16. Longer training was the largest single gain of rounds 1-2
-# (55 -> 110 -> 200 epochs; docs/deepforest_experiments.md).
+# (55 -> 110 -> 200 epochs; docs/experiments/deepforest.md).
 max_epochs = 200
 train_cfg = dict(max_epochs=max_epochs, val_interval=20)
 param_scheduler = [

@@ -23,7 +23,7 @@ say "2/5 prepare data/deepforest (COCO json + images)"
 
 # What this machine is (CPU, native bf16 or fp32, threads) and how long the
 # training will take here, from 4 real iterations of $CONFIG (ESTIMATE=0:
-# the CPU line only). docs/cpu_speed.md has the figures per CPU.
+# the CPU line only). docs/user_guides/speed.md has the figures per CPU.
 if [ "${ESTIMATE:-1}" != 0 ]; then
   BANNER=$("$PY" -m mmretina.cli.cpu_info --estimate "$CONFIG") ||
     BANNER="$("$PY" -m mmretina.cli.cpu_info)"$'\n''(could not time the training here; going on)'

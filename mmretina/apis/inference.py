@@ -46,7 +46,7 @@ def optimize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
     Detections equal the unfused model's up to float rounding (fused
     features differ by ~1e-5). Measured on the DeepForest demo model,
     1 x 400 x 400, fp32 with oneDNN limited to AVX2: fused 1.17x, fused +
-    channels-last 1.46x (docs/cpu_speed.md). Inference only: the fused
+    channels-last 1.46x (docs/user_guides/speed.md). Inference only: the fused
     model has no BatchNorm to train.
 
     Args:

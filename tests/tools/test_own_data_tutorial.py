@@ -1,9 +1,9 @@
-"""README "Train on your own data": every command of the tutorial, in order,
+"""The "Train on your own data" guide: every command of the tutorial, in order,
 on a tiny data set made here (12 images of 160x160 with known boxes of two
 classes, labelled in all three formats: VOC XML, CSV, YOLO txt).
 
-The commands and the config are read from README.md, not copied: the test
-runs the README's text. One change, for time: training gets
+The commands and the config are read from docs/user_guides/own_data.md, not
+copied: the test runs the guide's text. One change, for time: training gets
 ``--cfg-options train_cfg.max_epochs=1`` (the tutorial's 66 epochs would
 take the DeepForest demo's 15 minutes; 1 epoch is 3 iterations here).
 
@@ -23,18 +23,21 @@ import numpy as np
 from PIL import Image
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SECTION = '## Train on your own data'
+GUIDE = osp.join('docs', 'user_guides', 'own_data.md')
+SECTION = '# Train on your own data'
 CLASSES = ('car', 'truck')
 TRAIN_OPTIONS = ' --cfg-options train_cfg.max_epochs=1'
 
 
 def tutorial_blocks():
-    """[(language, code)] of the fenced blocks of the README section."""
-    with open(osp.join(REPO, 'README.md')) as f:
+    """[(language, code)] of the fenced blocks of the guide's tutorial: from
+    its title to the next second-level heading or the end of the page."""
+    with open(osp.join(REPO, GUIDE)) as f:
         text = f.read()
-    start = text.index(SECTION)
-    end = text.index('\n## ', start + len(SECTION))
-    return re.findall(r'```(\w+)\n(.*?)```', text[start:end], re.S)
+    assert text.startswith(SECTION + '\n'), f'{GUIDE}: starts otherwise'
+    end = text.find('\n## ')
+    tutorial = text if end < 0 else text[:end]
+    return re.findall(r'```(\w+)\n(.*?)```', tutorial, re.S)
 
 
 def commands(code):
@@ -113,7 +116,7 @@ def run(cmd, cwd, tools_helpers, timeout=300):
     return proc.stdout
 
 
-def test_readme_tutorial(tmp_path, tools_helpers):
+def test_own_data_tutorial(tmp_path, tools_helpers):
     blocks = tutorial_blocks()
     assert [lang for lang, _ in blocks] == ['bash', 'python', 'bash', 'bash',
                                             'bash', 'bash']
@@ -143,7 +146,7 @@ def test_readme_tutorial(tmp_path, tools_helpers):
                         for a, b, c, d, n in v) for k, v in truth.items()}
     assert {**train, **val} == expect
 
-    # 3. the config, as written in the README
+    # 3. the config, as written in the guide
     code = blocks[1][1]
     assert code.startswith('# configs/mine.py\n')
     assert len(code.strip().splitlines()) <= 20

@@ -6,7 +6,7 @@
 #          98 boxes -- other sites than train (domain shift). Since issue
 #          15 these are test images: recipes are chosen on choose_train /
 #          choose_val (a spatial hold-out of the training site; override
-#          the three ann_file fields, docs/deepforest_experiments.md).
+#          the three ann_file fields, docs/experiments/deepforest.md).
 # mmretina's CocoDataset / LoadImageFromFile: mmdet's, plus clear errors for
 # broken annotations or images and logged filtering of degenerate boxes.
 dataset_type = 'mmretina.CocoDataset'
@@ -14,7 +14,7 @@ data_root = 'data/deepforest/'
 metainfo = dict(classes=('tree', ), palette=[(34, 139, 34)])
 backend_args = None
 
-# Train (experiment E13 in docs/deepforest_experiments.md): scale jitter
+# Train (experiment E13 in docs/experiments/deepforest.md): scale jitter
 # 0.75-1.33 (crown sizes differ between sites; this was the largest gain of
 # the augmentations tried), random 320x320 crops (more, cheaper iterations
 # on 2 CPU cores), all 8 flips / 90-degree rotations (aerial imagery has no

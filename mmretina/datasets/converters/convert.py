@@ -296,8 +296,8 @@ def config_lines(out: dict, classes: List[str], img_dir: str) -> str:
     train = 'train' if 'train' in out else names[0]
     val = 'val' if 'val' in out else train
     lines = [
-        '# dataset lines for your config (see README "Train on your own '
-        'data"):',
+        '# dataset lines for your config (see '
+        'docs/user_guides/own_data.md):',
         f'classes = {tuple(classes)!r}',
         f'num_classes = {len(classes)}  # model.bbox_head.num_classes',
         f"train_ann = {out[train]['path']!r}",

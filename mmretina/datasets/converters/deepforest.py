@@ -21,7 +21,7 @@ Splits
   images - they are only 400 x 400 px, one tile each.  Different sites from
   train, so val measures cross-site generalisation.  These two images are
   the **reported (test) images**: since issue 15 no recipe is chosen on
-  them (docs/deepforest_experiments.md, round 6).
+  them (docs/experiments/deepforest.md, round 6).
 * **choose_train / choose_val**: the split for choosing a recipe, a spatial
   hold-out of the training site.  ``choose_train`` is the train tiles of
   the large YELL image (``..._528000_4978000_image_crop2``) only;

@@ -13,7 +13,7 @@ against that size).
 ``cache_bytes`` keeps decoded images in memory (per process, i.e. per
 dataloader worker), so that a small dataset trained for many epochs decodes
 each file once: PNG decoding is about half of the DeepForest demo's data
-pipeline (docs/cpu_speed.md).
+pipeline (docs/user_guides/speed.md).
 """
 import logging
 import os

@@ -291,8 +291,8 @@ class RetinaHead(BaseDenseHead):
         """mmdet's per-image anchor lists (kept for callers that use them).
 
         Returns:
-            tuple: anchor_list[i][l] (N_l, 4) and valid_flag_list[i][l]
-            (N_l,) bool.
+            tuple: ``anchor_list[i][l]`` (N_l, 4) and
+            ``valid_flag_list[i][l]`` (N_l,) bool.
         """
         levels, _ = self._priors(featmap_sizes, torch.float32, device)
         anchor_list = [levels for _ in batch_img_metas]
@@ -383,7 +383,8 @@ class RetinaHead(BaseDenseHead):
             batch_gt_instances (list[InstanceData]): ``bboxes`` (G_i, 4),
                 ``labels`` (G_i,) per image.
             batch_img_metas (list[dict]): ``img_shape``, ``pad_shape``.
-            batch_gt_instances_ignore (list[InstanceData], optional).
+            batch_gt_instances_ignore (list[InstanceData], optional):
+                ``bboxes`` to ignore per image.
 
         Returns:
             dict[str, Tensor]: ``loss_cls`` and ``loss_bbox``, scalars (mmdet
