@@ -5,13 +5,13 @@ assigner's own parts, so the analysis cannot disagree with training.
   point nearest to the box centre maximises the IoU, the intersection
   shrinking with the centre offset in x and y separately) and the number of
   anchors with IoU >= a threshold, counted in the windows of cells that the
-  assigner's ``_shape_windows`` bounds for that IoU.
+  assigner's ``shape_windows`` bounds for that IoU.
 * :func:`training_verdicts`: per box, what training makes of it -- the real
   ``MaxIoUAssigner`` (``assign_batch``) run on each image's anchors with the
   head's valid and inside flags: positive, low-quality match only, or none.
 * :func:`match_exact`: the reference of :func:`match`, IoU with every anchor.
 
-Every IoU is the assigner's arithmetic (``box_iou`` / its paired form).
+Every IoU is the assigner's arithmetic (``pairwise_iou`` / ``aligned_iou``).
 Boxes are xyxy pixels of their (transformed) image; anchors are on the grid
 of that image padded to the data preprocessor's divisor, ``ceil(pad /
 stride)`` cells per axis as in training.
@@ -23,10 +23,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# The assigner's IoU and window bound (policy / engine modules of
-# max_iou_assigner); imported, not copied, so the analysis follows them.
-from mmretina.models.task_modules.assigners.max_iou_assigner import (
-    _pair_iou, _shape_windows, _window_pairs, box_iou, pad_boxes)
+# The assigner's IoU, window bound and window pairs (its engine module);
+# imported, not copied, so the analysis follows them.
+from mmretina.models.task_modules.assigners.iou_engines import (
+    shape_windows, window_pairs)
+from mmretina.models.task_modules.assigners.max_iou_assigner import pad_boxes
+from mmretina.structures import aligned_iou, pairwise_iou
 
 __all__ = ['build_generator', 'paired_iou', 'count_window_positives',
            'match', 'match_exact',
@@ -48,7 +50,7 @@ def paired_iou(a: Tensor, b: Tensor) -> Tensor:
     (broadcast), with the assigner's arithmetic."""
     a, b = torch.broadcast_tensors(a, b)
     shape = a.shape[:-1]
-    return _pair_iou(a.reshape(-1, 4), b.reshape(-1, 4)).reshape(shape)
+    return aligned_iou(a.reshape(-1, 4), b.reshape(-1, 4)).reshape(shape)
 
 
 def _featmap_sizes(gen, pad_h: int, pad_w: int) -> List[Tuple[int, int]]:
@@ -67,7 +69,7 @@ def _by_pad_shape(pad_hw: np.ndarray) -> Dict[Tuple[int, int], np.ndarray]:
 def count_window_positives(gen, boxes: np.ndarray, pad_hw: np.ndarray,
                            thr: float, chunk: int = 4096) -> np.ndarray:
     """Per box, its anchors with IoU >= ``thr`` (no competition between
-    boxes): the IoUs of the cells in the assigner's ``_shape_windows`` for
+    boxes): the IoUs of the cells in the assigner's ``shape_windows`` for
     that IoU, exact on each pair.
 
     Returns:
@@ -81,11 +83,11 @@ def count_window_positives(gen, boxes: np.ndarray, pad_hw: np.ndarray,
         for s in range(0, len(idx), chunk):
             sub = idx[s:s + chunk]
             gt = torch.from_numpy(boxes[sub]).float()
-            windows = [_shape_windows(gt.double(), level, thr)
+            windows = [shape_windows(gt.double(), level, thr)
                        for level in layout]
-            pair_gt, pair_anchor = _window_pairs(
+            pair_gt, pair_anchor = window_pairs(
                 windows, layout, torch.arange(len(sub)))
-            iou = _pair_iou(gt[pair_gt], priors[pair_anchor])
+            iou = aligned_iou(gt[pair_gt], priors[pair_anchor])
             out[sub] = torch.bincount(pair_gt[iou >= thr],
                                       minlength=len(sub)).numpy()
     return out
@@ -209,7 +211,7 @@ def training_verdicts(gen, assigner, images: Sequence[Tuple[int, int,
                 n = len(images[i][2])
                 pos = (gt_inds[row] > 0).nonzero().squeeze(1)
                 owner = gt_inds[row, pos] - 1
-                iou = _pair_iou(gts[row, owner], priors[pos])
+                iou = aligned_iou(gts[row, owner], priors[pos])
                 counts = torch.bincount(owner, minlength=n)[:n]
                 strong = torch.bincount(
                     owner[iou >= assigner.pos_iou_thr], minlength=n)[:n]
@@ -223,7 +225,7 @@ def training_verdicts(gen, assigner, images: Sequence[Tuple[int, int,
 def match_exact(gen, boxes: np.ndarray, pad_hw: np.ndarray, image_index,
                 pos_thr: float) -> dict:
     """Reference for :func:`match`: IoU of each image's boxes with all its
-    anchors (``grid_priors`` and the assigner's ``box_iou``, in anchor
+    anchors (``grid_priors`` and the ``pairwise_iou``, in anchor
     chunks). Also counts positives with competition: an anchor is positive
     only for the box it overlaps most, as in ``MaxIoUAssigner``."""
     n = len(boxes)
@@ -239,7 +241,7 @@ def match_exact(gen, boxes: np.ndarray, pad_hw: np.ndarray, image_index,
                 _featmap_sizes(gen, ph, pw), device='cpu'))}
         priors = cache[(ph, pw)]
         gt = torch.from_numpy(boxes[sel])[None]
-        ious = torch.cat([box_iou(gt, priors[s:s + 200000])[0]
+        ious = torch.cat([pairwise_iou(gt, priors[s:s + 200000])[0]
                           for s in range(0, len(priors), 200000)], 1)
         best[sel] = ious.max(1).values.numpy()
         pos = ious >= pos_thr

@@ -44,7 +44,7 @@ needs one anchor per level and shape; the anchors per object with IoU >=
 ``pos_iou_thr`` are counted (without competition between objects) in the
 window of cells the assigner's own bound gives. ``--exact`` computes the
 IoU with every anchor from ``grid_priors`` instead (the assigner's
-``box_iou``; same numbers, much slower). ``--optimize`` scores candidates by
+``pairwise_iou``; same numbers, much slower). ``--optimize`` scores candidates by
 the best IoU alone. Random crops are not applied, so boxes cut by a crop
 are analysed whole.
 """

@@ -71,10 +71,10 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ndarray: M x N float64.
     """
     import torch
-    from mmretina.apis.tiling import box_iou
+    from mmretina.structures import pairwise_iou
     a = torch.as_tensor(np.asarray(a, np.float64).reshape(-1, 4))
     b = torch.as_tensor(np.asarray(b, np.float64).reshape(-1, 4))
-    return box_iou(a, b).numpy()
+    return pairwise_iou(a, b).numpy()
 
 
 def match_boxes(gt: np.ndarray,

@@ -72,7 +72,7 @@ def test_shape_windows_hold_every_anchor_reaching_the_floor():
         inside = torch.zeros_like(ious, dtype=torch.bool)
         windows = [iou_engines.shape_windows(boxes.double(), level, floor)
                    for level in layout]
-        gt, anchor = iou_engines._window_pairs(windows, layout,
+        gt, anchor = iou_engines.window_pairs(windows, layout,
                                                torch.arange(len(boxes)))
         inside[gt, anchor] = True
         reach = ious >= floor if floor > 0 else ious > 0

@@ -27,7 +27,7 @@ from mmretina.structures import aligned_iou, pairwise_iou
 
 __all__ = [
     'IoUReductions', 'dense_reductions', 'windowed_reductions',
-    'shape_windows', 'low_quality_rank'
+    'shape_windows', 'window_pairs', 'low_quality_rank'
 ]
 
 # Ground truths x anchors (x images) above which the dense IoU is computed
@@ -238,7 +238,7 @@ def shape_windows(boxes: Tensor, level, floor: float) -> Tuple[Tensor, ...]:
     return x0, y0, wx, wy
 
 
-def _window_pairs(windows: Windows, layout: Sequence,
+def window_pairs(windows: Windows, layout: Sequence,
                   gts: Tensor) -> Tuple[Tensor, Tensor]:
     """All (ground truth, anchor) pairs of the windows of ``gts``.
 
@@ -312,7 +312,7 @@ def _reduce_windows(problem: _WindowProblem, acc: IoUReductions,
         c1 = max(c0 + 1, int(torch.searchsorted(
             cum, done + _MAX_WINDOW_PAIRS, right=True)))
         gts = members[c0:c1]
-        local_gt, pair_anchor = _window_pairs(windows, pr.layout, gts)
+        local_gt, pair_anchor = window_pairs(windows, pr.layout, gts)
         pair_gt = gts[local_gt]
         iou = aligned_iou(pr.boxes[pair_gt], pr.priors[pair_anchor])
         flat_anchor = pr.img_of[pair_gt] * num_priors + pair_anchor
