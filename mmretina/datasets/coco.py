@@ -22,7 +22,6 @@ log line. Use it from any mmdet config with ``type='mmretina.CocoDataset'``.
 import copy
 import json
 import logging
-import math
 import os.path as osp
 from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Union
@@ -32,9 +31,8 @@ from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmengine.logging import print_log
 
 from ..registry import DATASETS
-from ..structures.box_validity import (CLIPPED, DROPPED, NON_FINITE,
-                                       NOT_POSITIVE, OUTSIDE, TOO_SMALL,
-                                       check_box)
+from ..structures.box_validity import (  # noqa: F401  (box_report keys)
+    CLIPPED, DROPPED, NON_FINITE, NOT_POSITIVE, OUTSIDE, TOO_SMALL, check_box)
 
 __all__ = ['CocoDataset']
 

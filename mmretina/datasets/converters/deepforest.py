@@ -77,7 +77,6 @@ from mmretina.structures.box_validity import DROPPED, box_verdicts
 from . import csv as csv_reader
 from . import voc
 from .coco_writer import CocoWriter, write_json
-from .records import ConversionError
 
 __all__ = [
     'PrepareError', 'tile_starts', 'grid_windows', 'tile_windows',
@@ -411,8 +410,6 @@ def summarize(out, stats=None):
         lines.append(f'train pixel mean (RGB) {stats["mean"]}, '
                      f'std {stats["std"]}')
     return '\n'.join(lines)
-
-
 
 
 def prepare(out_dir: str = 'data/deepforest', wheel: str = None,

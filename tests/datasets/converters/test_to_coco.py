@@ -1,12 +1,11 @@
-"""mmretina.cli.to_coco (tools/dataset_converters/to_coco.py): VOC XML, CSV and YOLO txt to COCO
-json that mmretina.CocoDataset loads; splits, class order, VOC's 1-based
-pixels, and bad input ending with the file and line.
+"""mmretina.cli.to_coco (tools/dataset_converters/to_coco.py): VOC XML,
+CSV and YOLO txt to COCO json that mmretina.CocoDataset loads; splits,
+class order, VOC's 1-based pixels, and bad input ending with the file and line.
 
 Tiny images with known boxes are written by the tests; the converter runs
 in-process (its ``main``), except one subprocess run of the command line.
 """
 import json
-import os.path as osp
 
 import numpy as np
 import pytest

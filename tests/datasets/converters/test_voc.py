@@ -46,5 +46,5 @@ def test_a_plain_file_is_read_with_lines():
     rec = parse_voc(xml, 'a.xml')
     assert (rec.file_name, rec.width, rec.height) == ('a.png', 4, 3)
     (b, ) = rec.boxes
-    assert (b.x1, b.y1, b.x2, b.y2, b.label, b.line) == (0, 0, 4, 3, 'cat',
-                                                           5)
+    assert (b.x1, b.y1, b.x2, b.y2, b.label) == (0, 0, 4, 3, 'cat')
+    assert b.line == 5
