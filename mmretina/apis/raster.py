@@ -35,10 +35,13 @@ import os
 import queue
 import threading
 import warnings
-from typing import (Dict, Iterator, List, NamedTuple, Optional, Sequence,
-                    Tuple, Union)
+from typing import (TYPE_CHECKING, Dict, Iterator, List, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mmengine.structures import InstanceData
 
 from .tiling import Window
 
@@ -446,7 +449,7 @@ class RasterSource:
 
 def detect_windows(backend, source: RasterSource, windows: Sequence[Window],
                    ids: Optional[Sequence[int]] = None, batch_size: int = 4,
-                   progress=None) -> Dict[int, 'InstanceData']:  # noqa: F821
+                   progress=None) -> Dict[int, 'InstanceData']:
     """Run ``backend`` over windows of ``source``.
 
     Args:
@@ -487,7 +490,7 @@ def detect_windows(backend, source: RasterSource, windows: Sequence[Window],
 
 
 def detect_raster(inferencer, source: RasterSource,
-                  progress: bool = True) -> 'InstanceData':  # noqa: F821
+                  progress: bool = True) -> 'InstanceData':
     """Detections over a whole raster, window by window from disk, merged
     as :class:`~mmretina.apis.inference.TiledInferencer` merges the windows
     of an in-memory image (same windows, cut-box rule, NMS / WBF).
@@ -516,6 +519,6 @@ def detect_raster(inferencer, source: RasterSource,
                                     progress=bar)
     finally:
         bar.close()
-    return inferencer.merge_windows(per_window, windows, source.width, source.height,
-                            dict(img_path=source.path,
-                                 skipped=len(windows) - len(per_window)))
+    return inferencer.merge_windows(
+        per_window, windows, source.width, source.height,
+        dict(img_path=source.path, skipped=len(windows) - len(per_window)))

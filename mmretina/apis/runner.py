@@ -23,8 +23,8 @@ order, are cut into ``world_size`` contiguous shares (a huge raster's
 windows are spread over the ranks like a folder's rasters); each rank saves
 its per-window detections to ``out_dir/.mmretina/parts``; after a barrier,
 rank 0 merges each raster's windows (``TiledInferencer.merge_windows``:
-NMS / WBF and the cut-box rule across windows of different ranks) and writes the
-outputs. Every finished input leaves a record (``out_dir/.mmretina/<name>
+NMS / WBF and the cut-box rule across windows of different ranks) and
+writes the outputs. Every finished input leaves a record (``out_dir/.mmretina/<name>
 .npz``: its merged detections and a fingerprint of the model and settings):
 a rerun with the same fingerprint skips it.
 """
@@ -33,7 +33,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import sys
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -143,6 +142,9 @@ class InferenceRun:
         if fmt is not None and fmt not in VECTOR_FORMATS:
             raise ValueError(f'--format {fmt}: choose one of '
                              f'{", ".join(VECTOR_FORMATS)}')
+        if not tiled and (bands is not None or scale is not None):
+            raise ValueError('bands / scale apply to rasters read window by '
+                             'window: add --tile (e.g. --tile 400)')
         if world_size > 1 and not out_dir:
             raise ValueError('a distributed run needs --out-dir')
         self.inferencer = inferencer
@@ -298,8 +300,9 @@ class InferenceRun:
             else:
                 img = load_image(todo[k], self.max_pixels)
                 per_window = {-1: self.inferencer(img)}
-            part = {
-                w: _numpy(inst) for w, inst in per_window.items()
+            part = {  # tensors: torch.load(weights_only=True) reads them
+                w: tuple(torch.from_numpy(a) for a in _numpy(inst))
+                for w, inst in per_window.items()
             }
             name = osp.join(self.parts_dir,
                             f'{osp.basename(todo[k])}.{self.fingerprint}'
