@@ -12,7 +12,7 @@ from rasterio.transform import from_origin  # noqa: E402
 from shapely.geometry import Point, Polygon, box  # noqa: E402
 
 from mmretina.datasets.converters.raster import (  # noqa: E402
-    ConversionError, assign_splits, chip_boxes, load_labels, parse_length,
+    ConversionError, assign_splits, chip_boxes, parse_length,
     parse_split, raster_to_coco)
 from mmretina.apis.tiling import Window  # noqa: E402
 
@@ -356,8 +356,8 @@ def test_ignore_regions_reach_the_assigner_as_ignored(tmp_path):
 def test_csv_of_pairs_and_csv_labels_in_map_coordinates(tmp_path):
     # two rasters, each with its own labels: a CSV of map-coordinate boxes
     # (EPSG:32617, given by label_crs) and a GeoPackage in EPSG:4326
-    r1 = write_raster(tmp_path / 'a.tif')
-    r2 = write_raster(tmp_path / 'b.tif', seed=1)
+    write_raster(tmp_path / 'a.tif')
+    write_raster(tmp_path / 'b.tif', seed=1)
     with open(tmp_path / 'a_boxes.csv', 'w') as f:
         f.write('xmin,ymin,xmax,ymax,species\n')
         for x1, y1, x2, y2 in BOXES[:2]:
