@@ -317,7 +317,9 @@ def test_ignore_regions_reach_the_assigner_as_ignored(tmp_path):
     assert np.allclose(sample.gt_instances.bboxes.tensor.numpy(),
                        [[10, 10, 50, 50]], atol=0.5)
 
-    cfg = Config.fromfile('configs/retinanet_r50_fpn_gis_pretrained.py')
+    cfg = Config.fromfile(osp.join(
+        osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
+            __file__))))), 'configs', 'retinanet_r50_fpn_gis_pretrained.py'))
     head_cfg = cfg.model.bbox_head
     head = MODELS.build(dict(head_cfg, train_cfg=cfg.model.train_cfg))
     sizes = [(100 // s + 1, 100 // s + 1) for s in (8, 16, 32, 64, 128)]
