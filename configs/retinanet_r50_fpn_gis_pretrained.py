@@ -5,8 +5,9 @@
 #
 #   python tools/dataset_converters/raster_to_coco.py ortho.tif crowns.gpkg \
 #       --out-dir data/chips --chip 400 --split train=0.8,val=0.2 --block 50m
-#   python tools/train.py configs/retinanet_r50_fpn_gis_pretrained.py \
-#       --cfg-options data_root=data/chips/
+#   # a project config: _base_ = this file, with data_root, classes and
+#   # the dataloaders' data_root set (docs/user_guides/gis_training.md, 3.)
+#   python tools/train.py configs/my_project.py
 #
 # The backbone loads torchvision's ImageNet ResNet-50
 # (init_cfg type 'PretrainedOrScratch', mmretina/models/pretrained_init.py).
@@ -30,7 +31,6 @@ custom_imports = dict(
 data_root = 'data/chips/'
 classes = ('tree', )
 metainfo = dict(classes=classes)
-chip = 400  # raster_to_coco.py --chip
 
 model = dict(
     backbone=dict(
@@ -65,7 +65,10 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='mmretina.LoadImageFromFile'),
-    dict(type='Resize', scale=(chip, chip), keep_ratio=True),
+    # no resize: chips and inference windows are seen at the raster's pixel
+    # size (Resize by 1 records the scale_factor predictions are mapped
+    # back with)
+    dict(type='Resize', scale_factor=1.0, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',

@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     from mmretina.apis.raster import parse_bands
     from mmretina.datasets.converters.records import ConversionError
     from mmretina.evaluation.field_run import FieldEvaluator
-    from mmretina.utils import register_safe_checkpoint_globals
-    from mmretina.utils.resume import check_checkpoint
+    from mmretina.engine.checkpoint import register_safe_checkpoint_globals
+    from mmretina.engine.resume import check_checkpoint
     register_safe_checkpoint_globals()
     try:
         check_checkpoint(args.checkpoint, 'load')

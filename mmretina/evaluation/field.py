@@ -47,7 +47,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 __all__ = [
-    'IOU_THR', 'ImageMatches', 'pairwise_iou', 'match_boxes', 'match_ious', 'match_image',
+    'IOU_THR', 'ImageMatches', 'pairwise_iou', 'match_boxes', 'match_ious',
+    'match_image',
     'precision_recall', 'class_recall', 'coco_map', 'field_summary',
     'write_summary', 'write_matches_csv', 'draw_matches', 'format_table'
 ]

@@ -7,7 +7,10 @@ because there is no internet here: the DeepForest wheel is put where the
 guide's ``pip download`` puts it (from the cache the other tests use;
 ``pip download`` itself runs only when there is no cached wheel); training
 runs one epoch (``--cfg-options train_cfg.max_epochs=1`` and no data
-workers), so the checkpoint is ``epoch_1.pth``, not ``epoch_24.pth``.
+workers), so the checkpoint is ``epoch_1.pth``, not ``epoch_24.pth``; and
+the project config gets a narrow ResNet-18 (:data:`TINY_MODEL`, appended
+right after the guide writes it): one R-50 iteration takes ~50 s on the
+shared 2-core CPU, and every tool of the guide loads the model.
 """
 import json
 import os
@@ -32,6 +35,16 @@ TRAIN_OPTIONS = (' --cfg-options train_cfg.max_epochs=1 '
                  'val_dataloader.persistent_workers=False')
 
 
+# appended to configs/gis_osbs.py: the same recipe, a narrow ResNet-18
+TINY_MODEL = """
+model = dict(
+    backbone=dict(depth=18, base_channels=16),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=32),
+    bbox_head=dict(num_classes=len(classes), in_channels=32, feat_channels=32,
+                   stacked_convs=1))
+"""
+
+
 def guide_script(have_wheel: bool) -> str:
     with open(GUIDE) as f:
         blocks = re.findall(r'```bash\n(.*?)```', f.read(), re.S)
@@ -42,6 +55,11 @@ def guide_script(have_wheel: bool) -> str:
                         flags=re.M)
     script = re.sub(r'(tools/train\.py configs/gis_osbs\.py[^\n]*)',
                     r'\1' + TRAIN_OPTIONS, script)
+    config = "cat > configs/gis_osbs.py <<'EOF'\n"
+    start = script.index(config)
+    end = script.index('\nEOF\n', start) + len('\nEOF\n')
+    script = (script[:end] + "cat >> configs/gis_osbs.py <<'EOF'"
+              + TINY_MODEL + 'EOF\n' + script[end:])
     return script.replace('epoch_24.pth', 'epoch_1.pth')
 
 

@@ -1,12 +1,17 @@
 """init_cfg type 'PretrainedOrScratch': the weights where they can be had,
 else one warning line and a backbone trained from scratch."""
 import logging
+import os.path as osp
 
 import torch
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
 
 import mmretina.models.pretrained_init  # noqa: F401  (registers it)
+
+RECIPE = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+    'configs', 'retinanet_r50_fpn_gis_pretrained.py')
 
 
 def resnet(checkpoint, **kw):
@@ -68,7 +73,7 @@ def test_unavailable_weights_one_warning_then_from_scratch(tmp_path):
 
 def test_recipe_config_uses_it_and_ignores_crowd_regions():
     from mmengine.config import Config
-    cfg = Config.fromfile('configs/retinanet_r50_fpn_gis_pretrained.py')
+    cfg = Config.fromfile(RECIPE)
     assert cfg.model.backbone.init_cfg.type == 'PretrainedOrScratch'
     assert cfg.model.backbone.init_cfg.checkpoint == 'torchvision://resnet50'
     assert cfg.model.train_cfg.assigner.ignore_iof_thr > 0

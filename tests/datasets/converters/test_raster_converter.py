@@ -12,7 +12,7 @@ from rasterio.transform import from_origin  # noqa: E402
 from shapely.geometry import Point, Polygon, box  # noqa: E402
 
 from mmretina.datasets.converters.raster import (  # noqa: E402
-    ConversionError, assign_splits, chip_boxes, load_labels, parse_length,
+    ConversionError, assign_splits, chip_boxes, parse_length,
     parse_split, raster_to_coco)
 from mmretina.apis.tiling import Window  # noqa: E402
 
@@ -317,7 +317,9 @@ def test_ignore_regions_reach_the_assigner_as_ignored(tmp_path):
     assert np.allclose(sample.gt_instances.bboxes.tensor.numpy(),
                        [[10, 10, 50, 50]], atol=0.5)
 
-    cfg = Config.fromfile('configs/retinanet_r50_fpn_gis_pretrained.py')
+    cfg = Config.fromfile(osp.join(
+        osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
+            __file__))))), 'configs', 'retinanet_r50_fpn_gis_pretrained.py'))
     head_cfg = cfg.model.bbox_head
     head = MODELS.build(dict(head_cfg, train_cfg=cfg.model.train_cfg))
     sizes = [(100 // s + 1, 100 // s + 1) for s in (8, 16, 32, 64, 128)]
@@ -351,3 +353,33 @@ def test_ignore_regions_reach_the_assigner_as_ignored(tmp_path):
             assert (w == 0).all()  # nor negative
         else:
             assert (w == 1).all()  # without ignore: background
+
+
+def test_csv_of_pairs_and_csv_labels_in_map_coordinates(tmp_path):
+    # two rasters, each with its own labels: a CSV of map-coordinate boxes
+    # (EPSG:32617, given by label_crs) and a GeoPackage in EPSG:4326
+    write_raster(tmp_path / 'a.tif')
+    write_raster(tmp_path / 'b.tif', seed=1)
+    with open(tmp_path / 'a_boxes.csv', 'w') as f:
+        f.write('xmin,ymin,xmax,ymax,species\n')
+        for x1, y1, x2, y2 in BOXES[:2]:
+            f.write(f'{ORIGIN[0] + x1 * GSD},{ORIGIN[1] - y2 * GSD},'
+                    f'{ORIGIN[0] + x2 * GSD},{ORIGIN[1] - y1 * GSD},oak\n')
+    write_labels(tmp_path / 'b.gpkg', BOXES[2:3], labels=['oak'])
+    with open(tmp_path / 'pairs.csv', 'w') as f:
+        f.write('raster,labels\na.tif,a_boxes.csv\nb.tif,b.gpkg\n')
+    with pytest.raises(ConversionError, match='a_boxes.csv: the labels have '
+                       'no CRS.*--label-crs'):
+        run(tmp_path, str(tmp_path / 'pairs.csv'), None)
+    res = run(tmp_path, str(tmp_path / 'pairs.csv'), None, chip=300,
+              label_crs='EPSG:32617', class_field='species')
+    coco = res['splits']['all']['coco']
+    by_raster = {}
+    for a in coco['annotations']:
+        im = coco['images'][a['image_id'] - 1]
+        x, y, w, h = a['bbox']
+        by_raster.setdefault(osp.basename(im['raster']), []).append(
+            [x, y, x + w, y + h])
+    assert np.allclose(sorted(by_raster['a.tif']), BOXES[:2], atol=0.01)
+    assert np.allclose(by_raster['b.tif'], BOXES[2:3], atol=0.01)
+    assert [c['name'] for c in coco['categories']] == ['oak']
