@@ -55,7 +55,7 @@ def requirements(name):
 CONSOLE_SCRIPTS = [
     'mmretina-train = mmretina.cli.train:main',
     'mmretina-test = mmretina.cli.test:main',
-    'mmretina-infer = mmretina.cli:infer',
+    'mmretina-infer = mmretina.cli.infer:main',
     'mmretina-export-onnx = mmretina.cli:export_onnx',
     'mmretina-to-coco = mmretina.cli.to_coco:main',
     'mmretina-raster-to-coco = mmretina.cli.raster_to_coco:main',
@@ -68,6 +68,9 @@ CONSOLE_SCRIPTS = [
     'mmretina-browse-dataset = mmretina.cli.browse_dataset:main',
     'mmretina-claim-work-dir = mmretina.cli.claim_work_dir:main',
     'mmretina-cpu-info = mmretina.cli.cpu_info:main',
+    'mmretina-torchvision-to-mmretina = '
+    'mmretina.cli.torchvision_to_mmretina:main',
+    'mmretina-to-torchvision = mmretina.cli.mmretina_to_torchvision:main',
 ]
 
 add_mim_extension()

@@ -5,7 +5,7 @@ import os.path as osp
 import runpy
 import sys
 
-__all__ = ['run_shipped_tool', 'infer', 'export_onnx']
+__all__ = ['run_shipped_tool', 'export_onnx']
 
 
 def run_shipped_tool(relpath: str) -> None:
@@ -20,11 +20,6 @@ def run_shipped_tool(relpath: str) -> None:
                          '(its wheel ships tools/ in mmretina/.mim).')
     sys.argv = [path] + sys.argv[1:]
     runpy.run_path(path, run_name='__main__')
-
-
-def infer() -> None:
-    """``mmretina-infer``: ``tools/infer.py``."""
-    run_shipped_tool('infer.py')
 
 
 def export_onnx() -> None:

@@ -123,13 +123,7 @@ def test_infer_onnxruntime_tiled_matches_pytorch(pytorch_run, image_dir,
 
 
 def test_infer_argument_errors(df_onnx, tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'mmretina_tools_infer',
-        osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))), 'tools',
-                 'infer.py'))
-    infer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(infer)
+    from mmretina.cli import infer
     with pytest.raises(SystemExit):
         infer.parse_args(['x.png', df_onnx[0], '--out', 'a.png'])
     assert 'takes CONFIG CHECKPOINT, got 1' in capsys.readouterr().err

@@ -1,63 +1,7 @@
-"""Convert a torchvision / DeepForest RetinaNet into an mmretina checkpoint
-and config (logic: mmretina/models/converters/torchvision.py).
-
-    python tools/model_converters/torchvision_to_mmretina.py \
-        deepforest-tree/model.safetensors checkpoints/deepforest_tree.pth \
-        --config configs/deepforest_tree_converted.py
-
-Reads ``.pth`` / ``.pt`` (weights only) or ``.safetensors``, with or without
-a ``model.`` prefix, and DeepForest's ``config.json`` beside the weights
-(classes, score and NMS thresholds).
-"""
-import argparse
-import sys
-
-from mmretina.models.converters import convert_torchvision_file
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('src', help='torchvision RetinaNet weights '
-                   '(.pth, .pt, .ckpt, .safetensors)')
-    p.add_argument('dst', help='mmretina checkpoint to write (.pth)')
-    p.add_argument('--config', help='also write the model config (.py)')
-    p.add_argument('--arch', choices=['v1', 'v2'],
-                   help='retinanet_resnet50_fpn (v1, DeepForest) or _v2; '
-                   'detected from the weights when left out')
-    p.add_argument('--num-classes', type=int,
-                   help='expected number of classes (checked)')
-    p.add_argument('--class-names', nargs='+',
-                   help='class names (default: config.json, COCO, class_i)')
-    p.add_argument('--coco-labels', choices=['coco80', 'coco91'],
-                   default='coco80',
-                   help='91-output COCO models: mmdet\'s 80 classes '
-                   '(default) or torchvision\'s 91 indices (exact outputs)')
-    p.add_argument('--bn-eps', type=float,
-                   help='backbone norm eps (default 1e-5; 0 for '
-                   'torchvision\'s COCO_V1 v1 release)')
-    p.add_argument('--min-size', type=int, help='torchvision min_size')
-    p.add_argument('--max-size', type=int, help='torchvision max_size')
-    p.add_argument('--score-thr', type=float, help='score_thresh')
-    p.add_argument('--nms-thr', type=float, help='nms_thresh')
-    p.add_argument('--max-per-img', type=int, help='detections_per_img')
-    p.add_argument('--nms-pre', type=int, help='topk_candidates')
-    return p.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        dst, cfg = convert_torchvision_file(
-            args.src, args.dst, config_out=args.config, arch=args.arch,
-            num_classes=args.num_classes, class_names=args.class_names,
-            coco_labels=args.coco_labels, bn_eps=args.bn_eps,
-            min_size=args.min_size, max_size=args.max_size,
-            score_thr=args.score_thr, nms_thr=args.nms_thr,
-            max_per_img=args.max_per_img, nms_pre=args.nms_pre)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f'error: {e}')
-    print(f'wrote {dst}' + (f' and {cfg}' if cfg else ''))
-
+# Convert a torchvision / DeepForest RetinaNet into an mmretina checkpoint
+# (mmretina.cli.torchvision_to_mmretina;
+# `mmretina-torchvision-to-mmretina` when installed).
+from mmretina.cli.torchvision_to_mmretina import main
 
 if __name__ == '__main__':
     main()

@@ -2,6 +2,7 @@
 own outputs (``../shared/fixtures/torchvision_retinanet``: seeded weights,
 anchors, head outputs and detections of torchvision 0.29.1 on two DeepForest
 images), the way back, and bad inputs."""
+import importlib
 import importlib.util
 import json
 import os
@@ -403,11 +404,7 @@ def test_non_state_dict_file(tmp_path):
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(TOOLS, f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module(f'mmretina.cli.{name}')
 
 
 @needs_fixtures
