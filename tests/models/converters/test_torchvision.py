@@ -457,3 +457,70 @@ def test_finetune_recipe_model_is_the_converters():
               if t['type'] == 'mmretina.TorchvisionResize']
     assert resize == [dict(type='mmretina.TorchvisionResize', min_size=800,
                            max_size=1333)]
+
+
+@needs_fixtures
+def test_onnx_export_uses_torchvision_strides(tmp_path, capsys):
+    """A converted v1 model exported to ONNX at 288 x 352 (neither side a
+    multiple of 128: torchvision's P6 / P7 strides are 288 // 5 = 57 and
+    288 // 3 = 96 down, 352 // 6 = 58 and 352 // 3 = 117 across, not 64 and
+    128) gives onnxruntime detections equal to the PyTorch model's."""
+    ort = pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+
+    from mmretina.apis.onnx_export import export_onnx
+    ref, sd = reference('v1_deepforest')
+    state, cfg = torchvision_to_mmretina(sd, coco_labels='coco91')
+    cfg.pop('mmretina_meta')
+    cfg = Config(cfg)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    # keep every detection that survives NMS (not the 300 best, which on
+    # these seeded weights all come from P3-P5): P6 / P7 boxes are among
+    # them, and their centres are only right with torchvision's strides
+    test_cfg = dict(cfg.model.test_cfg, max_per_img=5000)
+    height, width = 288, 352
+    rgb = ref['images'][0].numpy()
+    bgr = cv2.resize(rgb, (width, height),
+                     interpolation=cv2.INTER_AREA)[..., ::-1].copy()
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(height, width), ori_shape=(height, width),
+        pad_shape=(height, width), scale_factor=(1.0, 1.0)))
+    batch = dict(inputs=[torch.from_numpy(bgr).permute(2, 0, 1)],
+                 data_samples=[sample])
+    with torch.no_grad():
+        batch = model.data_preprocessor(batch, False)
+        assert tuple(batch['inputs'].shape[-2:]) == (height, width)
+        feats = model.extract_feat(batch['inputs'])
+        cls, reg = model.bbox_head(feats)
+        sizes = [tuple(c.shape[-2:]) for c in cls]
+        ours = model.bbox_head.predict_by_feat(
+            cls, reg, batch_img_metas=[sample.metainfo], cfg=test_cfg,
+            rescale=True)[0]
+    strides = model.bbox_head.prior_generator.level_strides(sizes)
+    assert strides[3:] == [(58, 57), (117, 96)]
+
+    onnx_file = export_onnx(model, str(tmp_path / 'tv.onnx'), cfg,
+                            dynamic=False, example_size=(height, width),
+                            test_cfg=test_cfg)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(onnx_file, sess_options=opts,
+                                   providers=['CPUExecutionProvider'])
+    image = torch.from_numpy(bgr).permute(2, 0, 1)[None].float().numpy()
+    info = torch.tensor([[height, width, 1.0, 1.0]]).numpy()
+    dets, scores, labels, num = session.run(
+        None, dict(image=image, img_info=info))
+    n = int(num[0])
+    theirs = dict(boxes=torch.from_numpy(dets[0, :n]),
+                  scores=torch.from_numpy(scores[0, :n]),
+                  labels=torch.from_numpy(labels[0, :n]).long())
+    assert len(ours) > 300
+    box_err, score_err = assert_same_detections(ours, theirs)
+    with capsys.disabled():
+        print(f'\nONNX {width}x{height}, strides {strides}: {n} detections, '
+              f'boxes {box_err:.2e} px, scores {score_err:.2e}')

@@ -39,6 +39,12 @@ def torchvision_anchor_sizes(
              for k in range(scales_per_octave)] for x in base_sizes]
 
 
+def _as_int(size):
+    """A feature map side as an int; a ``torch.SymInt`` (traced size) is
+    kept symbolic."""
+    return size if isinstance(size, torch.SymInt) else int(size)
+
+
 @TASK_UTILS.register_module()
 class TorchvisionAnchorGenerator(AnchorGenerator):
     """Anchors equal to torchvision's ``AnchorGenerator`` (see the module
@@ -108,9 +114,12 @@ class TorchvisionAnchorGenerator(AnchorGenerator):
                 f'TorchvisionAnchorGenerator: {self.num_levels} levels '
                 f'configured, got {len(featmap_sizes)} feature map sizes')
         first_w, first_h = self.strides[0]
-        img_h = int(featmap_sizes[0][0]) * int(first_h)
-        img_w = int(featmap_sizes[0][1]) * int(first_w)
-        return [(img_w // int(w), img_h // int(h)) for h, w in featmap_sizes]
+        # ints, or torch.SymInt while exporting with dynamic shapes (int()
+        # would fix them to the example's size)
+        sizes = [(_as_int(h), _as_int(w)) for h, w in featmap_sizes]
+        img_h = sizes[0][0] * int(first_h)
+        img_w = sizes[0][1] * int(first_w)
+        return [(img_w // w, img_h // h) for h, w in sizes]
 
     def grid_priors(self,
                     featmap_sizes: Sequence[Tuple[int, int]],
