@@ -524,3 +524,54 @@ def test_onnx_export_uses_torchvision_strides(tmp_path, capsys):
     with capsys.disabled():
         print(f'\nONNX {width}x{height}, strides {strides}: {n} detections, '
               f'boxes {box_err:.2e} px, scores {score_err:.2e}')
+
+
+@needs_fixtures
+def test_converted_model_tiled_raster_to_geopackage(tmp_path):
+    """A converted v1 model through InferenceRun (tools/infer.py --tile):
+    a GeoTIFF read window by window gives a GeoPackage with the detections
+    of the in-memory tiled path on the same pixels."""
+    pytest.importorskip('rasterio')
+    geopandas = pytest.importorskip('geopandas')
+    import numpy as np
+    import rasterio
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from rasterio.transform import from_origin
+
+    from mmretina.apis import PytorchBackend, TiledInferencer
+    from mmretina.apis.runner import InferenceRun
+    ref, sd = reference('v1_deepforest')
+    # tiles of 160 px are not resized (torchvision's resize to min_size)
+    state, cfg = torchvision_to_mmretina(sd, min_size=160, max_size=1333)
+    cfg.pop('mmretina_meta')
+    cfg = Config(cfg)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    model.cfg = cfg
+    rgb = ref['images'][0].numpy()[:260, :300]
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    tif = str(tmp_path / 'part.tif')
+    with rasterio.open(tif, 'w', driver='GTiff', width=300, height=260,
+                       count=3, dtype='uint8', crs='EPSG:32617',
+                       transform=from_origin(404211.9, 3285142.9, 0.1, 0.1),
+                       tiled=True, blockxsize=128, blockysize=128) as ds:
+        ds.write(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    inf = TiledInferencer(PytorchBackend(model), tile=160, overlap=0.25,
+                          batch_size=4, progress=False)
+    expected = inf(bgr)
+    run = InferenceRun(inf, tiled=True, classes=('tree', ),
+                       out_dir=str(tmp_path / 'out'), score_thr=0.05,
+                       log=lambda line: None)
+    run.run([tif])
+    gdf = geopandas.read_file(tmp_path / 'out' / 'part.gpkg')
+    keep = expected.scores >= 0.05
+    assert len(gdf) == int(keep.sum()) > 20
+    np.testing.assert_allclose(gdf[['x1', 'y1', 'x2', 'y2']].to_numpy(),
+                               expected.bboxes[keep].numpy(), rtol=0,
+                               atol=1e-4)
+    np.testing.assert_allclose(gdf['score'].to_numpy(),
+                               expected.scores[keep].numpy(), rtol=0,
+                               atol=1e-6)
+    assert gdf.crs.to_epsg() == 32617
