@@ -132,6 +132,12 @@ class RetinaNetONNX(nn.Module):
     traceable module: raw padded images in, detections out (see the module
     docstring for inputs and outputs).
 
+    Anchors: the generator's base anchors shifted by each level's stride;
+    a generator with a ``level_strides(featmap_sizes)`` method
+    (``TorchvisionAnchorGenerator``: padded input size // feature size, so
+    P6 / P7 strides of 57 / 96 on 288 px, not 64 / 128) has its strides
+    computed in the graph from the feature map sizes, as in PyTorch.
+
     Args:
         detector (nn.Module): the detector (``extract_feat``,
             ``bbox_head``, ``data_preprocessor``), in eval mode.

@@ -62,7 +62,8 @@ class TorchvisionAnchorGenerator(AnchorGenerator):
             padded to a multiple of it (torchvision pads to 32; keep the
             data preprocessor's ``pad_size_divisor`` a multiple of
             ``strides[0]``). The others are what code that reads
-            ``strides`` (ONNX export, anchor analysis) sees.
+            ``strides`` (anchor analysis) sees; the ONNX export calls
+            :meth:`level_strides`, as :meth:`grid_priors` does.
     """
 
     def __init__(self,
