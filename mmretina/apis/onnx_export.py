@@ -29,7 +29,7 @@ all) is not exportable (the top-k size is static); ties between equal
 scores may be broken in another order.
 """
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -132,6 +132,12 @@ class RetinaNetONNX(nn.Module):
     traceable module: raw padded images in, detections out (see the module
     docstring for inputs and outputs).
 
+    Anchors: the generator's base anchors shifted by each level's stride;
+    a generator with a ``level_strides(featmap_sizes)`` method
+    (``TorchvisionAnchorGenerator``: padded input size // feature size, so
+    P6 / P7 strides of 57 / 96 on 288 px, not 64 / 128) has its strides
+    computed in the graph from the feature map sizes, as in PyTorch.
+
     Args:
         detector (nn.Module): the detector (``extract_feat``,
             ``bbox_head``, ``data_preprocessor``), in eval mode.
@@ -196,12 +202,30 @@ class RetinaNetONNX(nn.Module):
                 gen.base_anchors[lvl].detach().float().clone(),
                 persistent=False)
         self.strides = [tuple(float(s) for s in st) for st in gen.strides]
+        # generators whose strides depend on the input (torchvision's rule,
+        # TorchvisionAnchorGenerator: padded size // feature size) say so
+        # with a ``level_strides(featmap_sizes)`` method; the graph then
+        # computes them from the feature map sizes as the model does
+        level_strides = getattr(gen, 'level_strides', None)
+        self.level_strides = level_strides if callable(level_strides) \
+            else None
 
-    def _anchors(self, lvl: int, height, width, device) -> Tensor:
+    def _level_strides(self, featmap_sizes: List[Tuple[int, int]]
+                       ) -> List[Tuple[float, float]]:
+        """(stride_w, stride_h) per level for feature maps of
+        ``featmap_sizes`` ((H_l, W_l) each): the generator's
+        ``level_strides`` where it has one, else its fixed strides."""
+        if self.level_strides is None:
+            return self.strides
+        return list(self.level_strides(featmap_sizes))
+
+    def _anchors(self, lvl: int, height, width, device,
+                 stride: Tuple[float, float]) -> Tensor:
         """(H * W * A, 4) anchors of level ``lvl``, index (y*W + x)*A + a,
-        as ``AnchorGenerator.single_level_grid_priors``."""
+        as ``AnchorGenerator.single_level_grid_priors``, with
+        ``stride`` = (stride_w, stride_h) in input pixels."""
         base = getattr(self, f'base_anchors_{lvl}')
-        stride_w, stride_h = self.strides[lvl]
+        stride_w, stride_h = stride
         shift_x = torch.arange(0, width, device=device).float() * stride_w
         shift_y = torch.arange(0, height, device=device).float() * stride_h
         yy, xx = torch.meshgrid(shift_y, shift_x, indexing='ij')
@@ -239,9 +263,12 @@ class RetinaNetONNX(nn.Module):
         num = image.shape[0]
         C, k = self.num_classes, self.nms_pre
         all_boxes, all_scores, all_labels = [], [], []
+        strides = self._level_strides(
+            [(cls.shape[-2], cls.shape[-1]) for cls in cls_scores])
         for lvl, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
             height, width = cls.shape[-2], cls.shape[-1]
-            anchors = self._anchors(lvl, height, width, cls.device)
+            anchors = self._anchors(lvl, height, width, cls.device,
+                                    strides[lvl])
             # flat index ((y * W + x) * A + a) * C + c, as mmdet's
             scores = cls.permute(0, 2, 3, 1).reshape(num, -1).float()
             scores = scores.sigmoid()

@@ -454,3 +454,121 @@ def test_finetune_recipe_model_is_the_converters():
               if t['type'] == 'mmretina.TorchvisionResize']
     assert resize == [dict(type='mmretina.TorchvisionResize', min_size=800,
                            max_size=1333)]
+
+
+@needs_fixtures
+def test_onnx_export_uses_torchvision_strides(tmp_path, capsys):
+    """A converted v1 model exported to ONNX at 288 x 352 (neither side a
+    multiple of 128: torchvision's P6 / P7 strides are 288 // 5 = 57 and
+    288 // 3 = 96 down, 352 // 6 = 58 and 352 // 3 = 117 across, not 64 and
+    128) gives onnxruntime detections equal to the PyTorch model's."""
+    ort = pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+
+    from mmretina.apis.onnx_export import export_onnx
+    ref, sd = reference('v1_deepforest')
+    state, cfg = torchvision_to_mmretina(sd, coco_labels='coco91')
+    cfg.pop('mmretina_meta')
+    cfg = Config(cfg)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    # keep every detection that survives NMS (not the 300 best, which on
+    # these seeded weights all come from P3-P5): P6 / P7 boxes are among
+    # them, and their centres are only right with torchvision's strides
+    test_cfg = dict(cfg.model.test_cfg, max_per_img=5000)
+    height, width = 288, 352
+    rgb = ref['images'][0].numpy()
+    bgr = cv2.resize(rgb, (width, height),
+                     interpolation=cv2.INTER_AREA)[..., ::-1].copy()
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(height, width), ori_shape=(height, width),
+        pad_shape=(height, width), scale_factor=(1.0, 1.0)))
+    batch = dict(inputs=[torch.from_numpy(bgr).permute(2, 0, 1)],
+                 data_samples=[sample])
+    with torch.no_grad():
+        batch = model.data_preprocessor(batch, False)
+        assert tuple(batch['inputs'].shape[-2:]) == (height, width)
+        feats = model.extract_feat(batch['inputs'])
+        cls, reg = model.bbox_head(feats)
+        sizes = [tuple(c.shape[-2:]) for c in cls]
+        ours = model.bbox_head.predict_by_feat(
+            cls, reg, batch_img_metas=[sample.metainfo], cfg=test_cfg,
+            rescale=True)[0]
+    strides = model.bbox_head.prior_generator.level_strides(sizes)
+    assert strides[3:] == [(58, 57), (117, 96)]
+
+    onnx_file = export_onnx(model, str(tmp_path / 'tv.onnx'), cfg,
+                            dynamic=False, example_size=(height, width),
+                            test_cfg=test_cfg)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(onnx_file, sess_options=opts,
+                                   providers=['CPUExecutionProvider'])
+    image = torch.from_numpy(bgr).permute(2, 0, 1)[None].float().numpy()
+    info = torch.tensor([[height, width, 1.0, 1.0]]).numpy()
+    dets, scores, labels, num = session.run(
+        None, dict(image=image, img_info=info))
+    n = int(num[0])
+    theirs = dict(boxes=torch.from_numpy(dets[0, :n]),
+                  scores=torch.from_numpy(scores[0, :n]),
+                  labels=torch.from_numpy(labels[0, :n]).long())
+    assert len(ours) > 300
+    box_err, score_err = assert_same_detections(ours, theirs)
+    with capsys.disabled():
+        print(f'\nONNX {width}x{height}, strides {strides}: {n} detections, '
+              f'boxes {box_err:.2e} px, scores {score_err:.2e}')
+
+
+@needs_fixtures
+def test_converted_model_tiled_raster_to_geopackage(tmp_path):
+    """A converted v1 model through InferenceRun (tools/infer.py --tile):
+    a GeoTIFF read window by window gives a GeoPackage with the detections
+    of the in-memory tiled path on the same pixels."""
+    pytest.importorskip('rasterio')
+    geopandas = pytest.importorskip('geopandas')
+    import numpy as np
+    import rasterio
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from rasterio.transform import from_origin
+
+    from mmretina.apis import PytorchBackend, TiledInferencer
+    from mmretina.apis.runner import InferenceRun
+    ref, sd = reference('v1_deepforest')
+    # tiles of 160 px are not resized (torchvision's resize to min_size)
+    state, cfg = torchvision_to_mmretina(sd, min_size=160, max_size=1333)
+    cfg.pop('mmretina_meta')
+    cfg = Config(cfg)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    model.cfg = cfg
+    rgb = ref['images'][0].numpy()[:260, :300]
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    tif = str(tmp_path / 'part.tif')
+    with rasterio.open(tif, 'w', driver='GTiff', width=300, height=260,
+                       count=3, dtype='uint8', crs='EPSG:32617',
+                       transform=from_origin(404211.9, 3285142.9, 0.1, 0.1),
+                       tiled=True, blockxsize=128, blockysize=128) as ds:
+        ds.write(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    inf = TiledInferencer(PytorchBackend(model), tile=160, overlap=0.25,
+                          batch_size=4, progress=False)
+    expected = inf(bgr)
+    run = InferenceRun(inf, tiled=True, classes=('tree', ),
+                       out_dir=str(tmp_path / 'out'), score_thr=0.05,
+                       log=lambda line: None)
+    run.run([tif])
+    gdf = geopandas.read_file(tmp_path / 'out' / 'part.gpkg')
+    keep = expected.scores >= 0.05
+    assert len(gdf) == int(keep.sum()) > 20
+    np.testing.assert_allclose(gdf[['x1', 'y1', 'x2', 'y2']].to_numpy(),
+                               expected.bboxes[keep].numpy(), rtol=0,
+                               atol=1e-4)
+    np.testing.assert_allclose(gdf['score'].to_numpy(),
+                               expected.scores[keep].numpy(), rtol=0,
+                               atol=1e-6)
+    assert gdf.crs.to_epsg() == 32617

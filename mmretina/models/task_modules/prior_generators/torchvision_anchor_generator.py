@@ -39,6 +39,12 @@ def torchvision_anchor_sizes(
              for k in range(scales_per_octave)] for x in base_sizes]
 
 
+def _as_int(size):
+    """A feature map side as an int; a ``torch.SymInt`` (traced size) is
+    kept symbolic."""
+    return size if isinstance(size, torch.SymInt) else int(size)
+
+
 @TASK_UTILS.register_module()
 class TorchvisionAnchorGenerator(AnchorGenerator):
     """Anchors equal to torchvision's ``AnchorGenerator`` (see the module
@@ -56,7 +62,8 @@ class TorchvisionAnchorGenerator(AnchorGenerator):
             padded to a multiple of it (torchvision pads to 32; keep the
             data preprocessor's ``pad_size_divisor`` a multiple of
             ``strides[0]``). The others are what code that reads
-            ``strides`` (ONNX export, anchor analysis) sees.
+            ``strides`` (anchor analysis) sees; the ONNX export calls
+            :meth:`level_strides`, as :meth:`grid_priors` does.
     """
 
     def __init__(self,
@@ -108,9 +115,12 @@ class TorchvisionAnchorGenerator(AnchorGenerator):
                 f'TorchvisionAnchorGenerator: {self.num_levels} levels '
                 f'configured, got {len(featmap_sizes)} feature map sizes')
         first_w, first_h = self.strides[0]
-        img_h = int(featmap_sizes[0][0]) * int(first_h)
-        img_w = int(featmap_sizes[0][1]) * int(first_w)
-        return [(img_w // int(w), img_h // int(h)) for h, w in featmap_sizes]
+        # ints, or torch.SymInt while exporting with dynamic shapes (int()
+        # would fix them to the example's size)
+        sizes = [(_as_int(h), _as_int(w)) for h, w in featmap_sizes]
+        img_h = sizes[0][0] * int(first_h)
+        img_w = sizes[0][1] * int(first_w)
+        return [(img_w // w, img_h // h) for h, w in sizes]
 
     def grid_priors(self,
                     featmap_sizes: Sequence[Tuple[int, int]],
