@@ -31,7 +31,17 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description='MMDet test (and eval) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or an exported model (.onnx, fp32 or INT8) '
+        'scored by --backend with the same datasets and metrics')
+    # exported models (mmretina.deploy)
+    parser.add_argument(
+        '--backend', choices=['onnxruntime', 'openvino'], default=None,
+        help='runtime of an exported .onnx model (default: onnxruntime)')
+    parser.add_argument(
+        '--threads', type=int, default=None,
+        help='intra-op threads of the --backend runtime')
     parser.add_argument(
         '--work-dir',
         help='the directory to save the file containing evaluation metrics')
@@ -115,8 +125,19 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
 
-    cfg.load_from = args.checkpoint
-    check_checkpoint(args.checkpoint, 'load')
+    if args.checkpoint.endswith('.onnx') or args.backend:
+        # an exported model: the config's datasets, loop and metrics, the
+        # runtime in place of the detector (mmretina.deploy.backends)
+        from mmretina.deploy.backends import exported_model_cfg
+        if args.tile or args.tta or args.launcher != 'none':
+            raise SystemExit('error: an exported model is evaluated '
+                             'without --tile / --tta / a launcher')
+        cfg.model = exported_model_cfg(args.checkpoint, args.backend
+                                       or 'onnxruntime', args.threads)
+        cfg.load_from = None
+    else:
+        cfg.load_from = args.checkpoint
+        check_checkpoint(args.checkpoint, 'load')
 
     if args.tile:
         # window by window over each image of the test set (mmretina.apis)
