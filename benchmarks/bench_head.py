@@ -27,6 +27,8 @@ import torch
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
+from mmretina.testing import retina_head_cfg
+
 IMG_H, IMG_W, PAD_H, PAD_W = 800, 1333, 800, 1344
 STRIDES = (8, 16, 32, 64, 128)
 NUM_CLASSES = 80
@@ -34,46 +36,7 @@ NUM_CLASSES = 80
 
 def head_cfg(prefix: str) -> ConfigDict:
     """mmdet's retinanet_r50_fpn head, with our types when prefixed."""
-    return ConfigDict(
-        type=f'{prefix}RetinaHead',
-        num_classes=NUM_CLASSES,
-        in_channels=256,
-        stacked_convs=4,
-        feat_channels=256,
-        anchor_generator=dict(
-            type=f'{prefix}AnchorGenerator',
-            octave_base_scale=4,
-            scales_per_octave=3,
-            ratios=[0.5, 1.0, 2.0],
-            strides=list(STRIDES)),
-        bbox_coder=dict(
-            type='DeltaXYWHBBoxCoder',
-            target_means=[.0, .0, .0, .0],
-            target_stds=[1.0, 1.0, 1.0, 1.0]),
-        loss_cls=dict(
-            type=f'{prefix}FocalLoss',
-            use_sigmoid=True,
-            gamma=2.0,
-            alpha=0.25,
-            loss_weight=1.0),
-        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
-        train_cfg=dict(
-            assigner=dict(
-                type=f'{prefix}MaxIoUAssigner',
-                pos_iou_thr=0.5,
-                neg_iou_thr=0.4,
-                min_pos_iou=0,
-                ignore_iof_thr=-1),
-            sampler=dict(type='PseudoSampler'),
-            allowed_border=-1,
-            pos_weight=-1,
-            debug=False),
-        test_cfg=dict(
-            nms_pre=1000,
-            min_bbox_size=0,
-            score_thr=0.05,
-            nms=dict(type='nms', iou_threshold=0.5),
-            max_per_img=100))
+    return retina_head_cfg(prefix, num_classes=NUM_CLASSES, strides=STRIDES)
 
 
 def build(impl: str, device: str):

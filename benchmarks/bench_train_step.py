@@ -80,7 +80,7 @@ def run(precisions, repeats: int, size: int, imgs: int) -> dict:
 
 
 def main(argv=None) -> None:
-    from mmretina.utils.cpu import describe_cpu
+    from mmretina.utils.cpu_info import describe_cpu
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--threads', type=int, default=None)

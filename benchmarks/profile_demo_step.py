@@ -531,7 +531,7 @@ def section_compile(args, out: dict) -> None:
 
 
 def main(argv=None) -> None:
-    from mmretina.utils.cpu import describe_cpu
+    from mmretina.utils.cpu_info import describe_cpu
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sections', nargs='+', choices=SECTIONS,
                         default=[s for s in SECTIONS if s != 'compile'])

@@ -7,7 +7,7 @@ through to mmdet. We never register over mmdet's own names.
 
 ``MMRetinaRegistry`` is mmengine's ``Registry`` whose errors list our names
 on a typo and name ``mmretina.<Class>`` and the argument on a wrong keyword
-(see ``mmretina/utils/registry.py``).
+(see ``mmretina/utils/checked_registry.py``).
 """
 from mmdet.registry import DATASETS as MMDET_DATASETS
 from mmdet.registry import HOOKS as MMDET_HOOKS
@@ -16,7 +16,7 @@ from mmdet.registry import OPTIM_WRAPPERS as MMDET_OPTIM_WRAPPERS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
 from mmdet.registry import TRANSFORMS as MMDET_TRANSFORMS
 
-from .utils.registry import MMRetinaRegistry
+from .utils.checked_registry import MMRetinaRegistry
 
 MODELS = MMRetinaRegistry(
     'model',

@@ -25,10 +25,10 @@ say "2/5 prepare data/deepforest (COCO json + images)"
 # training will take here, from 4 real iterations of $CONFIG (ESTIMATE=0:
 # the CPU line only). docs/cpu_speed.md has the figures per CPU.
 if [ "${ESTIMATE:-1}" != 0 ]; then
-  BANNER=$("$PY" -m mmretina.utils.cpu --estimate "$CONFIG") ||
-    BANNER="$("$PY" -m mmretina.utils.cpu)"$'\n''(could not time the training here; going on)'
+  BANNER=$("$PY" -m mmretina.cli.cpu_info --estimate "$CONFIG") ||
+    BANNER="$("$PY" -m mmretina.cli.cpu_info)"$'\n''(could not time the training here; going on)'
 else
-  BANNER=$("$PY" -m mmretina.utils.cpu)
+  BANNER=$("$PY" -m mmretina.cli.cpu_info)
 fi
 while IFS= read -r line; do say "$line"; done <<< "$BANNER"
 CPU_LINE=${BANNER%%$'\n'*}  # repeated beside the results at the end

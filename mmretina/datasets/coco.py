@@ -22,7 +22,6 @@ log line. Use it from any mmdet config with ``type='mmretina.CocoDataset'``.
 import copy
 import json
 import logging
-import math
 import os.path as osp
 from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Union
@@ -32,18 +31,15 @@ from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmengine.logging import print_log
 
 from ..registry import DATASETS
+from ..structures.box_validity import (  # noqa: F401  (box_report keys)
+    CLIPPED, DROPPED, NON_FINITE, NOT_POSITIVE, OUTSIDE, TOO_SMALL, check_box)
 
 __all__ = ['CocoDataset']
 
-# Reasons a box is not trained on; keys of ``CocoDataset.box_report``.
-NON_FINITE = 'with NaN or inf coordinates'
-NOT_POSITIVE = 'with zero or negative width/height'
-OUTSIDE = 'entirely outside the image'
-TOO_SMALL = 'less than 1 pixel wide or high inside the image'
-CLIPPED = 'partly outside the image (clipped to it, kept)'
+# Reasons a box is not trained on (keys of ``CocoDataset.box_report``):
+# NON_FINITE, NOT_POSITIVE, OUTSIDE, TOO_SMALL, CLIPPED come with the rule.
 NO_AREA = "missing or non-positive 'area' (kept)"
 OTHER_CLASS = 'of a category not in metainfo.classes'
-DROPPED = (NON_FINITE, NOT_POSITIVE, OUTSIDE, TOO_SMALL)
 
 _MAX_LISTED = 5  # how many file names / ids an error or log line shows
 
@@ -334,28 +330,20 @@ class CocoDataset(MMDetCocoDataset):
         return data_info
 
     def _check_box(self, ann: dict, img_info: dict) -> Optional[List[float]]:
-        """[x1, y1, x2, y2] of a COCO [x, y, w, h] box, or None (counted)."""
+        """[x1, y1, x2, y2] of a COCO [x, y, w, h] box, or None (counted).
+
+        The rule is :func:`mmretina.structures.box_validity.check_box`
+        (mmdet's ``w < 1 or h < 1``, measured inside the image when
+        ``clip_boxes``)."""
         x, y, w, h = ann['bbox']
-        width, height = img_info['width'], img_info['height']
-        if not all(math.isfinite(v) for v in (x, y, w, h)):
-            return self._count(NON_FINITE, ann, img_info)
-        if w <= 0 or h <= 0:
-            return self._count(NOT_POSITIVE, ann, img_info)
-        x1, y1 = max(x, 0), max(y, 0)
-        x2, y2 = min(x + w, width), min(y + h, height)
-        if x2 <= x1 or y2 <= y1:
-            return self._count(OUTSIDE, ann, img_info)
-        # mmdet's rule (w < 1 or h < 1 drops the box), applied to the part
-        # inside the image when clipping
-        if self.clip_boxes:
-            if x2 - x1 < 1 or y2 - y1 < 1:
-                return self._count(TOO_SMALL, ann, img_info)
-            if (x1, y1, x2, y2) != (x, y, x + w, y + h):
-                self._count(CLIPPED, ann, img_info)
-            box = [x1, y1, x2, y2]
-        else:
-            if w < 1 or h < 1:
-                return self._count(TOO_SMALL, ann, img_info)
+        verdict, box = check_box((x, y, x + w, y + h), img_info['width'],
+                                 img_info['height'], clip=self.clip_boxes)
+        if box is None:
+            return self._count(verdict, ann, img_info)
+        if verdict == CLIPPED:
+            self._count(CLIPPED, ann, img_info)
+            box = list(box)
+        else:  # the file's numbers, unconverted (mmdet keeps ints as ints)
             box = [x, y, x + w, y + h]
         area = ann.get('area')
         if not isinstance(area, (int, float)) or not area > 0:

@@ -176,11 +176,7 @@ def test_infer_writes_png(trained, tiny_data, tools_helpers, tmp_path):
 def test_amp_without_gpu_or_cpu_bf16_fails_clearly(tools_helpers, tmp_path,
                                                    monkeypatch, capsys):
     # in-process (argument parsing only), to spare a subprocess start-up
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'mmretina_tools_train', osp.join(tools_helpers.TOOLS, 'train.py'))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    from mmretina.cli import train
     monkeypatch.setattr(train, '_cpu_bf16', lambda: False)
     monkeypatch.setenv('LOCAL_RANK', '0')  # restored after the test
     monkeypatch.setattr(sys, 'argv', [

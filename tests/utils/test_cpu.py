@@ -1,4 +1,5 @@
-"""mmretina.utils.cpu: CPU model, ISA flags and native bf16 from
+"""mmretina.utils.cpu_info, .train_estimate and mmretina.cli.cpu_info:
+CPU model, ISA flags and native bf16 from
 /proc/cpuinfo text (this machine's and two others'), the one-line summary,
 the command line, and the training-time estimate (real iterations of the
 DeepForest config on a tiny synthetic set)."""
@@ -9,8 +10,9 @@ import os.path as osp
 import pytest
 import torch
 
-from mmretina.utils.cpu import (CPUInfo, describe_cpu, estimate_training,
-                                main, parse_cpuinfo)
+from mmretina.cli.cpu_info import main
+from mmretina.utils.cpu_info import CPUInfo, describe_cpu, parse_cpuinfo
+from mmretina.utils.train_estimate import estimate_training
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -132,3 +134,20 @@ def test_estimate_training_bad_input(tmp_path):
     cfg.train_cfg = dict(type='EpochBasedTrainLoop')
     with pytest.raises(ValueError, match='neither max_epochs nor max_iters'):
         estimate_training(cfg)
+
+
+def test_flags_follow_what_aten_dispatches(tmp_path):
+    """Under ATEN_CPU_CAPABILITY=default ATen uses no vector extension: the
+    description names none, whatever /proc/cpuinfo lists."""
+    import subprocess
+    import sys
+    env = dict(os.environ, ATEN_CPU_CAPABILITY='default',
+               PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH',
+                                                             ''))
+    out = subprocess.run(
+        [sys.executable, '-c', 'from mmretina.utils.cpu_info import '
+         'cpu_capability, describe_cpu; print(cpu_capability(), '
+         'describe_cpu().flags)'], env=env, capture_output=True, text=True,
+        timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['DEFAULT', '[]']

@@ -1,4 +1,4 @@
-"""MMRetinaRegistry (mmretina/utils/registry.py): a typo in an mmretina
+"""MMRetinaRegistry (mmretina/utils/checked_registry.py): a typo in an mmretina
 type lists our names; a wrong argument names mmretina.<Class> and the
 argument. Built through mmdet's registries, as configs do."""
 import pytest
@@ -9,7 +9,7 @@ from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
 from mmengine.registry import DefaultScope
 
 from mmretina.registry import DATASETS, HOOKS, MODELS, TASK_UTILS, TRANSFORMS
-from mmretina.utils.registry import MMRetinaRegistry
+from mmretina.utils.checked_registry import MMRetinaRegistry
 
 
 def build(registry, cfg):

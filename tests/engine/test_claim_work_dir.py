@@ -1,6 +1,6 @@
-"""tools/claim_work_dir.py: the guard in tools/run_demo.sh that keeps
+"""mmretina.engine.resume.claim_work_dir (tools/claim_work_dir.py): the
+guard in tools/run_demo.sh that keeps
 ``--resume`` from continuing a run of another config."""
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -8,16 +8,14 @@ import sys
 
 import pytest
 
+from mmretina.engine import resume
+from mmretina.engine.resume import HASH_FILE, claim_work_dir, config_hash
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO_ROOT, 'tools')
-# load the tool by path: putting tools/ on sys.path would shadow the
-# standard library's `test` package with tools/test.py
-_spec = importlib.util.spec_from_file_location(
-    'claim_work_dir', osp.join(TOOLS, 'claim_work_dir.py'))
-_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_tool)
-HASH_FILE, claim_work_dir, config_hash = (
-    _tool.HASH_FILE, _tool.claim_work_dir, _tool.config_hash)
+# the tool imports mmretina: this checkout's, as tools/dist_train.sh does
+ENV = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep
+           + os.environ.get('PYTHONPATH', ''))
 
 CONFIG_A = '''
 model = dict(type='RetinaNet', lr={lr})
@@ -91,7 +89,7 @@ def test_run_of_another_config_is_moved_aside(tmp_path, stamp):
 
 def test_edited_config_moves_its_own_old_run_aside(tmp_path, monkeypatch):
     # one fixed timestamp: both moves below happen "within one second"
-    monkeypatch.setattr(_tool.time, 'strftime', lambda fmt: '20261123_000000')
+    monkeypatch.setattr(resume.time, 'strftime', lambda fmt: '20261123_000000')
     cfg = write_config(tmp_path / 'a.py')
     work = str(tmp_path / 'work')
     fake_run(work, stamp=config_hash(cfg))
@@ -124,12 +122,14 @@ def test_cli(tmp_path):
     fake_run(work, stamp='f' * 16)
     tool = osp.join(TOOLS, 'claim_work_dir.py')
     out = subprocess.run([sys.executable, tool, cfg, work], cwd=tmp_path,
-                         capture_output=True, text=True, check=True).stdout
+                         env=ENV, capture_output=True, text=True,
+                         check=True).stdout
     assert 'holds a run of another config: moved to' in out
     out = subprocess.run([sys.executable, tool, cfg, work], cwd=tmp_path,
-                         capture_output=True, text=True, check=True).stdout
+                         env=ENV, capture_output=True, text=True,
+                         check=True).stdout
     assert 'ready for' in out
     bad = subprocess.run([sys.executable, tool, str(tmp_path / 'nope.py'),
-                          work], cwd=tmp_path, capture_output=True,
+                          work], cwd=tmp_path, env=ENV, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and 'config file not found' in bad.stderr

@@ -1,4 +1,4 @@
-"""mmretina.utils.resume: a truncated, empty or missing checkpoint is
+"""mmretina.engine.resume: a truncated, empty or missing checkpoint is
 refused before training, naming it and the newest intact one beside it.
 (The kill-and-resume run through tools/train.py is in
 tests/tools/test_train_robustness.py.)"""
@@ -6,9 +6,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmretina.utils.resume import (CorruptCheckpointError, check_checkpoint,
-                                   check_resume, checkpoint_problem,
-                                   intact_checkpoints, resume_target)
+from mmretina.engine.resume import (CorruptCheckpointError,
+                                    check_checkpoint, check_resume,
+                                    checkpoint_problem, intact_checkpoints,
+                                    resume_target)
 
 
 def save(path, legacy=False):

@@ -1,30 +1,17 @@
-"""tools/dataset_converters/to_coco.py: VOC XML, CSV and YOLO txt to COCO
-json that mmretina.CocoDataset loads; splits, class order, VOC's 1-based
-pixels, and bad input ending with the file and line.
+"""mmretina.cli.to_coco (tools/dataset_converters/to_coco.py): VOC XML,
+CSV and YOLO txt to COCO json that mmretina.CocoDataset loads; splits,
+class order, VOC's 1-based pixels, and bad input ending with the file and line.
 
 Tiny images with known boxes are written by the tests; the converter runs
 in-process (its ``main``), except one subprocess run of the command line.
 """
-import importlib.util
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'dataset_converters', 'to_coco.py')
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('to_coco', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-to_coco = _load_tool()
+from mmretina.cli import to_coco
 
 # image name -> (width, height, [(x1, y1, x2, y2, label)]) in continuous
 # 0-based pixels (the COCO convention the output must have)

@@ -1,4 +1,5 @@
-"""tools/analysis_tools/analyze_anchors.py: best anchor IoU per ground truth
+"""mmretina.analysis.anchors (tools/analysis_tools/analyze_anchors.py):
+best anchor IoU per ground truth
 through the training pipeline's geometry, shares and positives by size,
 --optimize.
 
@@ -8,7 +9,6 @@ less than half of the objects, and for which --optimize finds a setting
 that reaches at least 95%. The fast matcher is checked against the IoU with
 every anchor of ``grid_priors`` (mmretina's ``box_iou``).
 """
-import importlib.util
 import json
 import os.path as osp
 import time
@@ -17,19 +17,10 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.structures import InstanceData
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'analyze_anchors.py')
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('analyze_anchors', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-aa = _load_tool()
+from mmretina.analysis import anchors as aa
+from mmretina.cli import analyze_anchors as cli
 
 
 def write_elongated_coco(root, num_images=40, size=128, seed=0):
@@ -235,15 +226,80 @@ def test_speed_10k_boxes():
 def test_config_without_anchors_is_an_error(tmp_path, capsys):
     cfg = tmp_path / 'c.py'
     cfg.write_text("model = dict(type='X', bbox_head=dict(type='FCOSHead'))\n")
-    assert aa.main([str(cfg)]) == 1
+    assert cli.main([str(cfg)]) == 1
     assert 'has no model.bbox_head.anchor_generator' in capsys.readouterr().err
 
 
 def test_missing_training_data_is_an_error(tools_helpers, tmp_path, capsys):
     config = tools_helpers.write_tiny_config(str(tmp_path / 'c.py'),
                                              str(tmp_path / 'nowhere'))
-    assert aa.main([config]) == 1
+    assert cli.main([config]) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: cannot read the training set '
                           '(train_dataloader.dataset, ')
     assert 'nowhere' in err
+
+
+@pytest.mark.parametrize('allowed_border', [-1, 0])
+def test_verdicts_equal_the_heads_targets(allowed_border):
+    """Per box, the analysis' verdict (positive / low-quality only / none)
+    is what the head's targets make of it on a padded batch of two images
+    of different sizes: a box has an anchor iff the head gives it one, and
+    is 'positive' iff one of its anchors has IoU >= pos_iou_thr with it.
+    Crowded, tiny and border-crossing boxes make all three verdicts occur
+    and anchors contested between boxes."""
+    from mmdet.registry import MODELS
+
+    from mmretina.analysis.anchor_matching import (LOW_QUALITY, NONE,
+                                                   POSITIVE, paired_iou)
+    from mmretina.testing import retina_head_cfg
+    cfg = retina_head_cfg(num_classes=2, in_channels=8, stacked_convs=1,
+                          feat_channels=8)
+    cfg.train_cfg.allowed_border = allowed_border
+    head = MODELS.build(cfg)
+    gen = head.prior_generator
+    rng = np.random.RandomState(3)
+    sizes = [(300, 200), (180, 250)]  # (w, h) of the two images
+    images, gts, metas = [], [], []
+    for w, h in sizes:
+        xy = rng.uniform(-10, [w - 4, h - 4], (40, 2))
+        wh = np.exp(rng.uniform(np.log(3), np.log(160), (40, 2)))
+        boxes = np.concatenate([xy, xy + wh], 1)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        boxes = boxes[(boxes[:, 2] > boxes[:, 0] + 1)
+                      & (boxes[:, 3] > boxes[:, 1] + 1)].astype(np.float32)
+        images.append((w, h, boxes))
+        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+        metas.append(dict(img_shape=(h, w), pad_shape=(ph, pw)))
+        gts.append(InstanceData(bboxes=torch.from_numpy(boxes),
+                                labels=torch.zeros(len(boxes),
+                                                   dtype=torch.long)))
+    batch_h = max(m['pad_shape'][0] for m in metas)
+    batch_w = max(m['pad_shape'][1] for m in metas)
+    featmap_sizes = [(-(-batch_h // s), -(-batch_w // s))
+                     for s in (8, 16, 32, 64, 128)]
+    anchors = torch.cat(gen.grid_priors(featmap_sizes, device='cpu'))
+    valid = torch.stack([
+        torch.cat(gen.valid_flags(featmap_sizes, m['pad_shape'], 'cpu'))
+        for m in metas
+    ])
+    targets = head.get_targets(anchors, valid, gts, metas, None,
+                               featmap_sizes)
+
+    got = aa.training_verdicts(gen, head.assigner, images, 32,
+                               allowed_border)['verdict']
+    expected = []
+    pos_img, pos_anchor = targets.pos_inds.unbind(1)
+    for i, (_, _, boxes) in enumerate(images):
+        mine = pos_img == i
+        owner, anchor = targets.pos_gt_inds[mine], pos_anchor[mine]
+        iou = paired_iou(gts[i].bboxes[owner], anchors[anchor])
+        strong = torch.zeros(len(boxes), dtype=torch.bool)
+        strong[owner[iou >= 0.5]] = True
+        has = targets.gt_has_pos[i, :len(boxes)]
+        expected.append(np.where(strong.numpy(), POSITIVE,
+                                 np.where(has.numpy(), LOW_QUALITY, NONE)))
+    expected = np.concatenate(expected)
+    np.testing.assert_array_equal(got, expected)
+    assert {NONE, LOW_QUALITY, POSITIVE} <= set(got.tolist())

@@ -1,18 +1,18 @@
-"""tools/analysis_tools/ablate.py: budgets, run identity, and a group run
-end to end at a tiny budget (one iteration per run) on a tiny tree set laid
-out like data/deepforest."""
+"""mmretina.analysis.ablations (tools/analysis_tools/ablate.py): budgets,
+run identity, and a group run end to end at a tiny budget (one iteration
+per run) on a tiny tree set laid out like data/deepforest."""
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 from mmengine.config import Config
 
+from mmretina.analysis import ablations as ablate
+from mmretina.cli import ablate as cli
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'analysis_tools'))
-import ablate  # noqa: E402
 
 DEMO = osp.join(REPO_ROOT, 'configs',
                 'retinanet_r18_fpn_deepforest_320px_200e.py')
@@ -217,13 +217,13 @@ def test_group_run_end_to_end(tools_helpers, tree_root, tmp_path, capsys):
     log = osp.join(runs[0]['run_dir'], 'train.log')
     before = open(log).read()
     capsys.readouterr()
-    assert ablate.main(args) == 0
+    assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert 'training ->' not in out and out.count('done before') == 1
     assert open(log).read() == before
     assert open(osp.join(work, 'e', 'table.md')).read() == table
     # training other variants keeps the finished ones in the table
-    assert ablate.main(args + ['--table-only', '--variants', 'fl_prior']) == 0
+    assert cli.main(args + ['--table-only', '--variants', 'fl_prior']) == 0
     table = open(osp.join(work, 'e', 'table.md')).read()
     assert row[0] in table.splitlines()
     assert any(line.startswith('| FL | prior .01 |') and '0 (1 missing)'

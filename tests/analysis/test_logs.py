@@ -1,16 +1,14 @@
-"""tools/analysis_tools/analyze_logs.py on logs in mmengine 0.10's
+"""mmretina.analysis.logs (tools/analysis_tools/analyze_logs.py) on logs
+in mmengine 0.10's
 ``vis_data/scalars.json`` layout (the lines below have the keys and order
 mmengine's LocalVisBackend writes for an epoch-based mmdet run)."""
 import json
 import os
 import os.path as osp
-import sys
 
 import pytest
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'analysis_tools'))
-import analyze_logs  # noqa: E402
+from mmretina.analysis import logs as analyze_logs
 
 
 def train_line(it, epoch, loss, time=0.5):

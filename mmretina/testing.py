@@ -1,23 +1,80 @@
-"""Shared helpers for the tools tests: a tiny synthetic COCO-format data set
-and a tiny RetinaNet config (ResNet-18, 32 channels, 128x128 inputs) that is
-derived from the repository's ``configs/retinanet_r50_fpn.py``."""
+"""Shared fixtures of the tests and the benchmarks (as ``mmdet.testing``):
+mmdet's RetinaNet head config, a tiny synthetic COCO-format data set and a
+tiny RetinaNet config derived from the repository's
+``configs/retinanet_r50_fpn.py``."""
 import json
 import os
 import os.path as osp
-import socket
-import subprocess
-import sys
+from typing import Sequence
 
 import numpy as np
-import pytest
+from mmengine.config import ConfigDict
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO_ROOT, 'tools')
+__all__ = ['retina_head_cfg', 'CLASSES', 'IMG_SIZE', 'make_coco',
+           'TINY_CONFIG', 'write_tiny_config']
+
+
+def retina_head_cfg(prefix: str = 'mmretina.',
+                    num_classes: int = 80,
+                    in_channels: int = 256,
+                    stacked_convs: int = 4,
+                    feat_channels: int = 256,
+                    strides: Sequence[int] = (8, 16, 32, 64, 128),
+                    **overrides) -> ConfigDict:
+    """mmdet's ``retinanet_r50_fpn`` head config (9 anchors, focal loss
+    gamma 2 / alpha 0.25, IoU 0.5 / 0.4), with mmretina's types when
+    ``prefix`` is ``'mmretina.'`` and mmdet's when it is ``''``; top-level
+    keys in ``overrides`` replace the defaults."""
+    cfg = dict(
+        type=f'{prefix}RetinaHead',
+        num_classes=num_classes,
+        in_channels=in_channels,
+        stacked_convs=stacked_convs,
+        feat_channels=feat_channels,
+        anchor_generator=dict(
+            type=f'{prefix}AnchorGenerator',
+            octave_base_scale=4,
+            scales_per_octave=3,
+            ratios=[0.5, 1.0, 2.0],
+            strides=list(strides)),
+        bbox_coder=dict(
+            type='DeltaXYWHBBoxCoder',
+            target_means=[.0, .0, .0, .0],
+            target_stds=[1.0, 1.0, 1.0, 1.0]),
+        loss_cls=dict(
+            type=f'{prefix}FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            loss_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
+        train_cfg=dict(
+            assigner=dict(
+                type=f'{prefix}MaxIoUAssigner',
+                pos_iou_thr=0.5,
+                neg_iou_thr=0.4,
+                min_pos_iou=0,
+                ignore_iof_thr=-1),
+            sampler=dict(type='PseudoSampler'),
+            allowed_border=-1,
+            pos_weight=-1,
+            debug=False),
+        test_cfg=dict(
+            nms_pre=1000,
+            min_bbox_size=0,
+            score_thr=0.05,
+            nms=dict(type='nms', iou_threshold=0.5),
+            max_per_img=100))
+    cfg.update(overrides)
+    return ConfigDict(cfg)
+
+
 CLASSES = ('square', 'bar')
 IMG_SIZE = 128
 
 
-def make_coco(root, num_images=8, size=IMG_SIZE, seed=0, ann_name='ann.json'):
+def make_coco(root: str, num_images: int = 8, size: int = IMG_SIZE,
+              seed: int = 0, ann_name: str = 'ann.json') -> str:
     """Write ``num_images`` synthetic images (filled rectangles on noise)
     and a COCO json under ``root``. Returns the json path."""
     import cv2
@@ -133,10 +190,17 @@ env_cfg = dict(mp_cfg=dict(opencv_num_threads=1))
 '''
 
 
-def write_tiny_config(path, data_root, max_iters=4, ckpt_interval=2,
-                      base=osp.join(REPO_ROOT, 'configs',
-                                    'retinanet_r50_fpn.py')):
-    """Write a tiny config file that inherits ``base``; returns its path."""
+def write_tiny_config(path: str, data_root: str, max_iters: int = 4,
+                      ckpt_interval: int = 2, base: str = None) -> str:
+    """Write a tiny config file (ResNet-18, 32 channels, 128x128 inputs)
+    that inherits ``base`` (default: the repository's
+    ``configs/retinanet_r50_fpn.py``); returns its path."""
+    if base is None:
+        base = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                        'configs', 'retinanet_r50_fpn.py')
+        if not osp.exists(base):  # installed: the configs shipped in .mim
+            base = osp.join(osp.dirname(osp.abspath(__file__)), '.mim',
+                            'configs', 'retinanet_r50_fpn.py')
     data_root = data_root.rstrip('/') + '/'
     with open(path, 'w') as f:
         f.write(
@@ -149,66 +213,3 @@ def write_tiny_config(path, data_root, max_iters=4, ckpt_interval=2,
                 max_iters=max_iters,
                 ckpt_interval=ckpt_interval))
     return str(path)
-
-
-def tool_env(threads=1):
-    """Environment for the tool subprocesses: repo on PYTHONPATH, few
-    threads (the test machine has 2 cores shared with others)."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO_ROOT + os.pathsep + env.get('PYTHONPATH', '')
-    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
-        env[var] = str(threads)
-    env.pop('CUDA_VISIBLE_DEVICES', None)
-    return env
-
-
-def run_tool(args, timeout=300, env=None, cwd=None):
-    """Run ``args`` (a list) as a subprocess; return CompletedProcess with
-    text stdout+stderr in ``.stdout``."""
-    return subprocess.run(
-        args,
-        cwd=cwd or REPO_ROOT,
-        env=env or tool_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout)
-
-
-def python_tool(name, *args, **kwargs):
-    return run_tool([sys.executable, osp.join(TOOLS, name), *map(str, args)],
-                    **kwargs)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-class _Helpers:
-    """Helper functions handed to the tests through the ``tools_helpers``
-    fixture (test modules should not import ``conftest`` by name)."""
-    REPO_ROOT = REPO_ROOT
-    TOOLS = TOOLS
-    CLASSES = CLASSES
-    IMG_SIZE = IMG_SIZE
-    make_coco = staticmethod(make_coco)
-    write_tiny_config = staticmethod(write_tiny_config)
-    tool_env = staticmethod(tool_env)
-    run_tool = staticmethod(run_tool)
-    python_tool = staticmethod(python_tool)
-    free_port = staticmethod(free_port)
-
-
-@pytest.fixture(scope='session')
-def tools_helpers():
-    return _Helpers
-
-
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    """Root of a tiny synthetic COCO-format set (images/ + ann.json)."""
-    root = tmp_path_factory.mktemp('tiny_coco')
-    make_coco(str(root))
-    return str(root)

@@ -1,16 +1,15 @@
-"""tools/analysis_tools/loss_cdf.py (Figure 4): the curves from their
+"""mmretina.analysis.loss_distribution (tools/analysis_tools/loss_cdf.py,
+Figure 4): the curves from their
 definition, and the tool on a tiny trained RetinaNet."""
 import csv
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'analysis_tools'))
-import loss_cdf  # noqa: E402
+from mmretina.analysis import loss_distribution as loss_cdf
+from mmretina.cli import loss_cdf as cli
 
 
 def test_cumulative_loss_by_hand():
@@ -56,7 +55,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='no sample of this kind'):
         loss_cdf.cumulative_loss(torch.zeros(0), 1.0, 2)
     with pytest.raises(SystemExit):
-        loss_cdf.parse_args(['missing.py', 'missing.pth'])
+        cli.parse_args(['missing.py', 'missing.pth'])
 
 
 @pytest.fixture(scope='module')

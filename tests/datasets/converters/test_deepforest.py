@@ -1,9 +1,9 @@
-"""Tests of tools/dataset_converters/prepare_deepforest.py on synthetic data.
+"""Tests of mmretina.datasets.converters.deepforest and its command line
+(tools/dataset_converters/prepare_deepforest.py) on synthetic data.
 
 Nothing is downloaded: a tiny fake ``deepforest`` wheel (a zip with the same
 ``deepforest/data/`` layout as the real one) is built in ``tmp_path``.
 """
-import importlib.util
 import io
 import json
 import os
@@ -15,18 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(REPO_ROOT, 'tools', 'dataset_converters',
-                  'prepare_deepforest.py')
+from mmretina.cli import prepare_deepforest as cli
 
 
 @pytest.fixture(scope='module')
 def pdf():
-    spec = importlib.util.spec_from_file_location('prepare_deepforest',
-                                                  SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from mmretina.datasets.converters import deepforest
+    return deepforest
 
 
 # ----------------------------------------------------------------- tiling
@@ -194,7 +189,7 @@ def _load(out, split):
 def test_convert_fake_wheel_and_idempotency(pdf, tmp_path, capsys):
     wheel = make_fake_wheel(tmp_path / 'deepforest-2.1.0-py3-none-any.whl')
     out = str(tmp_path / 'out')
-    assert pdf.main(['--wheel', wheel, '--out-dir', out]) == 0
+    assert cli.main(['--wheel', wheel, '--out-dir', out]) == 0
     msg = capsys.readouterr().out
     for split, n in (('train', 5), ('val', 2), ('choose_train', 4),
                      ('choose_val', 9)):
@@ -253,7 +248,7 @@ def test_convert_fake_wheel_and_idempotency(pdf, tmp_path, capsys):
     before = {f: os.stat(osp.join(out, 'images', f)).st_mtime_ns
               for f in os.listdir(osp.join(out, 'images'))}
     ann_mtime = os.stat(osp.join(out, 'annotations', 'train.json')).st_mtime
-    assert pdf.main(['--wheel', wheel, '--out-dir', out]) == 0
+    assert cli.main(['--wheel', wheel, '--out-dir', out]) == 0
     assert 'nothing to do' in capsys.readouterr().out
     after = {f: os.stat(osp.join(out, 'images', f)).st_mtime_ns
              for f in os.listdir(osp.join(out, 'images'))}
@@ -266,7 +261,7 @@ def test_convert_fake_wheel_and_idempotency(pdf, tmp_path, capsys):
     assert not pdf.is_prepared(out)
 
     # --force redoes it, with other options honoured
-    assert pdf.main(['--wheel', wheel, '--out-dir', out, '--force',
+    assert cli.main(['--wheel', wheel, '--out-dir', out, '--force',
                      '--tile-size', '300', '--overlap', '0']) == 0
     assert 'nothing to do' not in capsys.readouterr().out
     assert pdf.is_prepared(out)
@@ -277,7 +272,7 @@ def test_convert_fake_wheel_and_idempotency(pdf, tmp_path, capsys):
 def test_wheel_missing_data(pdf, tmp_path, capsys):
     wheel = make_fake_wheel(tmp_path / 'bad.whl', drop=('SOAP_061',))
     out = str(tmp_path / 'out')
-    assert pdf.main(['--wheel', wheel, '--out-dir', out]) == 1
+    assert cli.main(['--wheel', wheel, '--out-dir', out]) == 1
     err = capsys.readouterr().err
     assert err.startswith('error:') and 'SOAP_061' in err
     assert 'Traceback' not in err
@@ -285,15 +280,15 @@ def test_wheel_missing_data(pdf, tmp_path, capsys):
 
     # image present but no annotations at all
     wheel = make_fake_wheel(tmp_path / 'noann.whl', drop=('OSBS_029.csv',))
-    assert pdf.main(['--wheel', wheel, '--out-dir', out]) == 1
+    assert cli.main(['--wheel', wheel, '--out-dir', out]) == 1
     assert 'no annotations' in capsys.readouterr().err
 
     # not a zip / not there
     junk = tmp_path / 'junk.whl'
     junk.write_text('not a zip')
-    assert pdf.main(['--wheel', str(junk), '--out-dir', out]) == 1
+    assert cli.main(['--wheel', str(junk), '--out-dir', out]) == 1
     assert 'not a valid wheel' in capsys.readouterr().err
-    assert pdf.main(['--wheel', str(tmp_path / 'nope.whl'),
+    assert cli.main(['--wheel', str(tmp_path / 'nope.whl'),
                      '--out-dir', out]) == 1
     assert 'wheel not found' in capsys.readouterr().err
 
@@ -302,8 +297,8 @@ def test_force_with_bad_wheel_keeps_output(pdf, tmp_path, capsys):
     good = make_fake_wheel(tmp_path / 'good.whl')
     bad = make_fake_wheel(tmp_path / 'bad.whl', drop=(YELL1 + '.png',))
     out = str(tmp_path / 'out')
-    assert pdf.main(['--wheel', good, '--out-dir', out]) == 0
-    assert pdf.main(['--wheel', bad, '--out-dir', out, '--force']) == 1
+    assert cli.main(['--wheel', good, '--out-dir', out]) == 0
+    assert cli.main(['--wheel', bad, '--out-dir', out, '--force']) == 1
     assert pdf.is_prepared(out)
 
 
@@ -318,7 +313,7 @@ def test_pip_download_failure_is_reported(pdf, tmp_path, capsys,
             stderr='ERROR: No matching distribution found for deepforest')
 
     monkeypatch.setattr(pdf.subprocess, 'run', fake_run)
-    rc = pdf.main(['--out-dir', str(tmp_path / 'out'),
+    rc = cli.main(['--out-dir', str(tmp_path / 'out'),
                    '--download-dir', str(tmp_path / 'dl')])
     assert rc == 1
     err = capsys.readouterr().err
@@ -339,5 +334,5 @@ def test_download_reuses_cached_wheel(pdf, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(pdf.subprocess, 'run', no_run)
     out = str(tmp_path / 'out')
-    assert pdf.main(['--out-dir', out, '--download-dir', str(dl)]) == 0
+    assert cli.main(['--out-dir', out, '--download-dir', str(dl)]) == 0
     assert pdf.is_prepared(out)

@@ -1,4 +1,5 @@
-"""tools/analysis_tools/browse_dataset.py: mmdet's own browse_dataset.py
+"""mmretina.cli.browse_dataset (tools/analysis_tools/browse_dataset.py):
+mmdet's own browse_dataset.py
 (from its wheel) run on an mmretina config, writing augmented training
 samples with their boxes drawn; --max-images and the headless default."""
 import json
@@ -52,10 +53,7 @@ def test_draws_training_samples_with_boxes(tmp_path, tools_helpers):
 
 
 def test_without_output_dir_is_an_error():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('browse_dataset', TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from mmretina.cli import browse_dataset as tool
     with pytest.raises(SystemExit, match='give --output-dir DIR'):
         tool.main(['any_config.py'])
     with pytest.raises(SystemExit, match='--max-images must be >= 1'):

@@ -1,0 +1,3 @@
+"""The command lines of mmretina: each module holds the argparse ``main`` of
+one tool; ``tools/<same path>.py`` and the ``mmretina-*`` console commands
+call it. The work is done by library functions these modules import."""
