@@ -230,7 +230,9 @@ def evaluate_map50(backend, ann_file: str,
         res = metric.evaluate(len(infos))
     finally:
         logger.setLevel(level)
-    return float(res['coco/bbox_mAP_50']), float(res['coco/bbox_mAP'])
+    # CocoMetric returns no figures when no image has a detection
+    return (float(res.get('coco/bbox_mAP_50', 0.0)),
+            float(res.get('coco/bbox_mAP', 0.0)))
 
 
 class QuantizeReport(dict):
