@@ -37,6 +37,7 @@ setup(
     extras_require={
         'tests': requirements('tests.txt'),
         'deploy': requirements('deploy.txt'),
+        'geo': requirements('geo.txt'),
     },
     zip_safe=False,
 )

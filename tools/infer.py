@@ -1,39 +1,38 @@
-# Run a detector on images and write its detections.
+# Run a detector on images and rasters and write its detections.
 #
 #   # one image, a PNG with boxes (the config's test pipeline resizes it)
 #   python tools/infer.py IMAGE CONFIG CHECKPOINT --out result.png
-#   # large images, window by window, all outputs into a directory
+#   # large images and rasters, window by window from disk (rasterio), all
+#   # outputs into a directory
 #   python tools/infer.py IMAGE_OR_DIR CONFIG CHECKPOINT --out-dir DIR \
-#       --tile 400 --overlap 0.25 [--batch 4] [--merge nms|wbf]
+#       --tile 400 --overlap 0.25 [--batch 4] [--merge nms|wbf] \
+#       [--bands 1,2,3] [--scale LO,HI ...|pLO,pHI] \
+#       [--format gpkg|shp|geojson|fgb|csv] [--keep-crs] [--merge-layers]
 #   # an exported model (tools/deployment/export_onnx.py) with onnxruntime
 #   python tools/infer.py IMAGE_OR_DIR MODEL.onnx --backend onnxruntime ...
+#   # many rasters, processes or machines: tools/dist_infer.sh
 #
-# --out-dir receives, per image, <stem>.png (boxes with score >= --score-thr)
-# and, for a GeoTIFF with a geotransform, <stem>.geojson (map coordinates);
-# for all images, results.json (COCO results: every detection, image_id =
-# position in the list, category_id = label + 1) and detections.csv
-# (image_path,xmin,ymin,xmax,ymax,label,score; score >= --score-thr).
-#
-# PyTorch uses mmdet's `init_detector`; each window (or the whole image)
-# goes through the config's test pipeline as in `inference_detector`.
-# Importing `mmretina` registers our modules and lets torch>=2.6 load full
-# mmengine checkpoints (weights_only=True).
+# --out-dir receives, per image, <stem>_detections.png (boxes with score >=
+# --score-thr) and, for a georeferenced raster, <stem>.gpkg (polygons in the
+# raster's CRS; --format for another); for all images, results.json (COCO
+# results: every detection, image_id = position in the list, category_id =
+# label + 1) and detections.csv (image_path,xmin,ymin,xmax,ymax,label,score;
+# score >= --score-thr). The engine is mmretina.apis.runner.InferenceRun;
+# bands, scaling and nodata: mmretina.apis.raster (docs/user_guides/
+# large_rasters.md).
 import argparse
-import glob
 import os
-import os.path as osp
 
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
-from mmretina.apis import (TiledInferencer, draw_detections,  # noqa: E402
-                           load_image, read_geotransform, write_coco_json,
-                           write_csv, write_geojson)
+from mmretina.apis import TiledInferencer  # noqa: E402
+from mmretina.apis.inference import DEFAULT_MAX_PIXELS  # noqa: E402
+from mmretina.apis.outputs import VECTOR_FORMATS  # noqa: E402
+from mmretina.apis.runner import InferenceRun, list_inputs  # noqa: E402
 from mmretina.utils import register_safe_checkpoint_globals  # noqa: E402
 from mmretina.utils.resume import check_checkpoint  # noqa: E402
-
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
 
 
 def parse_args(argv=None):
@@ -100,6 +99,38 @@ def parse_args(argv=None):
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bar')
     parser.add_argument(
+        '--bands',
+        help='rasters: three 1-based bands read as R, G, B (default 1,2,3; '
+        'the config\'s `bands` if it has one)')
+    parser.add_argument(
+        '--scale',
+        nargs='+',
+        help='rasters: to uint8 by LO,HI (all bands) or one LO,HI per band, '
+        'or pLO,pHI percentiles of a sample (default: uint8 as is, others '
+        'p2,p98; the config\'s `scale` if it has one)')
+    parser.add_argument(
+        '--format',
+        choices=sorted(VECTOR_FORMATS),
+        help='GIS layer per raster (default gpkg for georeferenced '
+        'rasters, none for plain images)')
+    parser.add_argument(
+        '--keep-crs',
+        action='store_true',
+        help='GeoJSON in the raster\'s CRS instead of RFC 7946 WGS 84')
+    parser.add_argument(
+        '--merge-layers',
+        action='store_true',
+        help='one layer, detections.<format>, for all inputs')
+    parser.add_argument(
+        '--max-pixels',
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help='untiled: refuse images whose header declares more pixels '
+        f'(default {DEFAULT_MAX_PIXELS})')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch'], default='none',
+        help='pytorch: one rank of tools/dist_infer.sh')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -124,24 +155,17 @@ def parse_args(argv=None):
 
 
 def list_images(path):
-    if osp.isdir(path):
-        files = sorted(
-            f for f in glob.glob(osp.join(path, '*'))
-            if f.lower().endswith(IMAGE_EXTS))
-        if not files:
-            raise SystemExit(f'error: no image ({", ".join(IMAGE_EXTS)}) '
-                             f'in directory {path}')
-        return files
-    if not osp.isfile(path):
-        raise SystemExit(f'error: image {path!r} does not exist')
-    return [path]
+    try:
+        return list_inputs(path)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 def build_backend(args):
     if args.backend == 'onnxruntime':
         from mmretina.apis.onnx_runtime import OrtBackend
         backend = OrtBackend(args.model[0], num_threads=args.threads)
-        return backend, backend.classes, backend.palette
+        return backend, backend.classes, backend.palette, {}
     from mmdet.apis import init_detector
     from mmretina.apis import PytorchBackend, optimize_for_cpu
     config, checkpoint = args.model
@@ -152,7 +176,24 @@ def build_backend(args):
         model = optimize_for_cpu(model)
     backend = PytorchBackend(model)
     meta = model.dataset_meta or {}
-    return backend, backend.classes, meta.get('palette')
+    raster_cfg = {k: model.cfg.get(k) for k in ('bands', 'scale')
+                  if model.cfg.get(k) is not None}
+    return backend, backend.classes, meta.get('palette'), raster_cfg
+
+
+def init_dist(args):
+    """(rank, world size); a gloo (CPU) or NCCL process group."""
+    if args.launcher == 'none':
+        return 0, 1
+    import torch.distributed as dist
+    local = int(os.environ.get('LOCAL_RANK', 0))
+    if torch.cuda.is_available() and args.device.startswith('cuda'):
+        torch.cuda.set_device(local)
+        args.device = f'cuda:{local}'
+        dist.init_process_group('nccl')
+    else:
+        dist.init_process_group('gloo')
+    return dist.get_rank(), dist.get_world_size()
 
 
 def main(argv=None):
@@ -162,7 +203,8 @@ def main(argv=None):
     if args.out and len(images) > 1:
         raise SystemExit('error: --out names one PNG; use --out-dir for '
                          f'{len(images)} images')
-    backend, classes, palette = build_backend(args)
+    rank, world_size = init_dist(args)
+    backend, classes, palette, raster_cfg = build_backend(args)
     tile = args.tile if args.tile > 0 else 1 << 30  # one window per image
     inferencer = TiledInferencer(
         backend,
@@ -172,57 +214,35 @@ def main(argv=None):
         merge=args.merge,
         iou_thr=args.merge_iou,
         border=args.border,
-        progress=not args.no_progress and args.tile > 0)
-    results = []
-    for path in images:
-        img = load_image(path)
-        inst = inferencer(img)
-        res = dict(
-            image_path=path,
-            bboxes=inst.bboxes.cpu().numpy(),
-            scores=inst.scores.cpu().numpy(),
-            labels=inst.labels.cpu().numpy())
-        results.append(res)
-        keep = res['scores'] >= args.score_thr
-        shown = {k: (v[keep] if k != 'image_path' else v)
-                 for k, v in res.items()}
-        png = args.out or osp.join(
-            args.out_dir,
-            osp.splitext(osp.basename(path))[0] + '_detections.png')
-        drawn = draw_detections(png, img, res, classes, args.score_thr,
-                                palette)
-        windows = len(inst.metainfo.get('windows', [None]))
-        print(f'{drawn} detections with score >= {args.score_thr} '
-              f'(of {len(res["scores"])}) drawn into {png}'
-              + (f' ({windows} windows of {args.tile} px)'
-                 if args.tile > 0 else ''))
-        if args.out_dir:
-            geo = read_geotransform(path)
-            if geo is not None:
-                gj = osp.join(args.out_dir,
-                              osp.splitext(osp.basename(path))[0] +
-                              '.geojson')
-                write_geojson(gj, shown, geo, classes)
-                print(f'  map coordinates (EPSG:{geo.epsg}) -> {gj}')
-        if len(images) == 1 or len(res['scores']) < 50:
-            for box, score, label in zip(shown['bboxes'], shown['scores'],
-                                         shown['labels']):
-                name = classes[label] if label < len(classes) else str(label)
-                x1, y1, x2, y2 = (float(v) for v in box)
-                print(f'  {name}\t{float(score):.3f}\t'
-                      f'[{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]')
-    if args.out_dir:
-        os.makedirs(args.out_dir, exist_ok=True)
-        js = osp.join(args.out_dir, 'results.json')
-        write_coco_json(js, results)
-        csv_path = osp.join(args.out_dir, 'detections.csv')
-        write_csv(csv_path, [
-            {k: (v[r['scores'] >= args.score_thr]
-                 if k != 'image_path' else v)
-             for k, v in r.items()} for r in results
-        ], classes)
-        print(f'wrote {js} (all detections) and {csv_path} '
-              f'(score >= {args.score_thr})')
+        progress=not args.no_progress and args.tile > 0 and rank == 0)
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ('image', 'out', 'out_dir', 'no_progress',
+                             'launcher', 'device', 'threads')}
+    settings['model_files'] = [(os.path.abspath(p), os.path.getsize(p),
+                                os.path.getmtime(p)) for p in args.model]
+    run = InferenceRun(
+        inferencer,
+        tiled=args.tile > 0,
+        classes=classes,
+        palette=palette,
+        out_dir=args.out_dir,
+        out=args.out,
+        score_thr=args.score_thr,
+        bands=args.bands or raster_cfg.get('bands'),
+        scale=args.scale or raster_cfg.get('scale'),
+        fmt=args.format,
+        keep_crs=args.keep_crs,
+        merge_layers=args.merge_layers,
+        max_pixels=args.max_pixels,
+        settings=settings,
+        rank=rank,
+        world_size=world_size)
+    try:
+        run.run(images)
+    except (ValueError, OSError) as e:  # RasterError is a ValueError
+        raise SystemExit(f'error: {e}') from None
+    except ImportError as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

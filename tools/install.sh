@@ -76,6 +76,14 @@ else
   pip_q -r requirements/deploy.txt
 fi
 
+# Rasters and GIS layers (the 'geo' extra): wheels only, no GDAL build.
+if "$PY" -c "import rasterio, geopandas, pyogrio, shapely, pyproj" 2>/dev/null; then
+  step "rasterio, geopandas, pyogrio, shapely, pyproj present"
+else
+  step "installing requirements/geo.txt (rasterio, geopandas, ...; wheels)"
+  pip_q --only-binary=:all: -r requirements/geo.txt
+fi
+
 if "$PY" -c "import pytest" 2>/dev/null; then :; else pip_q -r requirements/tests.txt; fi
 
 # mmengine resolves `mmdet::` base configs through pkg_resources, which

@@ -1,23 +1,28 @@
 """Inference APIs: tiled inference over large images, result writers,
 ONNX export and onnxruntime inference.
 
-Importing this package is cheap: ``onnx`` / ``onnxruntime`` are imported
+Importing this package is cheap: rasterio / geopandas (the ``geo`` extra)
+are imported when a raster is read or a GIS layer written, and
+``onnx`` / ``onnxruntime`` are imported
 only by :func:`export_onnx` and :class:`OrtBackend` when used (the
 ``deploy`` extra, ``pip install -r requirements/deploy.txt``).
 """
 from .inference import (PytorchBackend, TiledInferencer, load_image,
                         optimize_for_cpu, progress_bar)
-from .outputs import (CSV_HEADER, GeoTransform, draw_detections,
-                      read_geotransform, write_coco_json, write_csv,
-                      write_geojson)
+from .outputs import (CSV_HEADER, VECTOR_FORMATS, detections_frame,
+                      draw_detections, write_coco_json, write_csv,
+                      write_layer)
+from .raster import (Georef, RasterError, RasterSource, detect_raster,
+                     read_georef)
 from .tiling import (Window, box_iou, cut_mask, drop_cut_boxes, merge_nms,
                      tile_windows, weighted_boxes_fusion)
 
 __all__ = [
     'PytorchBackend', 'TiledInferencer', 'load_image', 'optimize_for_cpu',
     'progress_bar',
-    'CSV_HEADER', 'GeoTransform', 'draw_detections', 'read_geotransform',
-    'write_coco_json', 'write_csv', 'write_geojson', 'Window', 'box_iou',
+    'CSV_HEADER', 'VECTOR_FORMATS', 'detections_frame', 'draw_detections',
+    'write_coco_json', 'write_csv', 'write_layer', 'Georef', 'RasterError',
+    'RasterSource', 'detect_raster', 'read_georef', 'Window', 'box_iou',
     'cut_mask', 'drop_cut_boxes', 'merge_nms', 'tile_windows',
     'weighted_boxes_fusion', 'export_onnx', 'OrtBackend'
 ]

@@ -20,7 +20,8 @@ is one window and its result is the backend's result, untouched.
 import copy
 import os.path as osp
 import sys
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import (Callable, Dict, Iterator, List, Optional, Sequence,
+                    Union)
 
 import numpy as np
 import torch
@@ -30,8 +31,8 @@ from .tiling import (Window, cut_mask, drop_cut_boxes, merge_nms, tile_windows,
                      weighted_boxes_fusion)
 
 __all__ = [
-    'PytorchBackend', 'TiledInferencer', 'load_image', 'optimize_for_cpu',
-    'progress_bar'
+    'PytorchBackend', 'TiledInferencer', 'load_image', 'image_size',
+    'optimize_for_cpu', 'progress_bar', 'DEFAULT_MAX_PIXELS'
 ]
 
 
@@ -64,14 +65,66 @@ def optimize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
 Backend = Callable[[List[np.ndarray]], List[InstanceData]]
 
 
-def load_image(image: Union[str, np.ndarray]) -> np.ndarray:
-    """H x W x 3 uint8 BGR, as mmcv's ``LoadImageFromFile`` decodes it."""
+# Untiled inference decodes the whole image: 200 megapixels are 600 MB as
+# BGR uint8 (plus OpenCV's and the pipeline's copies). Larger images go
+# window by window (--tile), which reads rasters from disk.
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+def image_size(path: str) -> Optional[tuple]:
+    """(width, height) declared by an image file's header, read without
+    decoding the pixels (PIL, else rasterio); None when neither reads it."""
+    import warnings
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError as e:
+        # PIL refuses to open > 2 x MAX_IMAGE_PIXELS; the size is in the
+        # message, which PIL does not otherwise expose
+        import re
+        m = re.search(r'Image size \((\d+) pixels\)', str(e))
+        if m:
+            return int(m.group(1)), 1
+    except Exception:  # not an image PIL reads (BigTIFF, float TIFF, ...)
+        pass
+    try:
+        from .raster import read_size
+        return read_size(path)
+    except Exception:
+        return None
+
+
+def load_image(image: Union[str, np.ndarray],
+               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """H x W x 3 uint8 BGR, as mmcv's ``LoadImageFromFile`` decodes it.
+
+    Args:
+        image (str or ndarray): a path, or an image (returned as is).
+        max_pixels (int, optional): refuse (ValueError) a file whose header
+            declares more pixels than this, before decoding it (a tiny PNG
+            can declare 30,000 x 30,000 px: 2.7 GB decoded); None: no limit.
+    """
     import mmcv
     if isinstance(image, np.ndarray):
         return image
     if not osp.isfile(image):
         raise FileNotFoundError(f'image {image!r} does not exist')
-    img = mmcv.imread(image, flag='color', channel_order='bgr')
+    if max_pixels is not None:
+        size = image_size(image)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise ValueError(
+                f'image {image!r} declares {size[0] * size[1] / 1e6:.0f} '
+                f'megapixels, above the limit of {max_pixels / 1e6:.0f} for '
+                'decoding an image whole: run it window by window (--tile '
+                '400) or raise the limit (--max-pixels)')
+    try:
+        img = mmcv.imread(image, flag='color', channel_order='bgr')
+    except Exception as e:  # OpenCV's raw assertions
+        raise OSError(f'image {image!r} cannot be decoded: '
+                      + ' '.join(str(e).split())[:200]) from None
     if img is None:
         raise OSError(f'image {image!r} cannot be decoded')
     return img
@@ -221,7 +274,7 @@ class TiledInferencer:
         """
         img = load_image(image)
         height, width = img.shape[:2]
-        windows = tile_windows(width, height, self.tile, self.overlap)
+        windows = self.windows(width, height)
         per_window = []
         bar = progress_bar(
             len(windows), desc=f'{width}x{height} px, {len(windows)} tiles',
@@ -232,20 +285,42 @@ class TiledInferencer:
                 bar.update(len(crops))
         finally:
             bar.close()
-        meta = dict(ori_shape=(height, width), windows=windows)
-        if isinstance(image, str):
-            meta['img_path'] = image
-        if len(windows) == 1:
+        meta = dict(img_path=image) if isinstance(image, str) else {}
+        return self.merge_windows(dict(enumerate(per_window)), windows, width,
+                          height, meta)
+
+    def windows(self, width: int, height: int) -> List[Window]:
+        """The windows over a ``width`` x ``height`` px image."""
+        return tile_windows(width, height, self.tile, self.overlap)
+
+    def merge_windows(self, per_window: Dict[int, InstanceData],
+              windows: List[Window], width: int, height: int,
+              meta: Optional[dict] = None) -> InstanceData:
+        """Detections of the windows of one image merged into the image's.
+
+        Args:
+            per_window (dict[int, InstanceData]): window index -> its
+                detections (``bboxes`` (M, 4) in the **window's** pixels,
+                ``scores`` (M,), ``labels`` (M,)); windows without an entry
+                (left out: entirely nodata) have no detection.
+            windows (list[Window]): all windows of the image.
+            width (int), height (int): image size in px.
+            meta (dict, optional): added to the result's metainfo.
+
+        Returns:
+            InstanceData: ``bboxes`` (K, 4) float32 in the image's pixels,
+            ``scores`` (K,), ``labels`` (K,) by descending score; metainfo
+            ``ori_shape`` (H, W), ``windows`` and ``meta``. One window: the
+            backend's result, untouched.
+        """
+        meta = dict(meta or {}, ori_shape=(height, width), windows=windows)
+        if len(windows) == 1 and 0 in per_window:
             result = per_window[0].clone()
             result.set_metainfo(meta)
             return result
-        return self._merge(per_window, windows, width, height, meta)
-
-    def _merge(self, per_window: List[InstanceData],
-               windows: List[Window], width: int, height: int,
-               meta: dict) -> InstanceData:
         boxes, scores, labels, tile_ids, cut = [], [], [], [], []
-        for t, (inst, win) in enumerate(zip(per_window, windows)):
+        for t in sorted(per_window):
+            inst, win = per_window[t], windows[t]
             b = torch.as_tensor(inst.bboxes).float().cpu()
             b = b + torch.tensor([win.x0, win.y0, win.x0, win.y0],
                                  dtype=b.dtype)
@@ -254,6 +329,11 @@ class TiledInferencer:
             labels.append(torch.as_tensor(inst.labels).long().cpu())
             tile_ids.append(torch.full((len(b), ), t, dtype=torch.long))
             cut.append(cut_mask(b, win, width, height, self.border))
+        if not boxes:  # every window left out
+            boxes, scores = [torch.zeros((0, 4))], [torch.zeros(0)]
+            labels, tile_ids = [torch.zeros(0, dtype=torch.long)], \
+                [torch.zeros(0, dtype=torch.long)]
+            cut = [torch.zeros(0, dtype=torch.bool)]
         boxes, scores, labels = (torch.cat(boxes), torch.cat(scores),
                                  torch.cat(labels))
         tile_ids, cut = torch.cat(tile_ids), torch.cat(cut)

@@ -1,97 +1,39 @@
 """Writing detections: PNG with boxes, COCO results JSON, DeepForest-style
-CSV and, for a GeoTIFF with a geotransform, GeoJSON in map coordinates.
+CSV and, for a georeferenced raster, a GIS layer (GeoPackage, Shapefile,
+GeoJSON, FlatGeobuf or CSV with WKT geometry) in the raster's CRS.
 
-The geotransform is read with PIL from the GeoTIFF tags (no GDAL / rasterio
-needed): ``ModelPixelScaleTag`` (33550) with ``ModelTiepointTag`` (33922),
-or ``ModelTransformationTag`` (34264); the EPSG code of the projected (3072)
-or geographic (2048) CRS and the raster type (1025: pixel is area / point)
-come from ``GeoKeyDirectoryTag`` (34735).
+The georeferencing comes from rasterio (:func:`mmretina.apis.raster.
+read_georef`: affine transform and CRS as WKT); the layers are written with
+geopandas / pyogrio (the ``geo`` extra, ``pip install "mmretina[geo]"``).
 """
 import csv
 import json
 import os
 import os.path as osp
-from typing import Dict, List, NamedTuple, Optional, Sequence
+import shutil
+import tempfile
+import warnings
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 __all__ = [
-    'GeoTransform', 'read_geotransform', 'write_csv', 'write_coco_json',
-    'write_geojson', 'draw_detections', 'CSV_HEADER'
+    'write_csv', 'write_coco_json', 'draw_detections', 'CSV_HEADER',
+    'VECTOR_FORMATS', 'detections_frame', 'write_layer'
 ]
 
 CSV_HEADER = ('image_path', 'xmin', 'ymin', 'xmax', 'ymax', 'label', 'score')
 
-
-class GeoTransform(NamedTuple):
-    """Affine pixel -> map transform of a raster.
-
-    ``X = a * col + b * row + c``, ``Y = d * col + e * row + f`` where
-    (col, row) are continuous pixel coordinates, (0, 0) being the top-left
-    corner of the top-left pixel (the convention of detection boxes).
-    """
-    a: float
-    b: float
-    c: float
-    d: float
-    e: float
-    f: float
-    epsg: Optional[int] = None
-
-    def apply(self, cols: np.ndarray, rows: np.ndarray):
-        return (self.a * cols + self.b * rows + self.c,
-                self.d * cols + self.e * rows + self.f)
-
-
-def _geokeys(tags) -> Dict[int, int]:
-    """GeoKeyDirectory entries stored inline (TIFFTagLocation 0)."""
-    raw = tags.get(34735)
-    if not raw or len(raw) < 4:
-        return {}
-    keys = {}
-    for i in range(int(raw[3])):
-        key, loc, _count, value = raw[4 + 4 * i:8 + 4 * i]
-        if loc == 0:
-            keys[int(key)] = int(value)
-    return keys
-
-
-def read_geotransform(path: str) -> Optional[GeoTransform]:
-    """The geotransform of a GeoTIFF, or None when ``path`` is not a TIFF
-    or carries no georeferencing tags."""
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            if im.format != 'TIFF':
-                return None
-            tags = dict(im.tag_v2)
-    except (OSError, ValueError):
-        return None
-    keys = _geokeys(tags)
-    epsg = keys.get(3072) or keys.get(2048)
-    if epsg in (None, 0, 32767):  # 32767: user-defined
-        epsg = None
-    # GTRasterTypeGeoKey 2 (PixelIsPoint): the tie point is a pixel centre.
-    shift = 0.5 if keys.get(1025) == 2 else 0.0
-    if 34264 in tags:
-        m = [float(v) for v in tags[34264]]
-        if len(m) != 16:
-            raise ValueError(f'{path}: ModelTransformationTag has {len(m)} '
-                             'values, expected 16')
-        a, b, d, e = m[0], m[1], m[4], m[5]
-        c = m[3] - shift * (a + b)
-        f = m[7] - shift * (d + e)
-        return GeoTransform(a, b, c, d, e, f, epsg)
-    if 33550 in tags and 33922 in tags:
-        sx, sy = float(tags[33550][0]), float(tags[33550][1])
-        tie = [float(v) for v in tags[33922]]
-        if len(tie) < 6:
-            raise ValueError(f'{path}: ModelTiepointTag has {len(tie)} values')
-        i, j, x, y = tie[0], tie[1], tie[3], tie[4]
-        # X = x + (col - i) * sx;  Y = y - (row - j) * sy
-        return GeoTransform(sx, 0.0, x - (i + shift) * sx, 0.0, -sy,
-                            y + (j + shift) * sy, epsg)
-    return None
+# --format -> (OGR driver, file extension)
+VECTOR_FORMATS = {
+    'gpkg': ('GPKG', '.gpkg'),
+    'shp': ('ESRI Shapefile', '.shp'),
+    'geojson': ('GeoJSON', '.geojson'),
+    'fgb': ('FlatGeobuf', '.fgb'),
+    'csv': ('CSV', '.csv'),
+}
+LAYER_COLUMNS = ('label', 'class_name', 'score', 'source', 'x1', 'y1', 'x2',
+                 'y2')
 
 
 def _rows(bboxes, scores, labels):
@@ -148,38 +90,121 @@ def write_coco_json(path: str, results: List[dict],
         json.dump(out, f)
 
 
-def write_geojson(path: str, result: dict, transform: GeoTransform,
-                  classes: Sequence[str]) -> None:
-    """One polygon per box, in the raster's map coordinates, with ``label``
-    and ``score`` properties; a ``crs`` member names the EPSG code when
-    the GeoTIFF has one (GeoJSON 2008 style, read by GDAL / QGIS)."""
-    bboxes, scores, labels = _rows(result['bboxes'], result['scores'],
-                                   result['labels'])
-    features = []
-    for box, score, label in zip(bboxes, scores, labels):
-        x1, y1, x2, y2 = box
-        cols = np.array([x1, x2, x2, x1, x1])
-        rows = np.array([y1, y1, y2, y2, y1])
-        xs, ys = transform.apply(cols, rows)
-        features.append(
-            dict(
-                type='Feature',
-                geometry=dict(
-                    type='Polygon',
-                    coordinates=[[[float(x), float(y)]
-                                  for x, y in zip(xs, ys)]]),
-                properties=dict(
-                    label=_name(classes, int(label)),
-                    score=round(float(score), 5),
-                    image_path=result.get('image_path'))))
-    collection = dict(type='FeatureCollection', features=features)
-    if transform.epsg:
-        collection['crs'] = dict(
-            type='name',
-            properties=dict(name=f'urn:ogc:def:crs:EPSG::{transform.epsg}'))
-    _makedirs(path)
-    with open(path, 'w') as f:
-        json.dump(collection, f)
+def _require_geopandas():
+    try:
+        import geopandas
+        import shapely
+    except ImportError as e:
+        raise ImportError('writing GIS layers needs geopandas and shapely '
+                          '(the geo extra): pip install "mmretina[geo]"'
+                          ) from e
+    return geopandas, shapely
+
+
+def detections_frame(results: List[dict], classes: Sequence[str],
+                     georefs: Optional[List] = None):
+    """A GeoDataFrame of the detections of one or more rasters: one
+    polygon per box, the box's corners mapped through its raster's affine
+    transform (pixel coordinates, x right and y down, when its georef is
+    None), in the raster's CRS.
+
+    Args:
+        results (list[dict]): per raster, ``image_path``, ``bboxes`` (M, 4)
+            (x1, y1, x2, y2) in the raster's pixels, ``scores`` (M,),
+            ``labels`` (M,).
+        classes (list[str]): class names.
+        georefs (list[Georef | None], optional): per result; all must share
+            one CRS (reproject before merging).
+
+    Returns:
+        GeoDataFrame: columns ``label`` (int), ``class_name``, ``score``,
+        ``source`` (the raster's path), ``x1, y1, x2, y2`` (the pixel box)
+        and ``geometry``; CRS the rasters' (None without one).
+    """
+    geopandas, shapely = _require_geopandas()
+    georefs = georefs or [None] * len(results)
+    crs = {g.crs_wkt if g is not None else None for g in georefs}
+    if len(crs) > 1:
+        raise ValueError('detections_frame: the rasters have different CRSs '
+                         '(or some have none); write one layer per raster')
+    cols = {k: [] for k in LAYER_COLUMNS}
+    rings = []
+    for r, g in zip(results, georefs):
+        bboxes, scores, labels = _rows(r['bboxes'], r['scores'], r['labels'])
+        x1, y1, x2, y2 = bboxes.T
+        xs = np.stack([x1, x2, x2, x1, x1], axis=1)
+        ys = np.stack([y1, y1, y2, y2, y1], axis=1)
+        if g is not None:
+            xs, ys = g.apply(xs, ys)
+        rings.append(np.stack([xs, ys], axis=2))
+        cols['label'].append(labels)
+        cols['class_name'].append(
+            np.array([_name(classes, int(v)) for v in labels], dtype=object))
+        cols['score'].append(scores)
+        cols['source'].append(
+            np.array([r['image_path']] * len(labels), dtype=object))
+        for i, k in enumerate(('x1', 'y1', 'x2', 'y2')):
+            cols[k].append(bboxes[:, i])
+    data = {
+        k: (np.concatenate(v) if v else np.zeros(0))
+        for k, v in cols.items()
+    }
+    rings = np.concatenate(rings) if rings else np.zeros((0, 5, 2))
+    geometry = shapely.polygons(rings) if len(rings) else []
+    return geopandas.GeoDataFrame(data, geometry=geometry,
+                                  crs=crs.pop() if crs else None)
+
+
+def write_layer(path: str, frame, fmt: str = 'gpkg',
+                keep_crs: bool = False, layer: Optional[str] = None) -> str:
+    """Write ``frame`` (:func:`detections_frame`) as one layer.
+
+    GeoJSON follows RFC 7946 (coordinates in WGS 84 lon / lat, no ``crs``
+    member) unless ``keep_crs``; the other formats keep the frame's CRS
+    (CSV: geometry as WKT, no CRS). The file appears whole or not at all
+    (written in a temporary folder beside it, then moved).
+
+    Args:
+        path (str): output file, its extension that of ``fmt``.
+        fmt (str): a key of :data:`VECTOR_FORMATS`.
+        keep_crs (bool): GeoJSON in the raster's CRS (not RFC 7946).
+        layer (str, optional): layer name (default: the file's stem).
+
+    Returns:
+        str: ``path``.
+    """
+    _require_geopandas()
+    if fmt not in VECTOR_FORMATS:
+        raise ValueError(f'format {fmt!r}: choose one of '
+                         f'{", ".join(VECTOR_FORMATS)}')
+    driver, ext = VECTOR_FORMATS[fmt]
+    layer = layer or osp.splitext(osp.basename(path))[0]
+    options = {}
+    if fmt == 'geojson' and not keep_crs:
+        if frame.crs is not None:
+            frame = frame.to_crs(4326)
+        options['RFC7946'] = 'YES'
+    if fmt == 'csv':
+        options['GEOMETRY'] = 'AS_WKT'
+    out_dir = osp.dirname(osp.abspath(path))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.tmp_layer_', dir=out_dir)
+    try:
+        tmp_path = osp.join(tmp, osp.basename(path))
+        with warnings.catch_warnings():
+            # a CSV has no CRS: GDAL's warning says so, and so do our docs
+            warnings.simplefilter('ignore', RuntimeWarning)
+            warnings.filterwarnings('ignore', "'crs' was not provided")
+            frame.to_file(tmp_path, driver=driver, layer=layer,
+                          engine='pyogrio', geometry_type='Polygon',
+                          **options)
+        stem = osp.splitext(osp.basename(path))[0]
+        for name in os.listdir(tmp):  # a Shapefile is several files
+            target = osp.join(out_dir, stem + name[len(stem):])
+            os.replace(osp.join(tmp, name), target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def draw_detections(path: str, img_bgr: np.ndarray, result: dict,

@@ -1,12 +1,15 @@
 """``import mmretina`` (and ``mmretina.apis``) stays free of onnx and
-onnxruntime: they are imported only by the export and the ORT backend."""
+onnxruntime (imported only by the export and the ORT backend) and of
+rasterio / geopandas (the geo extra: imported when a raster is read or a
+layer written)."""
 import subprocess
 import sys
 
 
 def test_import_mmretina_does_not_import_onnx():
     code = ('import sys, mmretina, mmretina.apis; '
-            'mods = [m for m in ("onnx", "onnxruntime", "onnxscript") '
+            'mods = [m for m in ("onnx", "onnxruntime", "onnxscript", '
+            '"rasterio", "geopandas", "pyogrio") '
             'if m in sys.modules]; '
             'assert not mods, mods; '
             'assert callable(mmretina.apis.TiledInferencer)')

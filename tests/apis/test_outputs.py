@@ -1,64 +1,22 @@
-"""Result writers and the GeoTIFF geotransform reader."""
+"""Result writers: CSV, COCO JSON and GIS layers (georeferencing is read
+by mmretina.apis.raster: tests/apis/test_raster.py)."""
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
-from PIL import Image, TiffImagePlugin
 
-from mmretina.apis.outputs import (CSV_HEADER, GeoTransform, read_geotransform,
-                                   write_coco_json, write_csv, write_geojson)
+from mmretina.apis.outputs import (CSV_HEADER, VECTOR_FORMATS,
+                                   detections_frame, write_coco_json,
+                                   write_csv, write_layer)
+from mmretina.apis.raster import Georef
 
 RESULT = dict(
     image_path='a.tif',
     bboxes=np.array([[10.0, 20.0, 30.0, 60.0], [0.0, 0.0, 5.0, 5.0]]),
     scores=np.array([0.9, 0.4]),
     labels=np.array([0, 1]))
-
-
-def test_geotransform_of_the_deepforest_geotiff(df_images):
-    geo = read_geotransform(df_images['OSBS_029.tif'])
-    # ModelTiepoint (0, 0) -> (404211.9, 3285142.9), 0.1 m pixels, UTM 17N
-    assert geo.epsg == 32617
-    assert geo.a == pytest.approx(0.1) and geo.e == pytest.approx(-0.1)
-    assert geo.b == 0 and geo.d == 0
-    x, y = geo.apply(np.array([0.0, 400.0]), np.array([0.0, 400.0]))
-    assert x == pytest.approx([404211.9, 404251.9])
-    assert y == pytest.approx([3285142.9, 3285102.9])
-    # a PNG, a missing georeference: None
-    assert read_geotransform(df_images['OSBS_029.png']) is None
-
-
-def _tiff(path, tags):
-    info = TiffImagePlugin.ImageFileDirectory_v2()
-    for tag, (value, typ) in tags.items():
-        info[tag] = value
-        info.tagtype[tag] = typ
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
-        path, tiffinfo=info)
-    return str(path)
-
-
-def test_geotransform_matrix_and_pixel_is_point(tmp_path):
-    double, short = 12, 3
-    m = [2.0, 0.5, 0, 100.0, 0.0, -2.0, 0, 200.0, 0, 0, 0, 0, 0, 0, 0, 1]
-    # GeoKeys: version 1.1.0, 2 keys: raster type 1025 = 2 (PixelIsPoint),
-    # geographic CRS 2048 = 4326
-    keys = (1, 1, 0, 2, 1025, 0, 1, 2, 2048, 0, 1, 4326)
-    path = _tiff(tmp_path / 'm.tif', {34264: (m, double),
-                                      34735: (keys, short)})
-    geo = read_geotransform(path)
-    assert geo.epsg == 4326
-    # pixel centre (0.5, 0.5) is the matrix origin
-    x, y = geo.apply(np.array([0.5]), np.array([0.5]))
-    assert (x[0], y[0]) == pytest.approx((100.0, 200.0))
-    x, y = geo.apply(np.array([1.5]), np.array([0.5]))
-    assert (x[0], y[0]) == pytest.approx((102.0, 200.0))
-    # a plain TIFF
-    assert read_geotransform(_tiff(tmp_path / 'plain.tif', {})) is None
-    bad = _tiff(tmp_path / 'bad.tif', {34264: ([1.0, 2.0], double)})
-    with pytest.raises(ValueError, match='16'):
-        read_geotransform(bad)
 
 
 def test_csv_json_geojson(tmp_path):
@@ -76,16 +34,77 @@ def test_csv_json_geojson(tmp_path):
     assert res[0] == dict(image_id=1, category_id=1,
                           bbox=[10.0, 20.0, 20.0, 40.0], score=0.9)
     assert res[1]['category_id'] == 2
-    geo = GeoTransform(0.1, 0, 1000.0, 0, -0.1, 5000.0, 32617)
-    write_geojson(str(tmp_path / 'g.geojson'), RESULT, geo, classes)
+
+
+UTM = Georef((0.1, 0.0, 1000.0, 0.0, -0.1, 5000.0), None)
+
+
+def _utm():
+    from pyproj import CRS
+    return UTM._replace(crs_wkt=CRS.from_epsg(32617).to_wkt())
+
+
+@pytest.mark.parametrize('fmt', sorted(VECTOR_FORMATS))
+def test_layer_in_the_raster_crs(tmp_path, fmt):
+    geopandas = pytest.importorskip('geopandas')
+    classes = ('tree', 'snag')
+    frame = detections_frame([RESULT], classes, [_utm()])
+    path = str(tmp_path / ('d' + VECTOR_FORMATS[fmt][1]))
+    write_layer(path, frame, fmt, keep_crs=True)
+    # nothing but the layer's own files (no temporary folder) is left
+    assert all(n.startswith('d.') for n in os.listdir(tmp_path))
+    gdf = geopandas.read_file(path)
+    columns = [c for c in gdf.columns if c not in ('WKT', 'geometry')]
+    assert columns == ['label', 'class_name', 'score',
+                                     'source', 'x1', 'y1', 'x2', 'y2']
+    assert gdf['class_name'].tolist() == ['tree', 'snag']
+    assert gdf['source'].tolist() == ['a.tif', 'a.tif']
+    if fmt == 'csv':  # WKT geometry, no CRS
+        from shapely import wkt
+        geoms = [wkt.loads(g) for g in gdf['WKT']]
+    else:
+        assert gdf.crs.to_epsg() == 32617
+        geoms = list(gdf.geometry)
+    xs, ys = np.array(geoms[0].exterior.coords).T
+    # box (10, 20, 30, 60) px -> x 1001..1003 m, y 4994..4998 m
+    assert xs.min() == pytest.approx(1001.0, abs=1e-6)
+    assert xs.max() == pytest.approx(1003.0, abs=1e-6)
+    assert ys.min() == pytest.approx(4994.0, abs=1e-6)
+    assert ys.max() == pytest.approx(4998.0, abs=1e-6)
+    assert float(gdf['x2'][0]) == 30.0 and float(gdf['y2'][0]) == 60.0
+
+
+def test_geojson_is_rfc7946_unless_keep_crs(tmp_path):
+    pytest.importorskip('geopandas')
+    from pyproj import Transformer
+    frame = detections_frame([RESULT], ('tree', 'snag'), [_utm()])
+    write_layer(str(tmp_path / 'g.geojson'), frame, 'geojson')
     with open(tmp_path / 'g.geojson') as f:
         gj = json.load(f)
-    assert gj['crs']['properties']['name'] == 'urn:ogc:def:crs:EPSG::32617'
-    feat = gj['features'][0]
-    assert feat['properties']['label'] == 'tree'
-    ring = np.array(feat['geometry']['coordinates'][0])
-    assert ring.shape == (5, 2) and (ring[0] == ring[-1]).all()
-    assert ring[:, 0].min() == pytest.approx(1001.0)
-    assert ring[:, 0].max() == pytest.approx(1003.0)
-    assert ring[:, 1].max() == pytest.approx(4998.0)
-    assert ring[:, 1].min() == pytest.approx(4994.0)
+    assert 'crs' not in gj  # RFC 7946 removed it: WGS 84 lon / lat
+    ring = np.array(gj['features'][0]['geometry']['coordinates'][0])
+    lon, lat = Transformer.from_crs(32617, 4326, always_xy=True).transform(
+        1001.0, 4998.0)
+    assert (lon, lat) == pytest.approx(tuple(ring[0]), abs=1e-7)
+    write_layer(str(tmp_path / 'k.geojson'), frame, 'geojson', keep_crs=True)
+    with open(tmp_path / 'k.geojson') as f:
+        gj = json.load(f)
+    assert '32617' in json.dumps(gj['crs'])
+    assert gj['features'][0]['geometry']['coordinates'][0][0] == \
+        pytest.approx([1001.0, 4998.0])
+
+
+def test_layer_without_crs_holds_pixels_and_empty_layer(tmp_path):
+    geopandas = pytest.importorskip('geopandas')
+    frame = detections_frame([RESULT], ('tree', 'snag'), [None])
+    assert frame.crs is None
+    assert frame.geometry[0].bounds == (10.0, 20.0, 30.0, 60.0)
+    empty = detections_frame([dict(RESULT, bboxes=np.zeros((0, 4)),
+                                   scores=np.zeros(0),
+                                   labels=np.zeros(0, int))],
+                             ('tree', ), [_utm()])
+    write_layer(str(tmp_path / 'e.gpkg'), empty)
+    gdf = geopandas.read_file(tmp_path / 'e.gpkg')
+    assert len(gdf) == 0 and gdf.crs.to_epsg() == 32617
+    with pytest.raises(ValueError, match='different CRSs'):
+        detections_frame([RESULT, RESULT], ('tree', ), [_utm(), None])

@@ -1,5 +1,5 @@
 """tools/infer.py window by window (PyTorch and onnxruntime), its outputs
-(PNG, COCO JSON, CSV, GeoJSON), and tools/test.py --tile."""
+(PNG, COCO JSON, CSV, GeoPackage), and tools/test.py --tile."""
 import csv
 import json
 import os
@@ -73,24 +73,25 @@ def test_infer_tiled_outputs(pytorch_run, image_dir):
     # the input list is sorted: the YELL image is image_id 1
     assert len([r for r in res if r['image_id'] == 1]) == int(m.group(2))
     assert all(r['category_id'] == 1 and len(r['bbox']) == 4 for r in res)
-    # the GeoTIFF's boxes in UTM 17N metres
-    with open(osp.join(out, 'OSBS_029.geojson')) as f:
-        gj = json.load(f)
-    assert gj['crs']['properties']['name'].endswith('EPSG::32617')
+    # the GeoTIFF's boxes in UTM 17N metres, in a GeoPackage
+    import geopandas
+    gdf = geopandas.read_file(osp.join(out, 'OSBS_029.gpkg'))
+    assert gdf.crs.to_epsg() == 32617
+    assert not osp.exists(osp.join(out, YELL + '.gpkg'))  # not georeferenced
     tif_rows = [r for r in rows if r['image_path'].endswith('.tif')]
-    assert len(gj['features']) == len(tif_rows) > 0
-    xy = np.array([c for f in gj['features']
-                   for c in f['geometry']['coordinates'][0]])
+    assert len(gdf) == len(tif_rows) > 0
+    xy = np.array([c for g in gdf.geometry for c in g.exterior.coords])
     assert (xy[:, 0] >= 404211.9 - 1e-6).all()
     assert (xy[:, 0] <= 404251.9 + 1e-6).all()
     assert (xy[:, 1] <= 3285142.9 + 1e-6).all()
     assert (xy[:, 1] >= 3285102.9 - 1e-6).all()
-    first = gj['features'][0]['geometry']['coordinates'][0][0]
+    first = gdf.geometry[0].exterior.coords[0]
     r0 = tif_rows[0]
     assert first[0] == pytest.approx(404211.9 + 0.1 * float(r0['xmin']),
                                      abs=1e-3)
     assert first[1] == pytest.approx(3285142.9 - 0.1 * float(r0['ymin']),
                                      abs=1e-3)
+    assert gdf.loc[0, 'x1'] == pytest.approx(float(r0['xmin']), abs=0.006)
 
 
 def test_infer_onnxruntime_tiled_matches_pytorch(pytorch_run, image_dir,
@@ -118,7 +119,7 @@ def test_infer_onnxruntime_tiled_matches_pytorch(pytorch_run, image_dir,
             used[j] = True
             assert d[j] <= 0.011, (name, row, a[j])  # CSV: 2 decimals
             assert abs(a[j, 4] - row[4]) <= 2e-5
-    assert osp.isfile(osp.join(tmp_path, 'OSBS_029.geojson'))
+    assert osp.isfile(osp.join(tmp_path, 'OSBS_029.gpkg'))
 
 
 def test_infer_argument_errors(df_onnx, tmp_path, capsys):

@@ -1,0 +1,278 @@
+"""Peak memory and throughput of detection over large rasters: window by
+window from disk (tools/infer.py --tile, mmretina.apis.runner), beside the
+in-memory tiled path (the whole raster decoded, then cut) where it fits
+and SAHI 0.12's ``get_sliced_prediction`` when ``sahi`` is installed.
+
+    python benchmarks/bench_large_raster.py                  # 2k, 10k, 40k
+    python benchmarks/bench_large_raster.py --sizes 2000 --modes windowed
+    python benchmarks/bench_large_raster.py --sizes 40000 --input-px 128
+
+The rasters are built once (``--work-dir``): tiled (512 px blocks),
+deflate-compressed, 3-band uint8 GeoTIFFs in EPSG:32617 at 0.1 m, the
+DeepForest tile OSBS_029 (from the deepforest==2.1.0 wheel in
+~/.cache/mmretina, else a seeded noise texture) repeated to ``size`` px a
+side, written block by block. The model is the DeepForest config with
+random weights (seed 0; no trained checkpoint is needed to measure memory
+and speed), the classifier bias at -4 so that a realistic few boxes a
+window pass; ``--input-px`` < 400 resizes each window before the model (a
+smaller model's cost, to measure memory on the 40k raster in minutes).
+
+Each (raster, mode) runs in a fresh process; peak memory is that process's
+peak resident set (VmHWM), model included. Throughput: megapixels / s and
+hectares / min of the raster at its ground sample distance, and windows /
+s, over the whole run (reading, model, merge, writing the GeoPackage).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(REPO, 'configs', 'retinanet_r18_fpn_deepforest.py')
+GSD = 0.1
+
+
+def cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _peak_rss_mb() -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def _texture():
+    """400 x 400 x 3 RGB uint8: the DeepForest tile, else noise."""
+    import glob
+    import zipfile
+
+    import numpy as np
+    wheels = glob.glob(osp.expanduser(
+        '~/.cache/mmretina/deepforest-2.1.0-py3-none-any.whl'))
+    if wheels:
+        import cv2
+        with zipfile.ZipFile(wheels[0]) as z:
+            buf = np.frombuffer(z.read('deepforest/data/OSBS_029.png'),
+                                np.uint8)
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1], 'OSBS_029'
+    rng = np.random.RandomState(0)
+    return rng.randint(0, 256, (400, 400, 3), dtype=np.uint8), 'noise'
+
+
+def build_raster(path: str, size: int) -> str:
+    """A ``size`` x ``size`` tiled deflate GeoTIFF, written block by
+    block (memory: one block row)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+    if osp.isfile(path):
+        return 'cached'
+    tex, name = _texture()
+    block = 512
+    tmp = path + '.tmp.tif'
+    with rasterio.open(
+            tmp, 'w', driver='GTiff', width=size, height=size, count=3,
+            dtype='uint8', crs='EPSG:32617',
+            transform=from_origin(404211.9, 3285142.9, GSD, GSD),
+            tiled=True, blockxsize=block, blockysize=block,
+            compress='deflate', zlevel=1, predictor=2,
+            BIGTIFF='IF_SAFER') as ds:
+        reps = (block * 2 // 400 + 2)
+        big = np.tile(tex, (reps, reps, 1))
+        for y in range(0, size, block):
+            h = min(block, size - y)
+            for x in range(0, size, block):
+                w = min(block, size - x)
+                oy, ox = y % 400, x % 400
+                ds.write(np.ascontiguousarray(
+                    big[oy:oy + h, ox:ox + w].transpose(2, 0, 1)),
+                    window=Window(x, y, w, h))
+    os.replace(tmp, path)
+    return name
+
+
+def _model(input_px: int):
+    import torch
+    from mmdet.apis import init_detector
+
+    import mmretina  # noqa: F401
+    opts = None
+    if input_px != 400:
+        opts = {'test_dataloader.dataset.pipeline.1.scale':
+                (input_px, input_px)}
+    torch.manual_seed(0)
+    model = init_detector(CONFIG, None, device='cpu', cfg_options=opts)
+    with torch.no_grad():
+        model.bbox_head.retina_cls.bias.fill_(-4.0)
+    model.dataset_meta = dict(classes=('tree', ))
+    return model
+
+
+def worker(args) -> dict:
+    """One (raster, mode) run in this process."""
+    import warnings
+    warnings.filterwarnings('ignore')
+    import torch
+    torch.set_num_threads(args.threads)
+    from mmretina.apis import PytorchBackend, TiledInferencer
+    from mmretina.apis.inference import load_image
+    from mmretina.apis.runner import InferenceRun
+    model = _model(args.input_px)
+    base_mb = _peak_rss_mb()
+    t0 = time.perf_counter()
+    out = {}
+    if args.mode in ('windowed', 'in-memory'):
+        inf = TiledInferencer(PytorchBackend(model), tile=args.tile,
+                              overlap=args.overlap, batch_size=args.batch,
+                              progress=False)
+        if args.mode == 'windowed':
+            with tempfile.TemporaryDirectory() as d:
+                (res, ) = InferenceRun(inf, tiled=True, classes=('tree', ),
+                                       out_dir=d, log=lambda s: None
+                                       ).run([args.raster])
+            out['detections'] = int(len(res['scores']))
+        else:
+            img = load_image(args.raster, max_pixels=None)
+            res = inf(img)
+            out['detections'] = len(res)
+        w = len(inf.windows(args.size, args.size))
+    else:  # sahi: its mmdet backend loads a config file and a checkpoint
+        from sahi import AutoDetectionModel
+        from sahi.predict import get_sliced_prediction
+        d = tempfile.mkdtemp()
+        ckpt = osp.join(d, 'random.pth')
+        torch.save(dict(state_dict=model.state_dict(),
+                        meta=dict(dataset_meta=model.dataset_meta)), ckpt)
+        cfg = osp.join(d, 'sahi_config.py')
+        with open(cfg, 'w') as f:
+            # SAHI's DetInferencer looks for mmdet's LoadImageFromFile by
+            # name; the rest of the test pipeline is the config's
+            f.write(f'_base_ = [{CONFIG!r}]\n'
+                    'test_dataloader = dict(dataset=dict(pipeline=['
+                    "dict(type='LoadImageFromFile'), dict(type='Resize', "
+                    f'scale=({args.input_px}, {args.input_px}), '
+                    "keep_ratio=True), dict(type='PackDetInputs', meta_keys="
+                    "('img_id', 'img_path', 'ori_shape', 'img_shape', "
+                    "'scale_factor'))]))\n"
+                    'model = dict(bbox_head=dict(init_cfg=None))\n')
+        det = AutoDetectionModel.from_pretrained(
+            model_type='mmdet', model_path=ckpt, config_path=cfg,
+            confidence_threshold=0.05, device='cpu', load_at_init=True)
+        t0 = time.perf_counter()  # like the others: model built before
+        ratio = args.overlap if args.overlap < 1 else args.overlap / args.tile
+        res = get_sliced_prediction(
+            args.raster, det, slice_height=args.tile, slice_width=args.tile,
+            overlap_height_ratio=ratio, overlap_width_ratio=ratio,
+            verbose=0)
+        out['detections'] = len(res.object_prediction_list)
+        w = None
+    dt = time.perf_counter() - t0
+    mp = args.size * args.size / 1e6
+    ha = mp * 1e6 * GSD * GSD / 1e4
+    out.update(seconds=round(dt, 1), windows=w,
+               windows_per_s=round(w / dt, 2) if w else None,
+               mp_per_s=round(mp / dt, 2), ha_per_min=round(ha / dt * 60, 1),
+               peak_rss_mb=round(_peak_rss_mb()), model_rss_mb=round(base_mb))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--sizes', type=int, nargs='+',
+                   default=[2000, 10000, 40000])
+    p.add_argument('--modes', nargs='+',
+                   default=['windowed', 'in-memory', 'sahi'],
+                   choices=['windowed', 'in-memory', 'sahi'])
+    p.add_argument('--in-memory-max', type=int, default=10000,
+                   help='in-memory / sahi only up to this size (they '
+                   'decode the raster whole)')
+    p.add_argument('--tile', type=int, default=400)
+    p.add_argument('--overlap', type=float, default=0.25)
+    p.add_argument('--batch', type=int, default=4)
+    p.add_argument('--input-px', type=int, default=400)
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--work-dir', default=osp.join(tempfile.gettempdir(),
+                                                  'mmretina_bench_rasters'))
+    p.add_argument('--sahi-python', default=sys.executable,
+                   help='python with sahi installed (default: this one)')
+    p.add_argument('--json', help='append the results here')
+    # internal: one run
+    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--raster', help=argparse.SUPPRESS)
+    p.add_argument('--size', type=int, help=argparse.SUPPRESS)
+    p.add_argument('--mode', help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print('RESULT ' + json.dumps(worker(args)))
+        return
+    print(f'CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads '
+          f'{args.threads}; tile {args.tile}, overlap {args.overlap}, batch '
+          f'{args.batch}, model input {args.input_px} px', flush=True)
+    os.makedirs(args.work_dir, exist_ok=True)
+    rows = []
+    for size in args.sizes:
+        path = osp.join(args.work_dir, f'raster_{size}.tif')
+        t0 = time.perf_counter()
+        src = build_raster(path, size)
+        print(f'{size} px raster: {path} ({osp.getsize(path) / 1e6:.0f} MB '
+              f'on disk, {src}, built in {time.perf_counter() - t0:.0f} s)',
+              flush=True)
+        for mode in args.modes:
+            if mode != 'windowed' and size > args.in_memory_max:
+                print(f'  {mode}: skipped above {args.in_memory_max} px '
+                      '(--in-memory-max)')
+                continue
+            if mode == 'sahi' and subprocess.run(
+                    [args.sahi_python, '-c', 'import sahi'],
+                    capture_output=True).returncode:
+                print(f'  sahi: not installed for {args.sahi_python} (pip '
+                      'install sahi==0.12.8, e.g. in a venv with '
+                      '--system-site-packages; --sahi-python)')
+                continue
+            cmd = [sys.executable, __file__, '--worker', '--raster', path,
+                   '--size', str(size), '--mode', mode]
+            for k in ('tile', 'overlap', 'batch', 'input_px', 'threads'):
+                cmd += ['--' + k.replace('_', '-'), str(getattr(args, k))]
+            if mode == 'sahi':  # e.g. a venv with sahi==0.12.8
+                cmd[0] = args.sahi_python
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True,
+                                  env=dict(os.environ, PYTHONPATH=REPO))
+            res = [line for line in proc.stdout.splitlines()
+                   if line.startswith('RESULT ')]
+            if proc.returncode or not res:
+                print(f'  {mode}: failed\n' + proc.stdout[-2000:])
+                continue
+            r = dict(json.loads(res[-1][7:]), size=size, mode=mode)
+            rows.append(r)
+            print(f'  {mode:9s} peak RSS {r["peak_rss_mb"]:6d} MB (model '
+                  f'{r["model_rss_mb"]} MB), {r["seconds"]:7.1f} s, '
+                  f'{r["mp_per_s"]:6.2f} MP/s, {r["ha_per_min"]:7.1f} ha/min'
+                  f' at {GSD} m'
+                  + (f', {r["windows_per_s"]} windows/s of {r["windows"]}'
+                     if r['windows'] else '')
+                  + f', {r["detections"]} detections', flush=True)
+    if args.json:
+        with open(args.json, 'a') as f:
+            f.write(json.dumps(dict(cpu=cpu_model(), args=vars(args),
+                                    rows=rows)) + '\n')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,524 @@
+"""Rasters read from disk window by window with rasterio (GDAL).
+
+rasterio is the one reader of rasters and of their georeferencing here:
+GeoTIFF, Cloud-Optimized GeoTIFF, BigTIFF, JPEG 2000, VRT, and PNG / JPEG
+through the same path. A raster is never decoded whole: its windows
+(:func:`~mmretina.apis.tiling.tile_windows`, the same windows and merge
+rules as the in-memory :class:`~mmretina.apis.inference.TiledInferencer`)
+are read by a background thread into a bounded queue, ``batch_size``
+windows at a time, so that peak memory follows the batch, not the raster.
+
+Pixels the model sees (the rule training data must follow too):
+
+* **Bands**: ``bands`` (1-based raster band indices, default ``(1, 2, 3)``,
+  ``(1, 1, 1)`` for a one-band raster) are read as R, G, B and handed to the
+  backend as H x W x 3 uint8 **BGR**, exactly what ``mmcv.imread`` gives for
+  a PNG of the same pixels; the config's ``data_preprocessor``
+  (``bgr_to_rgb``, ``mean``, ``std``) then applies as in training.
+* **Scaling** to uint8, per band b with range ``(lo_b, hi_b)``:
+  ``round(clip((v - lo_b) / (hi_b - lo_b), 0, 1) * 255)``.
+
+  - uint8 rasters are not scaled (unless ranges are given);
+  - explicit ranges: ``scale=[(lo, hi)]`` (all bands) or one pair per band
+    (``--scale LO,HI ...``, or ``scale`` in the config);
+  - otherwise (uint16, int16, float, ...) a per-band percentile stretch,
+    ``lo_b, hi_b`` = the 2nd and 98th percentiles of the band's valid
+    (not nodata) pixels in a decimated sample of the whole raster (at most
+    1024 px a side, read through the raster's overviews when it has some).
+    The sample does not depend on the windows or on the process reading
+    them: every rank of a distributed run computes the same ranges.
+* **Nodata** (the bands' nodata value or the raster's mask): a window whose
+  pixels are all nodata is skipped; nodata pixels of other windows are 0
+  after scaling; a detection whose box centre lies on nodata is dropped.
+"""
+import os
+import queue
+import threading
+import warnings
+from typing import (TYPE_CHECKING, Dict, Iterator, List, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mmengine.structures import InstanceData
+
+from .tiling import Window
+
+__all__ = [
+    'GEO_INSTALL_HINT', 'RasterError', 'Georef', 'RasterSource',
+    'require_geo', 'read_georef', 'percentile_ranges', 'scale_to_uint8',
+    'parse_scale', 'parse_bands', 'drop_nodata_centres', 'detect_windows',
+    'detect_raster'
+]
+
+GEO_INSTALL_HINT = 'pip install "mmretina[geo]"'
+DEFAULT_PERCENTILES = (2.0, 98.0)
+SAMPLE_SIDE = 1024
+# GDAL's block cache defaults to 5% of the RAM; windows overlap, so a cache
+# of a few rows of blocks is all that pays (a 40,000 px wide, 3-band uint8
+# row of 512 px blocks is 60 MB).
+GDAL_CACHEMAX_MB = 256
+
+ScaleSpec = Union[None, str, Sequence[Sequence[float]]]
+
+
+class RasterError(ValueError):
+    """A raster that cannot be used as asked; the message is one line that
+    names the file and says what to change."""
+
+
+def require_geo(feature: str = 'reading rasters'):
+    """Import rasterio, or raise an ImportError saying which extra
+    installs it."""
+    os.environ.setdefault('GDAL_CACHEMAX', str(GDAL_CACHEMAX_MB))
+    try:
+        import rasterio
+    except ImportError as e:
+        raise ImportError(f'{feature} needs rasterio (the geo extra): '
+                          f'{GEO_INSTALL_HINT}') from e
+    return rasterio
+
+
+class Georef(NamedTuple):
+    """Georeferencing of a raster.
+
+    ``transform`` (a, b, c, d, e, f) maps continuous pixel coordinates
+    (col, row), (0, 0) being the top-left corner of the top-left pixel (the
+    convention of detection boxes), to map coordinates:
+    ``X = a * col + b * row + c``, ``Y = d * col + e * row + f``.
+    ``crs_wkt`` is the CRS as WKT (None: the raster has a transform but no
+    CRS).
+    """
+    transform: Tuple[float, float, float, float, float, float]
+    crs_wkt: Optional[str]
+
+    def apply(self, cols: np.ndarray, rows: np.ndarray):
+        a, b, c, d, e, f = self.transform
+        return a * cols + b * rows + c, d * cols + e * rows + f
+
+    @property
+    def gsd(self) -> float:
+        """Ground sample distance: the side of a pixel in map units
+        (geometric mean of the two axes)."""
+        a, b, c, d, e, f = self.transform
+        return float(np.sqrt(abs(a * e - b * d)))
+
+
+def _open(path: str):
+    rasterio = require_geo()
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    if not os.path.isfile(path):
+        raise RasterError(f'{path}: no such file')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as e:
+        raise RasterError(
+            f'{path}: not a raster GDAL can read ({_one_line(e)}); give a '
+            'GeoTIFF, COG, JPEG 2000, VRT, PNG or JPEG') from None
+
+
+def _one_line(e: Exception) -> str:
+    return ' '.join(str(e).split())[:300]
+
+
+def _georef(ds) -> Optional[Georef]:
+    from rasterio.transform import Affine
+    t = ds.transform
+    if ds.crs is None and (t == Affine.identity() or ds.gcps[0]):
+        return None
+    return Georef((t.a, t.b, t.c, t.d, t.e, t.f),
+                  ds.crs.to_wkt() if ds.crs is not None else None)
+
+
+def read_georef(path: str) -> Optional[Georef]:
+    """The georeferencing of the raster at ``path`` (rasterio: geotransform
+    and CRS, whatever GDAL reads: GeoKeys, world files, .aux.xml, WKT CRS),
+    or None when it has none (a plain PNG / JPEG / TIFF)."""
+    with _open(path) as ds:
+        return _georef(ds)
+
+
+def read_size(path: str) -> Tuple[int, int]:
+    """(width, height) of a raster, from its header."""
+    with _open(path) as ds:
+        return ds.width, ds.height
+
+
+def parse_bands(bands: Union[None, str, Sequence[int]]
+                ) -> Optional[Tuple[int, ...]]:
+    """``'4,3,2'`` / ``[4, 3, 2]`` -> ``(4, 3, 2)`` (1-based, three of
+    them); None stays None (the default, resolved per raster)."""
+    if bands is None:
+        return None
+    if isinstance(bands, str):
+        try:
+            bands = [int(b) for b in bands.split(',')]
+        except ValueError:
+            raise RasterError(f'--bands {bands!r}: give three 1-based band '
+                              'numbers, e.g. --bands 1,2,3') from None
+    bands = tuple(int(b) for b in bands)
+    if len(bands) != 3 or min(bands) < 1:
+        raise RasterError(f'bands {bands}: give three 1-based band numbers '
+                          '(read as R, G, B), e.g. 1,2,3')
+    return bands
+
+
+def parse_scale(scale: ScaleSpec) -> ScaleSpec:
+    """``--scale`` / config ``scale`` -> None (default rule), the string
+    ``'pLO,pHI'`` kept as percentiles ``('percentile', lo, hi)``, or a list
+    of (lo, hi) ranges. Accepts ``['0,3000']``, ``['0,3000', '0,2800',
+    ...]``, ``[[0, 3000], ...]``, ``'p1,p99'``."""
+    if scale is None:
+        return None
+    if isinstance(scale, str):
+        scale = [scale]
+    if len(scale) == 1 and isinstance(scale[0], str) \
+            and scale[0].startswith('p'):
+        try:
+            lo, hi = (float(v.strip().lstrip('p'))
+                      for v in scale[0].split(','))
+        except ValueError:
+            lo = hi = -1
+        if not 0 <= lo < hi <= 100:
+            raise RasterError(f'--scale {scale[0]!r}: percentiles are '
+                              'pLO,pHI with 0 <= LO < HI <= 100, e.g. p2,p98')
+        return ('percentile', lo, hi)
+    ranges = []
+    for s in scale:
+        try:
+            lo, hi = ([float(v) for v in s.split(',')]
+                      if isinstance(s, str) else [float(v) for v in s])
+        except (ValueError, TypeError):
+            raise RasterError(f'scale {s!r}: give LO,HI (e.g. 0,3000)'
+                              ) from None
+        if not hi > lo:
+            raise RasterError(f'scale {s!r}: HI must be > LO')
+        ranges.append((lo, hi))
+    return ranges
+
+
+def scale_to_uint8(arr: np.ndarray, ranges: Optional[np.ndarray]
+                   ) -> np.ndarray:
+    """Band values to uint8 by the module's scaling rule.
+
+    Args:
+        arr (ndarray): B x H x W, any dtype.
+        ranges (ndarray, optional): B x 2, (lo, hi) per band; None: the
+            values are uint8 already.
+
+    Returns:
+        ndarray: B x H x W uint8.
+    """
+    if ranges is None:
+        return arr.astype(np.uint8, copy=False)
+    lo = ranges[:, 0].reshape(-1, 1, 1).astype(np.float32)
+    span = (ranges[:, 1] - ranges[:, 0]).reshape(-1, 1, 1).astype(np.float32)
+    out = (arr.astype(np.float32) - lo) / span
+    np.clip(out, 0, 1, out=out)
+    out *= 255
+    return np.rint(out, out=out).astype(np.uint8)
+
+
+def percentile_ranges(ds, bands: Sequence[int],
+                      percentiles=DEFAULT_PERCENTILES,
+                      sample_side: int = SAMPLE_SIDE) -> np.ndarray:
+    """Per-band (lo, hi) percentiles of the valid pixels of a decimated
+    sample (at most ``sample_side`` px a side, nearest neighbour, through
+    overviews when the raster has them) of the whole raster.
+
+    Returns:
+        ndarray: len(bands) x 2 float64.
+    """
+    from rasterio.enums import Resampling
+    f = max(1.0, max(ds.width, ds.height) / sample_side)
+    shape = (len(bands), max(1, int(ds.height / f)),
+             max(1, int(ds.width / f)))
+    arr = ds.read(list(bands), out_shape=shape, masked=True,
+                  resampling=Resampling.nearest)
+    ranges = np.zeros((len(bands), 2))
+    for i in range(len(bands)):
+        valid = arr[i].compressed().astype(np.float64)
+        valid = valid[np.isfinite(valid)]
+        if valid.size == 0:
+            ranges[i] = (0.0, 1.0)
+            continue
+        lo, hi = np.percentile(valid, percentiles)
+        ranges[i] = (lo, hi if hi > lo else lo + 1.0)
+    return ranges
+
+
+def drop_nodata_centres(bboxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Keep-mask of the boxes whose centre pixel is valid.
+
+    Args:
+        bboxes (ndarray): M x 4 (x1, y1, x2, y2) in the window's pixels.
+        valid (ndarray): H x W bool, the window's valid (not nodata) pixels.
+
+    Returns:
+        ndarray: (M,) bool.
+    """
+    h, w = valid.shape
+    b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    cx = np.clip(np.floor((b[:, 0] + b[:, 2]) / 2), 0, w - 1).astype(int)
+    cy = np.clip(np.floor((b[:, 1] + b[:, 3]) / 2), 0, h - 1).astype(int)
+    return valid[cy, cx]
+
+
+class _Batch(NamedTuple):
+    ids: List[int]  # window indices
+    imgs: List[np.ndarray]  # h x w x 3 uint8 BGR
+    valid: List[Optional[np.ndarray]]  # h x w bool, None: all valid
+
+
+_DONE = object()
+
+
+class RasterSource:
+    """One raster, its bands and scaling resolved, read window by window.
+
+    Args:
+        path (str): a raster GDAL reads.
+        bands (tuple[int], optional): 1-based bands read as R, G, B; default
+            (1, 2, 3), or (1, 1, 1) for a one-band raster.
+        scale: None (the module's default rule), ``('percentile', lo,
+            hi)`` or a list of (lo, hi) ranges, one or one per band
+            (:func:`parse_scale`).
+
+    Raises:
+        RasterError: not a raster, band out of range, wrong number of
+            ranges.
+    """
+
+    def __init__(self, path: str, bands: Optional[Sequence[int]] = None,
+                 scale: ScaleSpec = None) -> None:
+        self.path = path
+        scale = parse_scale(scale)
+        with _open(path) as ds:
+            self.width, self.height, self.count = ds.width, ds.height, \
+                ds.count
+            if bands is None:
+                bands = (1, 2, 3) if ds.count >= 3 else (1, 1, 1)
+            self.bands = parse_bands(bands)
+            bad = [b for b in self.bands if b > ds.count]
+            if bad:
+                raise RasterError(
+                    f'{path}: band {bad[0]} is out of range (the raster has '
+                    f'{ds.count} band(s)); choose --bands among '
+                    f'1..{ds.count}')
+            self.dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
+            self.georef = _georef(ds)
+            self.block_shapes = ds.block_shapes
+            from rasterio.enums import MaskFlags
+            self.has_nodata = any(
+                MaskFlags.all_valid not in ds.mask_flag_enums[b - 1]
+                for b in self.bands)
+            try:
+                if isinstance(scale, tuple):
+                    self.ranges = percentile_ranges(ds, self.bands, scale[1:])
+                elif scale is not None:
+                    if len(scale) not in (1, 3):
+                        raise RasterError(
+                            f'{path}: {len(scale)} scale ranges for 3 bands; '
+                            'give one LO,HI for all bands or one per band')
+                    self.ranges = np.array(scale * (3 if len(scale) == 1
+                                                    else 1), dtype=float)
+                elif all(np.dtype(ds.dtypes[b - 1]) == np.uint8
+                         for b in self.bands):
+                    self.ranges = None
+                else:
+                    self.ranges = percentile_ranges(ds, self.bands)
+            except Exception as e:
+                if isinstance(e, RasterError):
+                    raise
+                raise RasterError(f'{path}: cannot read a sample of the '
+                                  f'raster ({_one_line(e)}): the file is '
+                                  'truncated or corrupt') from None
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        """(height, width) in px."""
+        return self.height, self.width
+
+    def _read(self, ds, win: Window) -> Tuple[np.ndarray,
+                                                Optional[np.ndarray]]:
+        from rasterio.windows import Window as RioWindow
+        rw = RioWindow(win.x0, win.y0, win.width, win.height)
+        try:
+            arr = ds.read(list(self.bands), window=rw)
+            valid = None
+            if self.has_nodata:
+                valid = (ds.read_masks(list(self.bands), window=rw) > 0
+                         ).all(axis=0)
+        except Exception as e:
+            raise RasterError(
+                f'{self.path}: cannot read window x={win.x0}..{win.x1}, '
+                f'y={win.y0}..{win.y1} ({_one_line(e)}): the file is '
+                'truncated or corrupt') from None
+        img = scale_to_uint8(arr, self.ranges)
+        if valid is not None:
+            img[:, ~valid] = 0
+        # R, G, B bands -> H x W x 3 BGR, as mmcv.imread returns a PNG
+        return np.ascontiguousarray(img[::-1].transpose(1, 2, 0)), valid
+
+    def read(self, win: Window) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """One window: (h x w x 3 uint8 BGR, h x w bool valid mask or None
+        when the raster has no nodata)."""
+        with _open(self.path) as ds:
+            return self._read(ds, win)
+
+    def overview(self, max_side: int = 4096) -> Tuple[np.ndarray, float]:
+        """The whole raster decimated to at most ``max_side`` px a side
+        (nearest neighbour, through overviews when it has some), scaled
+        and ordered as the windows are: (h x w x 3 uint8 BGR, the factor
+        f, raster px = f x overview px; 1.0 when not decimated)."""
+        from rasterio.enums import Resampling
+        f = max(1.0, max(self.width, self.height) / max_side)
+        shape = (3, max(1, round(self.height / f)),
+                 max(1, round(self.width / f)))
+        with _open(self.path) as ds:
+            try:
+                arr = ds.read(list(self.bands), out_shape=shape,
+                              resampling=Resampling.nearest)
+            except Exception as e:
+                raise RasterError(f'{self.path}: cannot read the raster '
+                                  f'({_one_line(e)}): the file is truncated '
+                                  'or corrupt') from None
+        img = scale_to_uint8(arr, self.ranges)
+        return np.ascontiguousarray(img[::-1].transpose(1, 2, 0)), \
+            self.width / shape[2]
+
+    def batches(self, windows: Sequence[Window], ids: Sequence[int],
+                batch_size: int = 4, prefetch: int = 2) -> Iterator[_Batch]:
+        """Batches of the windows ``ids`` (indices into ``windows``), read
+        by a background thread at most ``prefetch`` batches ahead; windows
+        entirely nodata are left out (a batch may then be shorter or, at
+        the end, absent)."""
+        q: 'queue.Queue' = queue.Queue(maxsize=max(1, prefetch))
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def work() -> None:
+            try:
+                with _open(self.path) as ds:
+                    batch = _Batch([], [], [])
+                    for i in ids:
+                        img, valid = self._read(ds, windows[i])
+                        if valid is not None and not valid.any():
+                            continue
+                        if valid is not None and valid.all():
+                            valid = None
+                        batch.ids.append(i)
+                        batch.imgs.append(img)
+                        batch.valid.append(valid)
+                        if len(batch.ids) == batch_size:
+                            if not put(batch):
+                                return
+                            batch = _Batch([], [], [])
+                    if batch.ids and not put(batch):
+                        return
+                put(_DONE)
+            except BaseException as e:  # handed to the consumer
+                put(e)
+
+        thread = threading.Thread(target=work, daemon=True,
+                                  name='mmretina-raster-reader')
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+
+def detect_windows(backend, source: RasterSource, windows: Sequence[Window],
+                   ids: Optional[Sequence[int]] = None, batch_size: int = 4,
+                   progress=None) -> Dict[int, 'InstanceData']:
+    """Run ``backend`` over windows of ``source``.
+
+    Args:
+        backend (callable): list of h x w x 3 uint8 BGR -> list of
+            ``InstanceData`` (``bboxes`` (M, 4) in the window's pixels,
+            ``scores`` (M,), ``labels`` (M,)).
+        source (RasterSource): the raster.
+        windows (list[Window]): all windows of the raster.
+        ids (list[int], optional): the windows to run (default: all).
+        batch_size (int): windows per backend call.
+        progress: an object with ``update(n)`` (a progress bar), or None.
+
+    Returns:
+        dict[int, InstanceData]: per window run and not entirely nodata,
+        its detections in the **window's** pixels, those centred on nodata
+        dropped. Windows left out (nodata) have no entry.
+    """
+    import torch
+    ids = list(range(len(windows))) if ids is None else list(ids)
+    out = {}
+    position = {i: k for k, i in enumerate(ids)}
+    done = 0
+    for batch in source.batches(windows, ids, batch_size):
+        results = backend(batch.imgs)
+        for i, inst, valid in zip(batch.ids, results, batch.valid):
+            if valid is not None and len(inst):
+                keep = drop_nodata_centres(
+                    torch.as_tensor(inst.bboxes).cpu().numpy(), valid)
+                inst = inst[torch.from_numpy(keep)]
+            out[i] = inst
+        if progress is not None:  # skipped windows count as done
+            last = position[batch.ids[-1]] + 1
+            progress.update(last - done)
+            done = last
+    if progress is not None and done < len(ids):
+        progress.update(len(ids) - done)
+    return out
+
+
+def detect_raster(inferencer, source: RasterSource,
+                  progress: bool = True) -> 'InstanceData':
+    """Detections over a whole raster, window by window from disk, merged
+    as :class:`~mmretina.apis.inference.TiledInferencer` merges the windows
+    of an in-memory image (same windows, cut-box rule, NMS / WBF).
+
+    Args:
+        inferencer (TiledInferencer): backend, tile, overlap, batch size
+            and merge settings.
+        source (RasterSource): the raster.
+        progress (bool): a progress bar over windows on stderr.
+
+    Returns:
+        InstanceData: ``bboxes`` (K, 4) float32 in the raster's pixels,
+        ``scores`` (K,), ``labels`` (K,) by descending score; metainfo
+        ``ori_shape`` (H, W), ``windows``, ``img_path``, ``skipped`` (the
+        number of windows left out as entirely nodata).
+    """
+    from .inference import progress_bar
+    windows = inferencer.windows(source.width, source.height)
+    bar = progress_bar(
+        len(windows),
+        desc=f'{source.width}x{source.height} px, {len(windows)} tiles',
+        enabled=progress and inferencer.progress)
+    try:
+        per_window = detect_windows(inferencer.backend, source, windows,
+                                    batch_size=inferencer.batch_size,
+                                    progress=bar)
+    finally:
+        bar.close()
+    return inferencer.merge_windows(
+        per_window, windows, source.width, source.height,
+        dict(img_path=source.path, skipped=len(windows) - len(per_window)))

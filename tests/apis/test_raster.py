@@ -1,0 +1,254 @@
+"""Rasters read window by window with rasterio: georeferencing, bands,
+scaling and channel order (the pixels the model sees equal a PNG's through
+mmcv, as in training), nodata, the windowed result equal to the in-memory
+tiled one, and bad rasters."""
+import os
+import os.path as osp
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('rasterio')
+import rasterio  # noqa: E402
+from rasterio.transform import from_origin  # noqa: E402
+
+from mmretina.apis import PytorchBackend, TiledInferencer  # noqa: E402
+from mmretina.apis.inference import load_image  # noqa: E402
+from mmretina.apis.raster import (RasterError, RasterSource,  # noqa: E402
+                                  detect_raster, drop_nodata_centres,
+                                  parse_scale, read_georef, scale_to_uint8)
+from mmretina.apis.tiling import Window  # noqa: E402
+
+YELL = '2019_YELL_2_541000_4977000_image_crop'
+# EPSG:32617 (UTM 17N), 0.1 m pixels, as the DeepForest GeoTIFF
+ORIGIN = (404211.9, 3285142.9)
+
+
+def write_tif(path, bands_chw, nodata=None, crs='EPSG:32617', gsd=0.1,
+              block=256):
+    """A tiled, deflate-compressed GeoTIFF of B x H x W ``bands_chw``."""
+    count, height, width = bands_chw.shape
+    with rasterio.open(
+            path, 'w', driver='GTiff', width=width, height=height,
+            count=count, dtype=bands_chw.dtype, crs=crs, nodata=nodata,
+            transform=from_origin(*ORIGIN, gsd, gsd), tiled=True,
+            blockxsize=block, blockysize=block, compress='deflate') as ds:
+        ds.write(bands_chw)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def yell_bgr(df_images):
+    """A 500 x 420 px part of the YELL image, BGR as mmcv decodes it."""
+    return load_image(df_images[YELL + '.png'])[100:520, 200:700].copy()
+
+
+@pytest.fixture(scope='module')
+def yell_tif(yell_bgr, tmp_path_factory):
+    """The same pixels as an RGB uint8 GeoTIFF."""
+    d = tmp_path_factory.mktemp('yell_tif')
+    return write_tif(d / 'yell.tif',
+                     np.ascontiguousarray(yell_bgr[..., ::-1].transpose(
+                         2, 0, 1)))
+
+
+def test_georef_of_the_deepforest_geotiff(df_images):
+    geo = read_georef(df_images['OSBS_029.tif'])
+    assert 'UTM zone 17N' in geo.crs_wkt and geo.gsd == pytest.approx(0.1)
+    x, y = geo.apply(np.array([0.0, 400.0]), np.array([0.0, 400.0]))
+    assert x == pytest.approx([404211.9, 404251.9], abs=1e-6)
+    assert y == pytest.approx([3285142.9, 3285102.9], abs=1e-6)
+    assert read_georef(df_images['OSBS_029.png']) is None
+
+
+def test_georef_matrix_and_pixel_is_point(tmp_path):
+    # ModelTransformationTag and GTRasterTypeGeoKey = PixelIsPoint, written
+    # by PIL: GDAL shifts the origin to the corner of the pixel
+    from PIL import Image, TiffImagePlugin
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    m = [2.0, 0.5, 0, 100.0, 0.0, -2.0, 0, 200.0, 0, 0, 0, 0, 0, 0, 0, 1]
+    info[34264], info.tagtype[34264] = m, 12
+    keys = (1, 1, 0, 3, 1024, 0, 1, 2, 1025, 0, 1, 2, 2048, 0, 1, 4326)
+    info[34735], info.tagtype[34735] = keys, 3
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / 'm.tif',
+                                                        tiffinfo=info)
+    geo = read_georef(str(tmp_path / 'm.tif'))
+    assert 'WGS 84' in geo.crs_wkt
+    x, y = geo.apply(np.array([0.5, 1.5]), np.array([0.5, 0.5]))
+    assert x == pytest.approx([100.0, 102.0]) and y == pytest.approx(200.0)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / 'p.tif')
+    assert read_georef(str(tmp_path / 'p.tif')) is None
+
+
+def test_windows_are_the_png_pixels_in_bgr(yell_tif, yell_bgr):
+    src = RasterSource(yell_tif)
+    assert src.bands == (1, 2, 3) and src.ranges is None
+    win = Window(120, 40, 420, 340)
+    img, valid = src.read(win)
+    assert valid is None
+    assert np.array_equal(img, yell_bgr[40:340, 120:420])
+    batches = list(src.batches([win, Window(0, 0, 50, 60)], [1, 0], 1))
+    assert [b.ids for b in batches] == [[1], [0]]
+    assert np.array_equal(batches[0].imgs[0], yell_bgr[:60, :50])
+
+
+def test_windowed_equals_in_memory_tiled(df_model, yell_bgr, tmp_path):
+    # same windows, same pixels (channel order, then the config's mean /
+    # std in the data preprocessor), same merge: the same detections
+    bgr = yell_bgr[:260, :300]
+    tif = write_tif(tmp_path / 'part.tif', np.ascontiguousarray(
+        bgr[..., ::-1].transpose(2, 0, 1)), block=128)
+    inf = TiledInferencer(PytorchBackend(df_model), tile=160, overlap=0.25,
+                          batch_size=4, progress=False)
+    ref = inf(np.ascontiguousarray(bgr))
+    got = detect_raster(inf, RasterSource(tif), progress=False)
+    assert len(got.metainfo['windows']) == len(ref.metainfo['windows']) == 6
+    assert len(ref) > 20
+    for k in ('bboxes', 'scores', 'labels'):
+        assert torch.equal(got[k], ref[k]), k
+
+
+def test_scaling_rule():
+    arr = np.array([[[0, 1000, 2000, 4000]]], np.uint16)
+    out = scale_to_uint8(arr, np.array([[1000.0, 3000.0]]))
+    assert out.tolist() == [[[0, 0, 128, 255]]]  # 127.5 rounds to even: 128
+    assert parse_scale(['p1,p99']) == ('percentile', 1.0, 99.0)
+    assert parse_scale(['0,3000', '0,2800', '10,20']) == [
+        (0.0, 3000.0), (0.0, 2800.0), (10.0, 20.0)]
+    with pytest.raises(RasterError, match='HI must be > LO'):
+        parse_scale(['5,5'])
+
+
+def test_uint16_four_bands_with_nodata_border(df_model, yell_bgr, tmp_path):
+    """Band 1 is noise, bands 2-4 the R, G, B of the PNG times 256 plus 1
+    (0 is free for nodata), with a 150 px nodata border on the left:
+    --bands 2,3,4 --scale 1,65281 gives the PNG's pixels inside."""
+    h, w = yell_bgr.shape[:2]
+    rgb = yell_bgr[..., ::-1].transpose(2, 0, 1).astype(np.uint16)
+    noise = np.random.RandomState(0).randint(1, 60000, (1, h, w))
+    bands = np.concatenate([noise.astype(np.uint16), rgb * 256 + 1])
+    bands[:, :, :150] = 0
+    path = write_tif(tmp_path / 'four.tif', bands, nodata=0)
+    with pytest.raises(RasterError, match='band 5 is out of range .* 4 band'):
+        RasterSource(path, bands=(2, 3, 5))
+    src = RasterSource(path, bands=(2, 3, 4), scale=['1,65281'])
+    assert src.has_nodata
+    img, valid = src.read(Window(100, 0, 400, 300))
+    assert not valid[:, :50].any() and valid[:, 50:].all()
+    assert (img[:, :50] == 0).all()
+    assert np.array_equal(img[:, 50:], yell_bgr[:300, 150:400])
+    # the default for uint16: per-band 2-98 percentile stretch over the
+    # valid pixels only (nodata zeros would pull the low end down)
+    auto = RasterSource(path, bands=(2, 3, 4))
+    assert (auto.ranges[:, 0] > 1).all()
+    assert (auto.ranges[:, 1] < 65281).all()
+
+    class Counting:
+        def __init__(self, backend):
+            self.backend, self.sizes = backend, []
+            self.nms_iou = backend.nms_iou
+
+        def __call__(self, imgs):
+            self.sizes.append(len(imgs))
+            return self.backend(imgs)
+
+    backend = Counting(PytorchBackend(df_model))
+    inf = TiledInferencer(backend, tile=100, overlap=0, batch_size=4,
+                          progress=False)
+    small = RasterSource(write_tif(tmp_path / 'small.tif',
+                                   np.ascontiguousarray(bands[:, :200, :300]),
+                                   nodata=0, block=128),
+                         bands=(2, 3, 4), scale=['1,65281'])
+    res = detect_raster(inf, small, progress=False)
+    # 3 x 2 windows of 100 px; the first column (x < 100) is all nodata
+    assert res.metainfo['skipped'] == 2 and sum(backend.sizes) == 4
+    cx = (res.bboxes[:, 0] + res.bboxes[:, 2]) / 2
+    assert len(res) > 0 and (cx >= 150).all()
+
+
+def test_drop_nodata_centres():
+    valid = np.zeros((10, 10), bool)
+    valid[:, 5:] = True
+    boxes = np.array([[0, 0, 4, 4], [3, 0, 9, 4], [6, 6, 20, 20.]])
+    assert drop_nodata_centres(boxes, valid).tolist() == [False, True, True]
+
+
+def test_bad_rasters(tmp_path, yell_bgr):
+    text = tmp_path / 'notes.tif'
+    text.write_text('not a raster')
+    with pytest.raises(RasterError, match='notes.tif: not a raster'):
+        RasterSource(str(text))
+    # a tiled GeoTIFF cut short: the windows past the cut fail, named
+    big = np.tile(yell_bgr[..., ::-1].transpose(2, 0, 1), (1, 3, 3))
+    full = write_tif(tmp_path / 'full.tif', np.ascontiguousarray(big))
+    data = open(full, 'rb').read()
+    cut = tmp_path / 'cut.tif'
+    cut.write_bytes(data[:len(data) // 3])
+    with pytest.raises(RasterError, match='cut.tif: cannot read .*truncated'):
+        src = RasterSource(str(cut))
+        windows = [Window(x, y, x + 256, y + 256)
+                   for y in range(0, 1024, 256) for x in range(0, 1280, 256)]
+        for _ in src.batches(windows, range(len(windows)), 4):
+            pass
+
+
+def _png_header_only(path, width, height, rows):
+    """A PNG whose header declares width x height RGB px but whose data
+    holds only ``rows`` rows (of zeros): a few kB."""
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    raw = zlib.compress(b'\0' * ((1 + 3 * width) * rows), 9)
+    with open(path, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n')
+        f.write(chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2,
+                                           0, 0, 0)))
+        f.write(chunk(b'IDAT', raw))
+        f.write(chunk(b'IEND', b''))
+    return str(path)
+
+
+def test_png_declaring_30000_px_a_side(tmp_path):
+    path = _png_header_only(tmp_path / 'bomb.png', 30000, 30000, 300)
+    assert os.path.getsize(path) < 100_000
+    # untiled: refused before decoding, the limit named
+    with pytest.raises(ValueError, match='900 megapixels.*--max-pixels'):
+        load_image(path)
+    # windowed: the header is read, a window costs a window
+    src = RasterSource(path)
+    assert (src.width, src.height) == (30000, 30000)
+    img, _ = src.read(Window(0, 0, 400, 200))
+    assert img.shape == (200, 400, 3) and not img.any()
+    with pytest.raises(RasterError, match='bomb.png: cannot read window'):
+        src.read(Window(0, 20000, 400, 20400))
+
+
+def test_import_without_the_geo_extra(tmp_path, df_images):
+    # rasterio / geopandas hidden: mmretina imports, a raster feature says
+    # which extra to install
+    code = (
+        'import sys\n'
+        'class Block:\n'
+        '    def find_spec(self, name, path=None, target=None):\n'
+        '        if name.split(".")[0] in ("rasterio", "geopandas"):\n'
+        '            raise ImportError("hidden: " + name)\n'
+        'sys.meta_path.insert(0, Block())\n'
+        'import mmretina, mmretina.apis\n'
+        'from mmretina.apis import RasterSource\n'
+        'try:\n'
+        f'    RasterSource({df_images["OSBS_029.tif"]!r})\n'
+        'except ImportError as e:\n'
+        '    print("ERR", e)\n')
+    env = dict(os.environ, PYTHONPATH=osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))))
+    proc = subprocess.run([sys.executable, '-c', code], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'ERR reading rasters needs rasterio (the geo extra): ' \
+        'pip install "mmretina[geo]"' in proc.stdout

@@ -1,0 +1,185 @@
+"""InferenceRun (the engine of tools/infer.py and tools/dist_infer.sh):
+GeoPackage polygons are the pixel boxes through the raster's affine
+transform, bad inputs, reruns, merged layers, and 2 gloo ranks giving
+exactly the 1-process output."""
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+pytest.importorskip('rasterio')
+geopandas = pytest.importorskip('geopandas')
+import rasterio  # noqa: E402
+from rasterio.transform import from_origin  # noqa: E402
+
+from mmretina.apis import PytorchBackend, TiledInferencer  # noqa: E402
+from mmretina.apis.inference import load_image  # noqa: E402
+from mmretina.apis.runner import InferenceRun  # noqa: E402
+
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+YELL = '2019_YELL_2_541000_4977000_image_crop'
+
+
+def _tif(path, bgr, crs='EPSG:32617', nodata=None, origin=(404211.9,
+                                                            3285142.9)):
+    h, w = bgr.shape[:2]
+    kw = dict(crs=crs, transform=from_origin(*origin, 0.1, 0.1)) \
+        if crs else {}
+    with rasterio.open(path, 'w', driver='GTiff', width=w, height=h,
+                       count=3, dtype='uint8', nodata=nodata, tiled=True,
+                       blockxsize=128, blockysize=128, **kw) as ds:
+        ds.write(np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1)))
+    return str(path)
+
+
+def _run(model, out_dir, tile=400, **kw):
+    lines = []
+    inf = TiledInferencer(PytorchBackend(model), tile=tile, overlap=0.25,
+                          batch_size=4, progress=False)
+    run = InferenceRun(inf, tiled=True, classes=('tree', ),
+                       out_dir=str(out_dir), score_thr=0.2,
+                       log=lines.append, **kw)
+    return run, lines
+
+
+def test_gpkg_polygons_are_the_pixel_boxes_through_the_affine(
+        df_model, df_images, tmp_path):
+    tif = df_images['OSBS_029.tif']
+    run, lines = _run(df_model, tmp_path)
+    (res, ) = run.run([tif])
+    gdf = geopandas.read_file(tmp_path / 'OSBS_029.gpkg')
+    with rasterio.open(tif) as ds:
+        crs, affine = ds.crs, ds.transform
+    assert gdf.crs == crs and gdf.crs.to_epsg() == 32617
+    keep = res['scores'] >= 0.2
+    boxes = res['bboxes'][keep].astype(np.float64)
+    assert len(gdf) == len(boxes) > 20
+    for geom, (x1, y1, x2, y2) in zip(gdf.geometry, boxes):
+        ring = np.array(geom.exterior.coords)
+        want = np.array([affine * (c, r) for c, r in
+                         ((x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1))])
+        np.testing.assert_allclose(ring, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(gdf[['x1', 'y1', 'x2', 'y2']].to_numpy(),
+                               boxes, atol=1e-4)
+    assert (gdf['source'] == tif).all() and (gdf['class_name'] == 'tree').all()
+    assert any('polygons (EPSG:32617) -> ' in s for s in lines)
+
+
+def test_bad_inputs_and_edge_rasters(df_model, df_images, tmp_path):
+    bgr = load_image(df_images['OSBS_029.png'])
+    # an unwritable output folder: said before any inference
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    run, _ = _run(df_model, blocker / 'out')
+    with pytest.raises(ValueError, match='--out-dir .*cannot write there'):
+        run.run([df_images['OSBS_029.tif']])
+    # an all-nodata raster: an empty layer, said so
+    empty = _tif(tmp_path / 'empty.tif', np.zeros_like(bgr), nodata=0)
+    # no CRS, asked for a GeoPackage: pixel coordinates, with a warning;
+    # the 400 px window is larger than this 120 x 100 px raster
+    plain = _tif(tmp_path / 'plain.tif', bgr[:100, :120], crs=None)
+    out = tmp_path / 'out'
+    run, lines = _run(df_model, out, fmt='gpkg')
+    res = run.run([empty, plain])
+    text = '\n'.join(lines)
+    assert 'empty.tif: every window is nodata: no detection (the layer ' \
+        'is empty)' in text
+    assert len(geopandas.read_file(out / 'empty.gpkg')) == 0
+    assert 'plain.tif has no CRS: the gpkg layer holds pixel coordinates' \
+        in text
+    assert 'window is larger than the raster (120x100 px)' in text
+    gdf = geopandas.read_file(out / 'plain.gpkg')
+    assert gdf.crs is None and len(gdf) == (res[1]['scores'] >= 0.2).sum()
+    assert gdf.geometry.total_bounds[2] <= 120 + 1e-4  # pixels
+    # a truncated raster: one line naming it, and nothing written for it
+    data = open(_tif(tmp_path / 'big.tif', np.tile(bgr, (2, 2, 1))),
+                'rb').read()
+    (tmp_path / 'cut.tif').write_bytes(data[:len(data) // 4])
+    out2 = tmp_path / 'out2'
+    run, _ = _run(df_model, out2, tile=200)
+    with pytest.raises(ValueError, match='cut.tif: cannot read .*truncated'):
+        run.run([str(tmp_path / 'cut.tif')])
+    assert [n for n in os.listdir(out2) if not n.startswith('.')] == []
+
+
+def test_rerun_skips_finished_and_merged_layer(df_model, df_images,
+                                               tmp_path):
+    bgr = load_image(df_images['OSBS_029.png'])
+    a = _tif(tmp_path / 'a.tif', bgr[:, :200])
+    b = _tif(tmp_path / 'b.tif', bgr[:, 200:], origin=(404231.9, 3285142.9))
+    out = tmp_path / 'out'
+    run, lines = _run(df_model, out, merge_layers=True, settings=dict(v=1))
+    first = run.run([a, b])
+    assert not osp.exists(out / 'a.gpkg')  # one layer for all
+    merged = geopandas.read_file(out / 'detections.gpkg')
+    assert sorted(set(merged['source'])) == [a, b]
+    assert len(merged) == sum((r['scores'] >= 0.2).sum() for r in first)
+    run, lines = _run(df_model, out, merge_layers=True, settings=dict(v=1))
+    again = run.run([a, b])
+    assert any('2 input(s) finished before' in s for s in lines)
+    assert not any('drawn into' in s for s in lines)  # nothing run again
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x['bboxes'], y['bboxes'])
+    # other settings: run again
+    run, lines = _run(df_model, out, merge_layers=True, settings=dict(v=2))
+    run.run([a])
+    assert not any('finished before' in s for s in lines)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_equal_one_process(df_checkpoint, df_images,
+                                          tmp_path):
+    """3 rasters, 100 px windows: the windows of the middle raster are
+    split between the ranks; rank 0 merges them."""
+    bgr = load_image(df_images[YELL + '.png'])
+    src = tmp_path / 'rasters'
+    os.makedirs(src)
+    for k, (y, x) in enumerate(((0, 0), (200, 300), (400, 600))):
+        _tif(src / f'r{k}.tif', bgr[y:y + 180, x:x + 220],
+             origin=(500000.0 + x * 0.1, 4000000.0 - y * 0.1))
+    config, ckpt = df_checkpoint
+    common = ['--tile', '100', '--overlap', '0.2', '--batch', '1',
+              '--score-thr', '0.2', '--device', 'cpu', '--no-progress']
+    # one thread: the same float sums in every process
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PYTHONPATH=REPO_ROOT + os.pathsep
+               + os.environ.get('PYTHONPATH', ''))
+    one = subprocess.run(
+        ['python', osp.join(REPO_ROOT, 'tools', 'infer.py'), str(src),
+         config, ckpt, '--out-dir', str(tmp_path / 'one'), *common],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert one.returncode == 0, one.stdout[-5000:]
+    env['PORT'] = str(_free_port())
+    two = subprocess.run(
+        ['bash', osp.join(REPO_ROOT, 'tools', 'dist_infer.sh'), config, ckpt,
+         str(src), '2', '--out-dir', str(tmp_path / 'two'), *common],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert two.returncode == 0, two.stdout[-5000:]
+    for name in ('results.json', 'detections.csv'):
+        with open(tmp_path / 'one' / name) as f1, \
+                open(tmp_path / 'two' / name) as f2:
+            assert f1.read() == f2.read(), name
+    with open(tmp_path / 'one' / 'results.json') as f:
+        assert len({r['image_id'] for r in json.load(f)}) == 3
+    for k in range(3):
+        g1 = geopandas.read_file(tmp_path / 'one' / f'r{k}.gpkg')
+        g2 = geopandas.read_file(tmp_path / 'two' / f'r{k}.gpkg')
+        assert len(g1) > 0
+        assert g1.drop(columns='geometry').equals(
+            g2.drop(columns='geometry'))
+        assert all(a.equals_exact(b, 0) for a, b in zip(g1.geometry,
+                                                        g2.geometry))
+    assert not osp.exists(tmp_path / 'two' / '.mmretina' / 'parts')
