@@ -6,6 +6,12 @@ classes, input 800 x 1333), batch 1 and 4.
     python benchmarks/bench_inference.py               # 1 thread
     python benchmarks/bench_inference.py --threads 2 --repeats 5
     python benchmarks/bench_inference.py --quick       # DeepForest only
+    python benchmarks/bench_inference.py --no-deploy   # without INT8/OpenVINO
+
+Rows onnxruntime_int8 / openvino / openvino_int8 (mmretina.deploy): the
+exported model in OpenVINO, and statically quantized to INT8 (QDQ convs,
+calibrated on 4 noise images: a speed figure; accuracy is measured with
+tools/deployment/quantize.py --val-ann and tools/test.py MODEL.onnx).
 
 What is timed: from the resized uint8 image to the final detections, i.e.
 the data preprocessor (normalise, pad), backbone, neck, head, decoding and

@@ -131,13 +131,15 @@ def main(argv=None):
     if args.checkpoint.endswith('.onnx') or args.backend:
         # an exported model: the config's datasets, loop and metrics, the
         # runtime in place of the detector (mmretina.deploy.backends)
-        from mmretina.deploy.backends import exported_model_cfg
+        from mmretina.deploy.backends import use_exported_model
         if args.tile or args.tta or args.launcher != 'none':
             raise SystemExit('error: an exported model is evaluated '
                              'without --tile / --tta / a launcher')
-        cfg.model = exported_model_cfg(args.checkpoint, args.backend
-                                       or 'onnxruntime', args.threads)
-        cfg.load_from = None
+        try:
+            use_exported_model(cfg, args.checkpoint, args.backend
+                               or 'onnxruntime', args.threads)
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f'error: {e}') from None
     else:
         cfg.load_from = args.checkpoint
         check_checkpoint(args.checkpoint, 'load')

@@ -205,10 +205,29 @@ class ExportedDetector(BaseModel):
         return self.predict_batch(inputs, data_samples)
 
 
+# hooks that copy or swap the model's parameters (an exported model has
+# none; EMAHook deep-copies the model, which holds a runtime session)
+_PARAM_HOOKS = ('EMAHook', 'mmdet.EMAHook', 'mmengine.EMAHook')
+
+
 def exported_model_cfg(model_file: str, backend: str = 'onnxruntime',
                        num_threads: Optional[int] = None) -> dict:
-    """``cfg.model`` that makes a Runner evaluate ``model_file`` (the
-    datasets, metrics and loops of the config are kept)."""
+    """``cfg.model`` that makes a Runner evaluate ``model_file``."""
     import mmretina.deploy.backends  # noqa: F401  (registers the model)
     return dict(type='mmretina.ExportedDetector', model_file=model_file,
                 backend=backend, num_threads=num_threads)
+
+
+def use_exported_model(cfg, model_file: str, backend: str = 'onnxruntime',
+                       num_threads: Optional[int] = None):
+    """Turn a test config into one that scores ``model_file`` with the
+    same datasets, loop and evaluator: the model replaced by
+    :class:`ExportedDetector`, no checkpoint to load, and the hooks that
+    act on parameters (``EMAHook``) removed. Returns ``cfg`` (modified)."""
+    check_exported_model(model_file)
+    cfg.model = exported_model_cfg(model_file, backend, num_threads)
+    cfg.load_from = None
+    cfg.resume = False
+    hooks = cfg.get('custom_hooks') or []
+    cfg.custom_hooks = [h for h in hooks if h.get('type') not in _PARAM_HOOKS]
+    return cfg

@@ -14,6 +14,8 @@ anchors, box decoding, top-k and NMS; and any conv group that
 Calibration images go through the test pipeline stored in the model
 (the config's), exactly as at inference (``OrtBackend.preprocess``).
 """
+import contextlib
+import io
 import json
 import os
 import os.path as osp
@@ -227,7 +229,9 @@ def evaluate_map50(backend, ann_file: str,
     level = logger.level
     logger.setLevel('WARNING')  # CocoMetric's summary table
     try:
-        res = metric.evaluate(len(infos))
+        # pycocotools prints its own table to stdout
+        with contextlib.redirect_stdout(io.StringIO()):
+            res = metric.evaluate(len(infos))
     finally:
         logger.setLevel(level)
     # CocoMetric returns no figures when no image has a detection

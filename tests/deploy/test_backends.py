@@ -150,3 +150,19 @@ def test_low_opset_and_dynamic_shape_refused(tiny_export, tmp_path):
     with pytest.raises(ValueError, match=r"dynamic input dimensions \['H', "
                        r"'W'\].*re-export without --dynamic"):
         check_exported_model(dyn, static=True)
+
+
+def test_use_exported_model_drops_ema_hook(tiny_export):
+    """The DeepForest config's EMAHook deep-copies the model (a runtime
+    session cannot be copied): it is removed, the other hooks kept."""
+    from mmengine.config import Config
+    from mmretina.deploy.backends import use_exported_model
+    cfg = Config.fromfile(osp.join(REPO, 'configs',
+                                   'retinanet_r18_fpn_deepforest.py'))
+    assert 'EMAHook' in [h['type'] for h in cfg.custom_hooks]
+    before = [h['type'] for h in cfg.custom_hooks if h['type'] != 'EMAHook']
+    cfg.load_from = 'some.pth'
+    use_exported_model(cfg, tiny_export['onnx'], 'onnxruntime', 1)
+    assert [h['type'] for h in cfg.custom_hooks] == before
+    assert cfg.model['type'] == 'mmretina.ExportedDetector'
+    assert cfg.load_from is None
