@@ -1,6 +1,9 @@
 """mmretina: RetinaNet for MMDetection 3.x. Install with tools/install.sh,
 which builds mmcv's compiled ops when no wheel fits this torch."""
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
@@ -12,6 +15,34 @@ def version():
     return scope['__version__']
 
 
+def add_mim_extension():
+    """Ship tools/ and configs/ inside the package, in mmretina/.mim, as
+    mmdet ships its own (mmdet's setup.py): copied when a wheel or sdist is
+    built, linked for a develop install, so that a pip user has the tools
+    (``mmretina-*`` commands) and the configs they name."""
+    if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
+        mode = 'symlink'
+    elif any(cmd in sys.argv for cmd in ('sdist', 'bdist_wheel', 'install',
+                                         'build', 'build_py')):
+        mode = 'copy'
+    else:
+        return
+    repo = osp.dirname(osp.abspath(__file__))
+    mim = osp.join(repo, 'mmretina', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in ('tools', 'configs'):
+        src, dst = osp.join(repo, name), osp.join(mim, name)
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim), dst)
+        else:
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                '__pycache__', '*.pyc'))
+
+
 def requirements(name):
     with open(osp.join(osp.dirname(__file__), 'requirements', name)) as f:
         return [
@@ -20,6 +51,24 @@ def requirements(name):
         ]
 
 
+# console commands: argparse mains in mmretina/cli (tools/*.py call the same)
+CONSOLE_SCRIPTS = [
+    'mmretina-train = mmretina.cli.train:main',
+    'mmretina-test = mmretina.cli.test:main',
+    'mmretina-infer = mmretina.cli:infer',
+    'mmretina-export-onnx = mmretina.cli:export_onnx',
+    'mmretina-to-coco = mmretina.cli.to_coco:main',
+    'mmretina-prepare-deepforest = mmretina.cli.prepare_deepforest:main',
+    'mmretina-analyze-anchors = mmretina.cli.analyze_anchors:main',
+    'mmretina-analyze-logs = mmretina.cli.analyze_logs:main',
+    'mmretina-ablate = mmretina.cli.ablate:main',
+    'mmretina-loss-cdf = mmretina.cli.loss_cdf:main',
+    'mmretina-browse-dataset = mmretina.cli.browse_dataset:main',
+    'mmretina-claim-work-dir = mmretina.cli.claim_work_dir:main',
+    'mmretina-cpu-info = mmretina.cli.cpu_info:main',
+]
+
+add_mim_extension()
 setup(
     name='mmretina',
     version=version(),
@@ -33,6 +82,10 @@ setup(
     # on 3.11 (CPU) and 3.12 (CUDA).
     python_requires='>=3.8',
     packages=find_packages(include=['mmretina', 'mmretina.*']),
+    # tools/ and configs/ (add_mim_extension), and the shell launchers
+    package_data={'mmretina': ['.mim/tools/*', '.mim/tools/**/*',
+                               '.mim/configs/*', '.mim/configs/**/*']},
+    entry_points={'console_scripts': CONSOLE_SCRIPTS},
     install_requires=requirements('runtime.txt'),
     extras_require={
         'tests': requirements('tests.txt'),

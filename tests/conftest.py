@@ -13,6 +13,12 @@ import torch
 from mmretina.testing import CLASSES, IMG_SIZE, make_coco, write_tiny_config
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: over 30 s on the 2-core test machine (still in the '
+        'default run; deselect with -m "not slow")')
+
+
 @pytest.fixture(autouse=True, scope='session')
 def _register_mmdet():
     from mmdet.utils import register_all_modules

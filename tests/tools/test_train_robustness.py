@@ -127,7 +127,7 @@ def test_truncated_checkpoint_names_the_newest_intact_one(
         train_args(h, small_config, killed_dir, '--resume', cut),
         env=h.tool_env(threads=1))
     assert proc.returncode != 0
-    assert 'mmretina.utils.resume.CorruptCheckpointError: cannot resume ' \
+    assert 'mmretina.engine.resume.CorruptCheckpointError: cannot resume ' \
         f"from checkpoint '{cut}': truncated: {len(data) // 2} bytes, and " \
         'the zip archive has no complete central directory' in proc.stdout
     assert 'It was probably being written when the run was interrupted. ' \
