@@ -12,6 +12,9 @@ Rows onnxruntime_int8 / openvino / openvino_int8 (mmretina.deploy): the
 exported model in OpenVINO, and statically quantized to INT8 (QDQ convs,
 calibrated on 4 noise images: a speed figure; accuracy is measured with
 tools/deployment/quantize.py --val-ann and tools/test.py MODEL.onnx).
+The onnxruntime and openvino rows run the dynamic-shape graph, the INT8
+rows a static one: compare INT8 with fp32 on a static graph too before
+quoting a ratio (docs/user_guides/deployment.md does).
 
 What is timed: from the resized uint8 image to the final detections, i.e.
 the data preprocessor (normalise, pad), backbone, neck, head, decoding and
