@@ -132,9 +132,23 @@ def main(argv=None):
         # an exported model: the config's datasets, loop and metrics, the
         # runtime in place of the detector (mmretina.deploy.backends)
         from mmretina.deploy.backends import use_exported_model
-        if args.tile or args.tta or args.launcher != 'none':
+        if args.tta or args.launcher != 'none':
             raise SystemExit('error: an exported model is evaluated '
-                             'without --tile / --tta / a launcher')
+                             'without --tta / a launcher')
+        if args.tile:
+            from mmretina.apis.evaluation import tiled_evaluate
+            from mmretina.deploy.backends import build_backend
+            try:
+                runtime = build_backend(args.checkpoint, args.backend
+                                        or 'onnxruntime', args.threads)
+            except (ValueError, FileNotFoundError) as e:
+                raise SystemExit(f'error: {e}') from None
+            metrics = tiled_evaluate(
+                cfg, args.checkpoint, args.tile, args.overlap,
+                args.tile_batch, args.merge, out=args.out, backend=runtime)
+            print('tiled evaluation (tile %d px, overlap %s, merge %s): %s'
+                  % (args.tile, args.overlap, args.merge, metrics))
+            return
         try:
             use_exported_model(cfg, args.checkpoint, args.backend
                                or 'onnxruntime', args.threads)

@@ -166,3 +166,21 @@ def test_use_exported_model_drops_ema_hook(tiny_export):
     assert [h['type'] for h in cfg.custom_hooks] == before
     assert cfg.model['type'] == 'mmretina.ExportedDetector'
     assert cfg.load_from is None
+
+
+def test_tiled_evaluation_of_an_export(tiny_export, tmp_path):
+    """tools/test.py MODEL.onnx --tile: window by window with the runtime,
+    the same metrics as the checkpoint window by window (one 128-px window
+    per image: the static graph's size)."""
+    args = ('--tile', 128, '--tile-batch', 1)
+    ref = run_test_tool(tiny_export['config'], tiny_export['checkpoint'],
+                        *args, '--device', 'cpu')
+    got = run_test_tool(tiny_export['config'], tiny_export['onnx'], *args,
+                        '--threads', '1')
+    assert ref.returncode == 0, ref.stdout[-3000:]
+    assert got.returncode == 0, got.stdout[-3000:]
+    line = [ln for ln in ref.stdout.splitlines()
+            if ln.startswith('tiled evaluation')]
+    assert line and 'coco/bbox_mAP_50' in line[0]
+    assert line == [ln for ln in got.stdout.splitlines()
+                    if ln.startswith('tiled evaluation')]
