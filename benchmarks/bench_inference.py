@@ -6,6 +6,15 @@ classes, input 800 x 1333), batch 1 and 4.
     python benchmarks/bench_inference.py               # 1 thread
     python benchmarks/bench_inference.py --threads 2 --repeats 5
     python benchmarks/bench_inference.py --quick       # DeepForest only
+    python benchmarks/bench_inference.py --no-deploy   # without INT8/OpenVINO
+
+Rows onnxruntime_int8 / openvino / openvino_int8 (mmretina.deploy): the
+exported model in OpenVINO, and statically quantized to INT8 (QDQ convs,
+calibrated on 4 noise images: a speed figure; accuracy is measured with
+tools/deployment/quantize.py --val-ann and tools/test.py MODEL.onnx).
+The onnxruntime and openvino rows run the dynamic-shape graph, the INT8
+rows a static one: compare INT8 with fp32 on a static graph too before
+quoting a ratio (docs/user_guides/deployment.md does).
 
 What is timed: from the resized uint8 image to the final detections, i.e.
 the data preprocessor (normalise, pad), backbone, neck, head, decoding and
@@ -37,6 +46,10 @@ MODELS = {
     'r50_fpn': ('configs/retinanet_r50_fpn.py', (800, 1333)),
 }
 IMPLS = ('mmdet', 'mmretina', 'onnxruntime')
+# the exported model in other runtimes and precisions (mmretina.deploy):
+# INT8 is a static 1 x 3 x H x W graph (a batch of 4 runs it 4 times),
+# calibrated on 4 benchmark images; OpenVINO runs the same ONNX files
+DEPLOY_IMPLS = ('onnxruntime_int8', 'openvino', 'openvino_int8')
 
 
 def cpu_model() -> str:
@@ -106,7 +119,9 @@ def make_images(name: str, batch: int, image: str = None):
 
 # ----------------------------------------------------------------- children
 def child_prepare(name: str, out_dir: str) -> None:
-    """Weights (mmretina model, seed 0, cls bias -3) and the ONNX file."""
+    """Weights (mmretina model, seed 0, cls bias -3) and the ONNX files
+    (dynamic; static and its INT8 version)."""
+    import numpy as np
     import torch
     from mmretina.apis.onnx_export import export_onnx
     model = build_model(name, 'mmretina')
@@ -118,7 +133,23 @@ def child_prepare(name: str, out_dir: str) -> None:
     export_onnx(model, osp.join(out_dir, f'{name}.onnx'), model.cfg,
                 dynamic=True, example_size=(-(-h // 32) * 32,
                                             -(-w // 32) * 32))
-    print(json.dumps(dict(export_s=time.time() - start)))
+    export_s = time.time() - start
+    # the static graph and its INT8 version (DEPLOY_IMPLS)
+    from mmretina.deploy.quantize import quantize_model
+    static = osp.join(out_dir, f'{name}.static.onnx')
+    export_onnx(model, static, model.cfg, dynamic=False,
+                example_size=(-(-h // 32) * 32, -(-w // 32) * 32))
+    calib = osp.join(out_dir, f'{name}_calib')
+    os.makedirs(calib, exist_ok=True)
+    import mmcv
+    for i in range(4):
+        img = np.random.RandomState(i).randint(0, 256, (h, w, 3), np.uint8)
+        mmcv.imwrite(img, osp.join(calib, f'{i}.png'))
+    start = time.time()
+    quantize_model(static, osp.join(out_dir, f'{name}.int8.onnx'), calib,
+                   num_calib=4, log=lambda *a: None)
+    print(json.dumps(dict(export_s=export_s,
+                          quantize_s=time.time() - start)))
 
 
 def child_run(name: str, impl: str, batch: int, repeats: int, threads: int,
@@ -154,6 +185,26 @@ def child_run(name: str, impl: str, batch: int, repeats: int, threads: int,
                 x[i, :, :im.shape[0], :im.shape[1]] = im.transpose(2, 0, 1)
             out = backend.session.run(None, dict(image=x, img_info=info))
             return int(out[3].sum())
+
+    elif impl in DEPLOY_IMPLS:
+        from mmretina.deploy.backends import build_backend
+        runtime, _, precision = impl.partition('_')
+        backend = build_backend(
+            osp.join(out_dir, f'{name}.int8.onnx' if precision else
+                     f'{name}.onnx'), runtime, threads)
+        resized = [backend.pipeline(dict(img=im, img_id=0)) for im in imgs]
+        scales = [r.get('scale_factor', (1.0, 1.0)) for r in resized]
+        step_n = backend.static_batch or len(resized)
+
+        def step():
+            # host side (pad, to float) and the graph, as for onnxruntime
+            n = 0
+            for i in range(0, len(resized), step_n):
+                out = backend.run_packed(*backend.pack(
+                    [r['img'] for r in resized[i:i + step_n]],
+                    scales[i:i + step_n]))
+                n += sum(len(o) for o in out)
+            return n
 
     else:
         from mmcv.transforms import Compose
@@ -210,6 +261,8 @@ def main() -> None:
                    help='DeepForest only, 2 repeats')
     p.add_argument('--json', help='also write the table here '
                    '(benchmarks/report.py renders it)')
+    p.add_argument('--no-deploy', action='store_true',
+                   help='without the INT8 and OpenVINO rows')
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -223,6 +276,13 @@ def main() -> None:
         return
     if args.quick:
         args.models, args.repeats = ['deepforest'], 2
+    impls = IMPLS if args.no_deploy else IMPLS + DEPLOY_IMPLS
+    if not args.no_deploy:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            print('openvino is not installed: no OpenVINO rows')
+            impls = IMPLS + DEPLOY_IMPLS[:1]
     import torch
     print(f'CPU: {cpu_model()}, {os.cpu_count()} cores; torch '
           f'{torch.__version__}, {args.threads} thread(s); median of '
@@ -232,10 +292,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             info = _child(args, '--child', 'prepare', name, tmp)
-            print(f'{name}: ONNX export {info["export_s"]:.1f} s',
-                  flush=True)
+            print(f'{name}: ONNX export {info["export_s"]:.1f} s, INT8 '
+                  f'quantization {info["quantize_s"]:.1f} s', flush=True)
             for batch in args.batches:
-                for impl in IMPLS:
+                for impl in impls:
                     extra = ['--child', 'run', name, impl, str(batch),
                              str(args.repeats), str(args.threads), tmp]
                     if args.image:
@@ -249,16 +309,16 @@ def main() -> None:
                           flush=True)
     h = {n: MODELS[n][1] for n in MODELS}
     columns = (['model', 'input', 'batch']
-               + [f'{i} images/s' for i in IMPLS]
-               + [f'{i} peak MiB' for i in IMPLS])
+               + [f'{i} images/s' for i in impls]
+               + [f'{i} peak MiB' for i in impls])
     table = []
     for name in args.models:
         for batch in args.batches:
             r = {impl: x for n, b, impl, x in rows
                  if n == name and b == batch}
             table.append([name, f'{h[name][0]}x{h[name][1]}', str(batch)]
-                         + [f'{r[i]["images_per_s"]:.2f}' for i in IMPLS]
-                         + [f'{r[i]["peak_mib"]:.0f}' for i in IMPLS])
+                         + [f'{r[i]["images_per_s"]:.2f}' for i in impls]
+                         + [f'{r[i]["peak_mib"]:.0f}' for i in impls])
     print('\n| ' + ' | '.join(columns) + ' |')
     print('|---' * len(columns) + '|')
     for row in table:

@@ -75,6 +75,28 @@ if [ ! -f "$LARGE" ]; then
 fi
 "$PY" tools/infer.py "$LARGE" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn --tile 400 \
   --overlap 0.25 --batch 4 --score-thr 0.3 --out-dir "$WORK_DIR/large_image"
+# Deployment (DEPLOY=0 skips): the model exported (static 416x416), INT8
+# calibrated on its training tiles and checked on the training site's
+# hold-out, both scored on the test images like the checkpoint.
+if [ "${DEPLOY:-1}" != 0 ]; then
+  say "deployment: ONNX fp32 and INT8 -> $WORK_DIR/deploy/"
+  "$PY" tools/deployment/export_onnx.py "$CONFIG" "$CKPT" --shape 416 416 \
+    --out "$WORK_DIR/deploy/model.onnx" || say "ONNX export failed (see above)"
+  [ -f "$WORK_DIR/deploy/model.onnx" ] &&
+  "$PY" tools/deployment/quantize.py "$CONFIG" "$WORK_DIR/deploy/model.onnx" \
+    --calib-data data/deepforest/annotations/train.json --num-calib 32 \
+    --val-ann data/deepforest/annotations/choose_val.json --threads 1 \
+    --out "$WORK_DIR/deploy/model.int8.onnx" || say "INT8 refused (see above)"
+  for m in model.onnx model.int8.onnx; do
+    [ -f "$WORK_DIR/deploy/$m" ] || continue
+    for be in onnxruntime openvino; do
+      line=$("$PY" tools/test.py "$CONFIG" "$WORK_DIR/deploy/$m" --backend $be \
+        --threads 1 --work-dir "$WORK_DIR/deploy/test" 2>&1 |
+        grep -o 'coco/bbox_mAP_50: [0-9.]*' | tail -1) || true
+      say "test images, $m on $be: ${line:-failed}"
+    done
+  done
+fi
 say "done: checkpoint $CKPT, picture $WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
 say "$CPU_LINE"
 say "test accuracy: $ACCURACY; whole job $(( $(date +%s) - job_start )) s (install excluded), training $train_s s"

@@ -18,7 +18,8 @@ def tiled_evaluate(cfg,
                    merge_iou: Optional[float] = None,
                    border: float = 2.0,
                    device: str = 'cpu',
-                   out: Optional[str] = None) -> Dict[str, float]:
+                   out: Optional[str] = None,
+                   backend=None) -> Dict[str, float]:
     """Detect every image of ``cfg.test_dataloader.dataset`` with a
     :class:`TiledInferencer` and evaluate with ``cfg.test_evaluator``.
 
@@ -34,6 +35,9 @@ def tiled_evaluate(cfg,
         device (str): torch device.
         out (str, optional): also dump the detections to this pickle
             (mmdet's ``DumpDetResults`` format).
+        backend (callable, optional): run the windows with this backend
+            (e.g. ``mmretina.deploy.build_backend`` 's, for an exported
+            model) instead of ``checkpoint`` in PyTorch.
 
     Returns:
         dict[str, float]: the evaluator's metrics.
@@ -46,9 +50,11 @@ def tiled_evaluate(cfg,
     from mmengine.registry import DefaultScope
     from mmengine.structures import InstanceData
 
-    model = init_detector(cfg, checkpoint, device=device)
+    if backend is None:
+        backend = PytorchBackend(
+            init_detector(cfg, checkpoint, device=device))
     inferencer = TiledInferencer(
-        PytorchBackend(model),
+        backend,
         tile=tile,
         overlap=overlap,
         batch_size=batch_size,

@@ -373,8 +373,20 @@ def export_onnx(detector: nn.Module,
         example_size (tuple[int, int]): (H, W) of the tracing example
             (multiples of the largest stride).
     """
+    import os
     import onnx
     from torch.export import Dim
+    # the folder first: an export takes 20-35 s, a missing folder should
+    # not cost them (nor end in a traceback after them)
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise OSError(f'cannot create the folder {folder} of --out {out}: '
+                      f'{e.strerror}; choose another output path') from e
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f'the folder {folder} of --out {out} is not '
+                              'writable; choose another output path')
     cfg = cfg if cfg is not None else detector.cfg
     detector = detector.eval()
     wrapper = RetinaNetONNX(detector, test_cfg).eval()

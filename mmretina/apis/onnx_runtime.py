@@ -43,17 +43,23 @@ class OrtBackend:
     def __init__(self,
                  onnx_file: str,
                  providers: Optional[Sequence[str]] = None,
-                 num_threads: Optional[int] = None) -> None:
-        import onnxruntime as ort
+                 num_threads: Optional[int] = None,
+                 session=None) -> None:
         from mmcv.transforms import Compose
-        opts = ort.SessionOptions()
-        if num_threads:
-            opts.intra_op_num_threads = int(num_threads)
-            opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            onnx_file,
-            sess_options=opts,
-            providers=list(providers or ['CPUExecutionProvider']))
+        if session is None:
+            import onnxruntime as ort
+            opts = ort.SessionOptions()
+            if num_threads:
+                opts.intra_op_num_threads = int(num_threads)
+                opts.inter_op_num_threads = 1
+            session = ort.InferenceSession(
+                onnx_file,
+                sess_options=opts,
+                providers=list(providers or ['CPUExecutionProvider']))
+        # ``session``: anything with onnxruntime's ``run(None, feeds)``,
+        # ``get_inputs()`` and ``get_modelmeta()`` (mmretina.deploy's
+        # OpenVINO session is one)
+        self.session = session
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get('mmretina_format') != 'retinanet-v1':
             raise ValueError(
@@ -83,7 +89,23 @@ class OrtBackend:
         """The batch the graph takes: ``image`` N x 3 x H x W and
         ``img_info`` N x 4 (img_h, img_w, scale_w, scale_h)."""
         results = [self.pipeline(dict(img=img, img_id=0)) for img in imgs]
-        shapes = [r['img'].shape[:2] for r in results]
+        return self.pack([r['img'] for r in results],
+                         [r.get('scale_factor', (1.0, 1.0)) for r in results])
+
+    def pack(self, resized: List[np.ndarray],
+             scale_factors: Sequence[Sequence[float]]):
+        """Pad images already through the test pipeline into the graph's
+        inputs.
+
+        Args:
+            resized (list[ndarray]): h_i x w_i x 3 BGR images, resized.
+            scale_factors (list): (scale_w, scale_h) of each resize
+                (mmdet's ``scale_factor``).
+
+        Returns:
+            tuple: ``image`` N x 3 x H x W float32, ``img_info`` N x 4.
+        """
+        shapes = [r.shape[:2] for r in resized]
         div = self.pad_size_divisor
         pad_h = max(int(np.ceil(h / div)) * div for h, _ in shapes)
         pad_w = max(int(np.ceil(w / div)) * div for _, w in shapes)
@@ -94,33 +116,39 @@ class OrtBackend:
                     f'not fit the static graph input {self.static_hw}; '
                     'export with --dynamic or a larger --shape')
             pad_h, pad_w = self.static_hw
-        batch = np.empty((len(imgs), 3, pad_h, pad_w), np.float32)
+        batch = np.empty((len(resized), 3, pad_h, pad_w), np.float32)
         batch[:] = self.pad_value[None, :, None, None]
-        info = np.zeros((len(imgs), 4), np.float32)
-        for i, r in enumerate(results):
+        info = np.zeros((len(resized), 4), np.float32)
+        for i, img in enumerate(resized):
             h, w = shapes[i]
-            batch[i, :, :h, :w] = r['img'].transpose(2, 0, 1)
-            sw, sh = r.get('scale_factor', (1.0, 1.0))
+            batch[i, :, :h, :w] = img.transpose(2, 0, 1)
+            sw, sh = scale_factors[i]
             info[i] = (h, w, sw, sh)
         return batch, info
 
-    def __call__(self, imgs: List[np.ndarray]) -> List[InstanceData]:
+    def run_packed(self, image: np.ndarray,
+                   info: np.ndarray) -> List[InstanceData]:
+        """Run the graph on :meth:`pack`'s output; one ``InstanceData`` per
+        image (boxes in original image pixels)."""
         import torch
+        dets, scores, labels, num = self.session.run(
+            None, dict(image=image, img_info=info))
+        out = []
+        for i in range(image.shape[0]):
+            n = int(num[i])
+            inst = InstanceData()
+            inst.bboxes = torch.from_numpy(np.array(dets[i, :n]))
+            inst.scores = torch.from_numpy(np.array(scores[i, :n]))
+            inst.labels = torch.from_numpy(
+                np.asarray(labels[i, :n]).astype(np.int64))
+            out.append(inst)
+        return out
+
+    def __call__(self, imgs: List[np.ndarray]) -> List[InstanceData]:
         step = self.static_batch
         if step is not None and len(imgs) > step:
             return [
                 r for i in range(0, len(imgs), step)
                 for r in self(imgs[i:i + step])
             ]
-        image, info = self.preprocess(imgs)
-        dets, scores, labels, num = self.session.run(
-            None, dict(image=image, img_info=info))
-        out = []
-        for i in range(len(imgs)):
-            n = int(num[i])
-            inst = InstanceData()
-            inst.bboxes = torch.from_numpy(dets[i, :n].copy())
-            inst.scores = torch.from_numpy(scores[i, :n].copy())
-            inst.labels = torch.from_numpy(labels[i, :n].astype(np.int64))
-            out.append(inst)
-        return out
+        return self.run_packed(*self.preprocess(imgs))

@@ -49,7 +49,8 @@ def parse_args(argv=None):
         help='CONFIG CHECKPOINT (--backend pytorch) or MODEL.onnx '
         '(--backend onnxruntime)')
     parser.add_argument(
-        '--backend', choices=['pytorch', 'onnxruntime'], default='pytorch')
+        '--backend', choices=['pytorch', 'onnxruntime', 'openvino'],
+        default='pytorch')
     parser.add_argument('--out', help='output PNG (one input image only)')
     parser.add_argument(
         '--out-dir', help='directory for PNGs, results.json, '
@@ -98,7 +99,8 @@ def parse_args(argv=None):
         'channels-last weights (1.46x on the DeepForest model, AVX2 fp32; '
         'detections equal up to float rounding)')
     parser.add_argument(
-        '--threads', type=int, default=None, help='onnxruntime threads')
+        '--threads', type=int, default=None,
+        help='onnxruntime / openvino threads')
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bar')
     parser.add_argument(
@@ -144,7 +146,7 @@ def parse_args(argv=None):
         parser.error(f'--backend {args.backend} takes '
                      + ('CONFIG CHECKPOINT' if want == 2 else 'MODEL.onnx')
                      + f', got {len(args.model)} argument(s): {args.model}')
-    if args.backend == 'onnxruntime' and args.cfg_options:
+    if args.backend != 'pytorch' and args.cfg_options:
         parser.error('--cfg-options applies to --backend pytorch only')
     if not args.out and not args.out_dir:
         parser.error('give --out PNG or --out-dir DIR')
@@ -165,9 +167,14 @@ def list_images(path):
 
 
 def build_backend(args):
-    if args.backend == 'onnxruntime':
-        from mmretina.apis.onnx_runtime import OrtBackend
-        backend = OrtBackend(args.model[0], num_threads=args.threads)
+    if args.backend in ('onnxruntime', 'openvino'):
+        # an exported model, fp32 or INT8 (mmretina.deploy)
+        from mmretina.deploy.backends import build_backend as build_runtime
+        try:
+            backend = build_runtime(args.model[0], args.backend,
+                                    args.threads)
+        except (ValueError, FileNotFoundError, ImportError) as e:
+            raise SystemExit(f'error: {e}') from None
         return backend, backend.classes, backend.palette, {}
     from mmdet.apis import init_detector
     from mmretina.apis import PytorchBackend, optimize_for_cpu

@@ -34,7 +34,17 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='MMDet test (and eval) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or an exported model (.onnx, fp32 or INT8) '
+        'scored by --backend with the same datasets and metrics')
+    # exported models (mmretina.deploy)
+    parser.add_argument(
+        '--backend', choices=['onnxruntime', 'openvino'], default=None,
+        help='runtime of an exported .onnx model (default: onnxruntime)')
+    parser.add_argument(
+        '--threads', type=int, default=None,
+        help='intra-op threads of the --backend runtime')
     parser.add_argument(
         '--work-dir',
         help='the directory to save the file containing evaluation metrics')
@@ -118,8 +128,35 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
 
-    cfg.load_from = args.checkpoint
-    check_checkpoint(args.checkpoint, 'load')
+    if args.checkpoint.endswith('.onnx') or args.backend:
+        # an exported model: the config's datasets, loop and metrics, the
+        # runtime in place of the detector (mmretina.deploy.backends)
+        from mmretina.deploy.backends import use_exported_model
+        if args.tta or args.launcher != 'none':
+            raise SystemExit('error: an exported model is evaluated '
+                             'without --tta / a launcher')
+        if args.tile:
+            from mmretina.apis.evaluation import tiled_evaluate
+            from mmretina.deploy.backends import build_backend
+            try:
+                runtime = build_backend(args.checkpoint, args.backend
+                                        or 'onnxruntime', args.threads)
+            except (ValueError, FileNotFoundError) as e:
+                raise SystemExit(f'error: {e}') from None
+            metrics = tiled_evaluate(
+                cfg, args.checkpoint, args.tile, args.overlap,
+                args.tile_batch, args.merge, out=args.out, backend=runtime)
+            print('tiled evaluation (tile %d px, overlap %s, merge %s): %s'
+                  % (args.tile, args.overlap, args.merge, metrics))
+            return
+        try:
+            use_exported_model(cfg, args.checkpoint, args.backend
+                               or 'onnxruntime', args.threads)
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f'error: {e}') from None
+    else:
+        cfg.load_from = args.checkpoint
+        check_checkpoint(args.checkpoint, 'load')
 
     if args.tile:
         # window by window over each image of the test set (mmretina.apis)

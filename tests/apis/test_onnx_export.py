@@ -115,3 +115,14 @@ def test_ort_backend_refuses_foreign_models(tmp_path):
     with pytest.raises(ValueError, match='not written by mmretina'):
         OrtBackend(str(tmp_path / 'other.onnx'))
     assert np  # numpy used by the parametrised cases through mmcv
+
+
+def test_export_refuses_an_output_folder_it_cannot_create(df_model,
+                                                          tmp_path):
+    """Refused before tracing (an export takes 20-60 s); a missing folder
+    is created (the deploy tests export into one)."""
+    from mmretina.apis.onnx_export import export_onnx
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    with pytest.raises(OSError, match='cannot create the folder .*a_file'):
+        export_onnx(df_model, str(blocker / 'sub' / 'm.onnx'))

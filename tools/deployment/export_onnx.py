@@ -77,8 +77,11 @@ def main(argv=None):
     model = init_detector(cfg, args.checkpoint, device='cpu')
     shape = tuple(args.shape) if args.shape else default_shape(cfg)
     start = time.time()
-    export_onnx(model, args.out, cfg, dynamic=args.dynamic,
-                opset=args.opset, example_size=shape)
+    try:
+        export_onnx(model, args.out, cfg, dynamic=args.dynamic,
+                    opset=args.opset, example_size=shape)
+    except OSError as e:  # the output folder (checked before exporting)
+        raise SystemExit(f'error: {e}')
     print(f'wrote {args.out} ({osp.getsize(args.out) / 2**20:.1f} MiB, '
           f'opset {args.opset}, '
           + ('dynamic batch and size' if args.dynamic else
