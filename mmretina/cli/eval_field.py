@@ -79,9 +79,7 @@ def main(argv=None) -> int:
     from mmretina.apis.raster import parse_bands
     from mmretina.datasets.converters.records import ConversionError
     from mmretina.evaluation.field_run import FieldEvaluator
-    from mmretina.engine.checkpoint import register_safe_checkpoint_globals
     from mmretina.engine.resume import check_checkpoint
-    register_safe_checkpoint_globals()
     try:
         check_checkpoint(args.checkpoint, 'load')
         model = init_detector(args.config, args.checkpoint,
