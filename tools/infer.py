@@ -9,4 +9,4 @@
 from mmretina.cli.infer import main
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

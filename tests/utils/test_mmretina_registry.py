@@ -8,6 +8,7 @@ from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
 from mmengine.registry import DefaultScope
 
+import mmretina.deploy  # noqa: F401  (registers ExportedDetector)
 from mmretina.registry import DATASETS, HOOKS, MODELS, TASK_UTILS, TRANSFORMS
 from mmretina.utils.checked_registry import MMRetinaRegistry
 
@@ -25,7 +26,7 @@ def test_new_registries_are_children_of_mmdets():
 
 
 @pytest.mark.parametrize('registry,name,ours,close', [
-    (MMDET_MODELS, 'RetinaHeadd', 'FocalLoss, RetinaHead',
+    (MMDET_MODELS, 'RetinaHeadd', 'ExportedDetector, FocalLoss, RetinaHead',
      "Did you mean 'mmretina.RetinaHead'?"),
     (MMDET_TASK_UTILS, 'MaxIouAssigner',
      'AnchorGenerator, MaxIoUAssigner, TorchvisionAnchorGenerator',

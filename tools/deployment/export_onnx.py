@@ -4,4 +4,4 @@
 from mmretina.cli.export_onnx import main
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

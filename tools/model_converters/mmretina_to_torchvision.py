@@ -4,4 +4,4 @@
 from mmretina.cli.mmretina_to_torchvision import main
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -4,4 +4,4 @@
 from mmretina.cli.torchvision_to_mmretina import main
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())
