@@ -100,4 +100,8 @@ else
   step "installing mmretina (editable)"
   pip_q --no-deps --no-build-isolation -e .
 fi
+# The runtime requirements the steps above do not bring (defusedxml, scipy;
+# everything else in the file is already satisfied, so nothing is upgraded).
+"$PY" -c "import defusedxml, scipy" 2>/dev/null ||
+  pip_q -r requirements/runtime.txt
 (cd / && "$PY" -c "import mmretina, mmdet, mmcv.ops, torch; print('[install] ok: mmretina', mmretina.__version__, 'mmdet', mmdet.__version__, 'torch', torch.__version__)")
