@@ -67,6 +67,7 @@ CONSOLE_SCRIPTS = [
     'mmretina-ablate = mmretina.cli.ablate:main',
     'mmretina-loss-cdf = mmretina.cli.loss_cdf:main',
     'mmretina-browse-dataset = mmretina.cli.browse_dataset:main',
+    'mmretina-plot-layer = mmretina.cli.plot_layer:main',
     'mmretina-claim-work-dir = mmretina.cli.claim_work_dir:main',
     'mmretina-cpu-info = mmretina.cli.cpu_info:main',
     'mmretina-torchvision-to-mmretina = '

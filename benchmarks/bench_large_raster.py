@@ -130,14 +130,18 @@ def worker(args) -> dict:
     warnings.filterwarnings('ignore')
     import torch
     torch.set_num_threads(args.threads)
+    import numpy as np
+
     from mmretina.apis import PytorchBackend, TiledInferencer
-    from mmretina.apis.inference import load_image
+    from mmretina.apis.inference import load_image, optimize_for_cpu
     from mmretina.apis.runner import InferenceRun
     model = _model(args.input_px)
     base_mb = _peak_rss_mb()
     t0 = time.perf_counter()
     out = {}
     if args.mode in ('windowed', 'in-memory'):
+        if args.fuse_conv_bn:  # tools/infer.py --fuse-conv-bn
+            optimize_for_cpu(model)
         inf = TiledInferencer(PytorchBackend(model), tile=args.tile,
                               overlap=args.overlap, batch_size=args.batch,
                               progress=False)
@@ -146,11 +150,15 @@ def worker(args) -> dict:
                 (res, ) = InferenceRun(inf, tiled=True, classes=('tree', ),
                                        out_dir=d, log=lambda s: None
                                        ).run([args.raster])
-            out['detections'] = int(len(res['scores']))
+            boxes, scores = res['bboxes'], res['scores']
         else:
             img = load_image(args.raster, max_pixels=None)
             res = inf(img)
-            out['detections'] = len(res)
+            boxes, scores = res.bboxes, res.scores
+        out['detections'] = int(len(scores))
+        if args.dump:  # for the parent's windowed == in-memory check
+            np.savez(args.dump, bboxes=np.asarray(boxes),
+                     scores=np.asarray(scores))
         w = len(inf.windows(args.size, args.size))
     else:  # sahi: its mmdet backend loads a config file and a checkpoint
         from sahi import AutoDetectionModel
@@ -159,21 +167,12 @@ def worker(args) -> dict:
         ckpt = osp.join(d, 'random.pth')
         torch.save(dict(state_dict=model.state_dict(),
                         meta=dict(dataset_meta=model.dataset_meta)), ckpt)
-        cfg = osp.join(d, 'sahi_config.py')
-        with open(cfg, 'w') as f:
-            # SAHI's DetInferencer looks for mmdet's LoadImageFromFile by
-            # name; the rest of the test pipeline is the config's
-            f.write(f'_base_ = [{CONFIG!r}]\n'
-                    'test_dataloader = dict(dataset=dict(pipeline=['
-                    "dict(type='LoadImageFromFile'), dict(type='Resize', "
-                    f'scale=({args.input_px}, {args.input_px}), '
-                    "keep_ratio=True), dict(type='PackDetInputs', meta_keys="
-                    "('img_id', 'img_path', 'ori_shape', 'img_shape', "
-                    "'scale_factor'))]))\n"
-                    'model = dict(bbox_head=dict(init_cfg=None))\n')
+        # the config unchanged (its test pipeline names LoadImageFromFile
+        # and Resize as SAHI looks for them); image_size sets the Resize
         det = AutoDetectionModel.from_pretrained(
-            model_type='mmdet', model_path=ckpt, config_path=cfg,
-            confidence_threshold=0.05, device='cpu', load_at_init=True)
+            model_type='mmdet', model_path=ckpt, config_path=CONFIG,
+            confidence_threshold=0.05, device='cpu', load_at_init=True,
+            image_size=args.input_px)
         t0 = time.perf_counter()  # like the others: model built before
         ratio = args.overlap if args.overlap < 1 else args.overlap / args.tile
         res = get_sliced_prediction(
@@ -207,6 +206,11 @@ def main():
     p.add_argument('--batch', type=int, default=4)
     p.add_argument('--input-px', type=int, default=400)
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--no-fuse-conv-bn', dest='fuse_conv_bn',
+                   action='store_false',
+                   help='windowed / in-memory: the model as SAHI runs it '
+                   '(default: conv+BN fused, channels-last, as tools/infer.py '
+                   '--fuse-conv-bn)')
     p.add_argument('--work-dir', default=osp.join(tempfile.gettempdir(),
                                                   'mmretina_bench_rasters'))
     p.add_argument('--sahi-python', default=sys.executable,
@@ -217,13 +221,15 @@ def main():
     p.add_argument('--raster', help=argparse.SUPPRESS)
     p.add_argument('--size', type=int, help=argparse.SUPPRESS)
     p.add_argument('--mode', help=argparse.SUPPRESS)
+    p.add_argument('--dump', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         print('RESULT ' + json.dumps(worker(args)))
         return
     print(f'CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads '
           f'{args.threads}; tile {args.tile}, overlap {args.overlap}, batch '
-          f'{args.batch}, model input {args.input_px} px', flush=True)
+          f'{args.batch}, model input {args.input_px} px, conv+BN fused '
+          f'{args.fuse_conv_bn}', flush=True)
     os.makedirs(args.work_dir, exist_ok=True)
     rows = []
     for size in args.sizes:
@@ -249,6 +255,11 @@ def main():
                    '--size', str(size), '--mode', mode]
             for k in ('tile', 'overlap', 'batch', 'input_px', 'threads'):
                 cmd += ['--' + k.replace('_', '-'), str(getattr(args, k))]
+            if not args.fuse_conv_bn:
+                cmd.append('--no-fuse-conv-bn')
+            if mode in ('windowed', 'in-memory'):
+                cmd += ['--dump', osp.join(args.work_dir,
+                                           f'dets_{size}_{mode}.npz')]
             if mode == 'sahi':  # e.g. a venv with sahi==0.12.8
                 cmd[0] = args.sahi_python
             proc = subprocess.run(cmd, stdout=subprocess.PIPE,
@@ -268,6 +279,23 @@ def main():
                   + (f', {r["windows_per_s"]} windows/s of {r["windows"]}'
                      if r['windows'] else '')
                   + f', {r["detections"]} detections', flush=True)
+    for size in args.sizes:  # the windowed path reads what in-memory cuts
+        runs = [r for r in rows if r['size'] == size]
+        by_mode = {r['mode']: r for r in runs}
+        if 'windowed' in by_mode and 'in-memory' in by_mode:
+            import numpy as np
+            a, b = (np.load(osp.join(args.work_dir, f'dets_{size}_{m}.npz'))
+                    for m in ('windowed', 'in-memory'))
+            same = (a['bboxes'].shape == b['bboxes'].shape
+                    and np.array_equal(a['bboxes'], b['bboxes'])
+                    and np.array_equal(a['scores'], b['scores']))
+            print(f'{size} px: windowed detections '
+                  f'{"==" if same else "!="} in-memory detections')
+        base = by_mode.get('sahi')
+        for r in runs:
+            if base and r is not base:
+                print(f'{size} px: {r["mode"]} / sahi speed '
+                      f'{base["seconds"] / r["seconds"]:.2f}x')
     if args.json:
         with open(args.json, 'a') as f:
             f.write(json.dumps(dict(cpu=cpu_model(), args=vars(args),

@@ -125,7 +125,9 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='mmretina.LoadImageFromFile'),
+    # mmretina's loader under mmdet's name (_scope_ picks the registry):
+    # mmdet's DetInferencer and SAHI's mmdet backend look it up by name.
+    dict(type='LoadImageFromFile', _scope_='mmretina'),
     dict(type='mmretina.TorchvisionResize', min_size=800, max_size=1333),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(

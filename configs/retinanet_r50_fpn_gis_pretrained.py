@@ -64,7 +64,9 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='mmretina.LoadImageFromFile'),
+    # mmretina's loader under mmdet's name (_scope_ picks the registry):
+    # mmdet's DetInferencer and SAHI's mmdet backend look it up by name.
+    dict(type='LoadImageFromFile', _scope_='mmretina'),
     # no resize: chips and inference windows are seen at the raster's pixel
     # size (Resize by 1 records the scale_factor predictions are mapped
     # back with)

@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = [
     'write_csv', 'write_coco_json', 'draw_detections', 'CSV_HEADER',
-    'VECTOR_FORMATS', 'detections_frame', 'write_layer'
+    'VECTOR_FORMATS', 'detections_frame', 'write_layer', 'plot_layer_on_raster'
 ]
 
 CSV_HEADER = ('image_path', 'xmin', 'ymin', 'xmax', 'ymax', 'label', 'score')
@@ -235,6 +235,96 @@ def draw_detections(path: str, img_bgr: np.ndarray, result: dict,
     if not cv2.imwrite(path, canvas):
         raise OSError(f'cannot write {path!r}')
     return int(keep.sum())
+
+
+def plot_layer_on_raster(path: str, raster: str, layers: Sequence,
+                         bands=None, scale=None, max_side: int = 2048,
+                         score_thr: float = 0.0,
+                         title: Optional[str] = None) -> List[int]:
+    """The raster (decimated to at most ``max_side`` px a side, bands and
+    scaling as inference reads them) with the outlines of one or more
+    vector layers on top, in **map coordinates**: the axes are the raster's
+    CRS (eastings / northings, or longitude / latitude), so the picture
+    reads like a map in QGIS. Layers in another CRS are reprojected to the
+    raster's. Saved to ``path`` (PNG).
+
+    Args:
+        path (str): the PNG to write.
+        raster (str): a georeferenced raster.
+        layers (list): ``(layer, label, colour)`` per layer: ``layer`` a
+            GeoDataFrame or a file geopandas reads (GeoPackage, Shapefile,
+            GeoJSON, FlatGeobuf), ``label`` its legend entry, ``colour`` a
+            matplotlib colour.
+        bands, scale: as :class:`~mmretina.apis.raster.RasterSource`.
+        max_side (int): the picture's raster at most this many px a side.
+        score_thr (float): features with a ``score`` below it are not drawn.
+        title (str, optional): the axes' title.
+
+    Returns:
+        list[int]: the number of features drawn per layer.
+
+    Raises:
+        ValueError: the raster has no CRS or a rotated transform (there are
+            no map axes to draw).
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from pyproj import CRS
+
+    from .raster import RasterSource
+    geopandas, shapely = _require_geopandas()
+    src = RasterSource(raster, bands=bands, scale=scale)
+    g = src.georef
+    if g is None or g.crs_wkt is None:
+        raise ValueError(f'{raster}: the raster has no CRS; draw the '
+                         'detections in pixels instead (tools/infer.py '
+                         'writes <stem>_detections.png)')
+    a, b, c, d, e, f = g.transform
+    if b or d:
+        raise ValueError(f'{raster}: the raster\'s transform is rotated; '
+                         'map axes need a north-up raster')
+    img, _ = src.overview(max_side)
+    extent = (c, c + a * src.width, f + e * src.height, f)
+    crs = CRS.from_wkt(g.crs_wkt)
+    fig, ax = plt.subplots(figsize=(8, 8 * src.height / src.width + 0.6),
+                           dpi=150)
+    ax.imshow(img[:, :, ::-1], extent=extent, interpolation='nearest')
+    counts, handles = [], []
+    for layer, label, colour in layers:
+        frame = (layer if isinstance(layer, geopandas.GeoDataFrame) else
+                 geopandas.read_file(layer))
+        if frame.crs is not None and not crs.equals(frame.crs):
+            frame = frame.to_crs(crs)
+        if score_thr > 0 and 'score' in frame.columns:
+            frame = frame[frame['score'] >= score_thr]
+        lines = []
+        for geom in frame.geometry.boundary:
+            if geom is None or geom.is_empty:
+                continue
+            for part in getattr(geom, 'geoms', [geom]):
+                lines.append(np.asarray(part.coords)[:, :2])
+        ax.add_collection(LineCollection(lines, colors=colour,
+                                         linewidths=0.8))
+        handles.append(plt.Line2D([], [], color=colour,
+                                  label=f'{label} ({len(frame)})'))
+        counts.append(len(frame))
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    unit = crs.axis_info[0].unit_name if crs.axis_info else ''
+    names = [ax_.name for ax_ in crs.axis_info][:2] or ['x', 'y']
+    ax.set_xlabel(f'{names[0]} ({unit})')
+    ax.set_ylabel(f'{names[1]} ({unit})')
+    ax.ticklabel_format(useOffset=False, style='plain')
+    ax.tick_params(labelsize=7)
+    ax.legend(handles=handles, loc='upper right', fontsize=7)
+    ax.set_title(title or f'{osp.basename(raster)}: {crs.name}', fontsize=9)
+    fig.tight_layout()
+    _makedirs(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return counts
 
 
 # a few distinct colours (RGB) for configs without a palette

@@ -108,3 +108,52 @@ def test_layer_without_crs_holds_pixels_and_empty_layer(tmp_path):
     assert len(gdf) == 0 and gdf.crs.to_epsg() == 32617
     with pytest.raises(ValueError, match='different CRSs'):
         detections_frame([RESULT, RESULT], ('tree', ), [_utm(), None])
+
+
+def _tif(path, crs='EPSG:32617'):
+    rasterio = pytest.importorskip('rasterio')
+    from rasterio.transform import from_origin
+    rng = np.random.RandomState(0)
+    with rasterio.open(path, 'w', driver='GTiff', width=120, height=80,
+                       count=3, dtype='uint8', crs=crs,
+                       transform=from_origin(1000.0, 5000.0, 0.1, 0.1)) as ds:
+        ds.write(rng.randint(0, 255, (3, 80, 120), dtype=np.uint8))
+    return str(path)
+
+
+def test_layers_drawn_over_the_raster_in_map_coordinates(tmp_path):
+    from mmretina.apis.outputs import plot_layer_on_raster
+    tif = _tif(tmp_path / 'r.tif')
+    frame = detections_frame([RESULT], ('tree', 'snag'), [_utm()])
+
+    def png(name, layers, **kw):
+        path = str(tmp_path / name)
+        counts = plot_layer_on_raster(path, tif, layers, **kw)
+        with open(path, 'rb') as f:
+            return counts, f.read()
+
+    counts, utm = png('utm.png', [(frame, 'det', 'red')])
+    assert counts == [2]
+    # the same boxes stored in lon / lat are reprojected to the raster's CRS
+    frame.to_crs('EPSG:4326').to_file(tmp_path / 'd.gpkg')
+    _, lonlat = png('lonlat.png', [(str(tmp_path / 'd.gpkg'), 'det', 'red')])
+    assert lonlat == utm
+    # ... and the picture shows where they are: 1 m east is another picture
+    shifted = frame.set_geometry(frame.translate(xoff=1.0))
+    _, moved = png('moved.png', [(shifted, 'det', 'red')])
+    assert moved != utm
+    counts, _ = png('thr.png', [(frame, 'det', 'red')], score_thr=0.5)
+    assert counts == [1]
+
+
+def test_map_plot_of_a_raster_without_crs(tmp_path):
+    pytest.importorskip('rasterio')
+    from PIL import Image
+
+    from mmretina.apis.outputs import plot_layer_on_raster
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / 'p.png')
+    frame = detections_frame([RESULT], ('tree', 'snag'), [_utm()])
+    with pytest.raises(ValueError, match='p.png: the raster has no CRS'):
+        plot_layer_on_raster(str(tmp_path / 'm.png'),
+                             str(tmp_path / 'p.png'), [(frame, 'd', 'red')])
+    assert not (tmp_path / 'm.png').exists()

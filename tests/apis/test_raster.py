@@ -22,6 +22,7 @@ from mmretina.apis.inference import load_image  # noqa: E402
 from mmretina.apis.raster import (RasterError, RasterSource,  # noqa: E402
                                   detect_raster, drop_nodata_centres,
                                   parse_scale, read_georef, scale_to_uint8)
+from mmretina.apis import raster  # noqa: E402
 from mmretina.apis.tiling import Window  # noqa: E402
 
 YELL = '2019_YELL_2_541000_4977000_image_crop'
@@ -111,6 +112,39 @@ def test_windowed_equals_in_memory_tiled(df_model, yell_bgr, tmp_path):
     assert len(ref) > 20
     for k in ('bboxes', 'scores', 'labels'):
         assert torch.equal(got[k], ref[k]), k
+
+
+def test_block_cache_follows_the_internal_tiling(tmp_path):
+    # the cache holds the rows of blocks one row of windows spans, plus one:
+    # 400 px windows over 512 px blocks span 2 rows -> 3 rows of all bands
+    wide = write_tif(tmp_path / 'wide.tif',
+                     np.zeros((4, 300, 20000), np.uint16), block=512)
+    src = RasterSource(wide, bands=(3, 2, 1))
+    row = 20480 * 512 * 4 * 2  # px (whole blocks) x rows x bands x bytes
+    assert src.cache_bytes(400) == 3 * row
+    assert src.cache_bytes(513) == 3 * row  # at most 2 rows
+    assert src.cache_bytes(514) == 4 * row
+    small = write_tif(tmp_path / 'small.tif',
+                      np.zeros((3, 300, 600), np.uint8), block=256)
+    assert RasterSource(small).cache_bytes(400) == raster.MIN_CACHE_BYTES
+
+
+def test_windows_are_read_with_that_cache(tmp_path, monkeypatch):
+    tif = write_tif(tmp_path / 't.tif', np.ones((3, 300, 600), np.uint8))
+    src = RasterSource(tif)
+    monkeypatch.setattr(raster, 'MIN_CACHE_BYTES', 7 * 2**20)
+    seen = []
+    read = RasterSource._read
+
+    def spy(self, ds, win):
+        seen.append(rasterio.env.getenv().get('GDAL_CACHEMAX'))
+        return read(self, ds, win)
+
+    monkeypatch.setattr(RasterSource, '_read', spy)
+    windows = [Window(0, 0, 300, 300), Window(300, 0, 600, 300)]
+    batches = list(src.batches(windows, [0, 1], batch_size=1))
+    assert len(batches) == 2
+    assert seen == [7 * 2**20] * 2
 
 
 def test_scaling_rule():

@@ -56,7 +56,10 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='mmretina.LoadImageFromFile', backend_args=backend_args),
+    # mmretina's loader under mmdet's name (_scope_ picks the registry):
+    # mmdet's DetInferencer and SAHI's mmdet backend look it up by name.
+    dict(type='LoadImageFromFile', _scope_='mmretina',
+         backend_args=backend_args),
     # val images are 400x400 already; Resize records scale_factor (needed to
     # rescale predictions) and is a no-op otherwise.
     dict(type='Resize', scale=(400, 400), keep_ratio=True),

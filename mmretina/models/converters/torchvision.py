@@ -398,7 +398,8 @@ def torchvision_test_pipeline(min_size: int = 800,
                               max_size: int = 1333) -> List[dict]:
     """The test pipeline of a converted model: torchvision's resize."""
     return [
-        dict(type='mmretina.LoadImageFromFile'),
+        # mmdet's DetInferencer finds the loader by this name
+        dict(type='LoadImageFromFile', _scope_='mmretina'),
         dict(type='mmretina.TorchvisionResize', min_size=int(min_size),
              max_size=int(max_size)),
         dict(type='LoadAnnotations', with_bbox=True),
