@@ -66,15 +66,32 @@ say "training curves (loss, val mAP) -> $WORK_DIR/training_curves.png"
   --title "$(basename "$CONFIG" .py)" --out "$WORK_DIR/training_curves.png"
 # The wheel's largest image (2299x2472 px; its 400-px tiles are training
 # data), window by window: 400-px windows overlapping by 100 px, merged.
-LARGE=data/deepforest/large/2019_YELL_2_528000_4978000_image_crop2.png
+# from_wheel FILE: a file of the deepforest==2.1.0 wheel's data folder,
+# extracted once to data/deepforest/large/FILE
+from_wheel() {
+  local out=data/deepforest/large/$1
+  if [ ! -f "$out" ]; then
+    ls data/deepforest/wheel/deepforest-2.1.0-*.whl >/dev/null 2>&1 ||
+      "$PY" -m pip download --disable-pip-version-check --no-deps -q \
+        deepforest==2.1.0 -d data/deepforest/wheel
+    "$PY" -c "import sys, zipfile, glob, os; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); open(sys.argv[1], 'wb').write(zipfile.ZipFile(glob.glob('data/deepforest/wheel/deepforest-2.1.0-*.whl')[0]).read('deepforest/data/' + os.path.basename(sys.argv[1])))" "$out"
+  fi
+  echo "$out"
+}
+LARGE=$(from_wheel 2019_YELL_2_528000_4978000_image_crop2.png)
 say "tiled detections over $LARGE -> $WORK_DIR/large_image/"
-if [ ! -f "$LARGE" ]; then
-  "$PY" -m pip download --disable-pip-version-check --no-deps -q \
-    deepforest==2.1.0 -d data/deepforest/wheel
-  "$PY" -c "import sys, zipfile, glob, os; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); open(sys.argv[1], 'wb').write(zipfile.ZipFile(glob.glob('data/deepforest/wheel/deepforest-2.1.0-*.whl')[0]).read('deepforest/data/' + os.path.basename(sys.argv[1])))" "$LARGE"
-fi
 "$PY" tools/infer.py "$LARGE" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn --tile 400 \
   --overlap 0.25 --batch 4 --score-thr 0.3 --out-dir "$WORK_DIR/large_image"
+# A GIS layer: the georeferenced test raster OSBS_029.tif (EPSG:32617,
+# 0.1 m) through the windowed raster path, the detections written as a
+# GeoPackage in the raster's CRS and drawn over the raster on map axes.
+GEO=$(from_wheel OSBS_029.tif)
+say "GIS layer: detections over $GEO -> $WORK_DIR/geo/OSBS_029.gpkg"
+"$PY" tools/infer.py "$GEO" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn \
+  --tile 400 --score-thr 0.3 --out-dir "$WORK_DIR/geo"
+"$PY" tools/analysis_tools/plot_layer.py "$GEO" "$WORK_DIR/geo/OSBS_029.gpkg" \
+  --labels "detections, score >= 0.3" --score-thr 0.3 \
+  --out "$WORK_DIR/geo/OSBS_029_map.png"
 # Deployment (DEPLOY=0 skips): the model exported (static 416x416), INT8
 # calibrated on its training tiles and checked on the training site's
 # hold-out, both scored on the test images like the checkpoint.
