@@ -107,7 +107,7 @@ def build_raster(path: str, size: int) -> str:
     return name
 
 
-def _model(input_px: int):
+def _model(input_px: int, checkpoint=None):
     import torch
     from mmdet.apis import init_detector
 
@@ -117,9 +117,11 @@ def _model(input_px: int):
         opts = {'test_dataloader.dataset.pipeline.1.scale':
                 (input_px, input_px)}
     torch.manual_seed(0)
-    model = init_detector(CONFIG, None, device='cpu', cfg_options=opts)
-    with torch.no_grad():
-        model.bbox_head.retina_cls.bias.fill_(-4.0)
+    model = init_detector(CONFIG, checkpoint, device='cpu',
+                          cfg_options=opts)
+    if checkpoint is None:
+        with torch.no_grad():
+            model.bbox_head.retina_cls.bias.fill_(-4.0)
     model.dataset_meta = dict(classes=('tree', ))
     return model
 
@@ -135,17 +137,22 @@ def worker(args) -> dict:
     from mmretina.apis import PytorchBackend, TiledInferencer
     from mmretina.apis.inference import load_image, optimize_for_cpu
     from mmretina.apis.runner import InferenceRun
-    model = _model(args.input_px)
+    if args.mode == 'exported':  # tools/infer.py MODEL.onnx --backend B
+        from mmretina.deploy.backends import build_backend
+        backend = build_backend(args.exported, args.backend, args.threads)
+    else:
+        model = _model(args.input_px, args.checkpoint)
+        if args.fuse_conv_bn and args.mode != 'sahi':
+            optimize_for_cpu(model)  # tools/infer.py --fuse-conv-bn
+        backend = PytorchBackend(model)
     base_mb = _peak_rss_mb()
     t0 = time.perf_counter()
     out = {}
-    if args.mode in ('windowed', 'in-memory'):
-        if args.fuse_conv_bn:  # tools/infer.py --fuse-conv-bn
-            optimize_for_cpu(model)
-        inf = TiledInferencer(PytorchBackend(model), tile=args.tile,
+    if args.mode in ('windowed', 'in-memory', 'exported'):
+        inf = TiledInferencer(backend, tile=args.tile,
                               overlap=args.overlap, batch_size=args.batch,
                               progress=False)
-        if args.mode == 'windowed':
+        if args.mode in ('windowed', 'exported'):
             with tempfile.TemporaryDirectory() as d:
                 (res, ) = InferenceRun(inf, tiled=True, classes=('tree', ),
                                        out_dir=d, log=lambda s: None
@@ -164,9 +171,11 @@ def worker(args) -> dict:
         from sahi import AutoDetectionModel
         from sahi.predict import get_sliced_prediction
         d = tempfile.mkdtemp()
-        ckpt = osp.join(d, 'random.pth')
-        torch.save(dict(state_dict=model.state_dict(),
-                        meta=dict(dataset_meta=model.dataset_meta)), ckpt)
+        ckpt = args.checkpoint
+        if ckpt is None:
+            ckpt = osp.join(d, 'random.pth')
+            torch.save(dict(state_dict=model.state_dict(),
+                            meta=dict(dataset_meta=model.dataset_meta)), ckpt)
         # the config unchanged (its test pipeline names LoadImageFromFile
         # and Resize as SAHI looks for them); image_size sets the Resize
         det = AutoDetectionModel.from_pretrained(
@@ -197,7 +206,9 @@ def main():
                    default=[2000, 10000, 40000])
     p.add_argument('--modes', nargs='+',
                    default=['windowed', 'in-memory', 'sahi'],
-                   choices=['windowed', 'in-memory', 'sahi'])
+                   choices=['windowed', 'in-memory', 'sahi', 'exported'],
+                   help='exported: the windowed path with --exported '
+                   'MODEL.onnx on --backend')
     p.add_argument('--in-memory-max', type=int, default=10000,
                    help='in-memory / sahi only up to this size (they '
                    'decode the raster whole)')
@@ -215,6 +226,12 @@ def main():
                                                   'mmretina_bench_rasters'))
     p.add_argument('--sahi-python', default=sys.executable,
                    help='python with sahi installed (default: this one)')
+    p.add_argument('--checkpoint', help='the DeepForest config\'s weights '
+                   '(default: random, classifier bias -4)')
+    p.add_argument('--exported', help='an mmretina ONNX export (fp32 or '
+                   'INT8) of the same model, for --modes exported')
+    p.add_argument('--backend', default='onnxruntime',
+                   choices=['onnxruntime', 'openvino'])
     p.add_argument('--json', help='append the results here')
     # internal: one run
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
@@ -223,6 +240,8 @@ def main():
     p.add_argument('--mode', help=argparse.SUPPRESS)
     p.add_argument('--dump', help=argparse.SUPPRESS)
     args = p.parse_args()
+    if 'exported' in args.modes and not args.exported:
+        p.error('--modes exported needs --exported MODEL.onnx')
     if args.worker:
         print('RESULT ' + json.dumps(worker(args)))
         return
@@ -240,7 +259,7 @@ def main():
               f'on disk, {src}, built in {time.perf_counter() - t0:.0f} s)',
               flush=True)
         for mode in args.modes:
-            if mode != 'windowed' and size > args.in_memory_max:
+            if mode in ('in-memory', 'sahi') and size > args.in_memory_max:
                 print(f'  {mode}: skipped above {args.in_memory_max} px '
                       '(--in-memory-max)')
                 continue
@@ -253,8 +272,10 @@ def main():
                 continue
             cmd = [sys.executable, __file__, '--worker', '--raster', path,
                    '--size', str(size), '--mode', mode]
-            for k in ('tile', 'overlap', 'batch', 'input_px', 'threads'):
-                cmd += ['--' + k.replace('_', '-'), str(getattr(args, k))]
+            for k in ('tile', 'overlap', 'batch', 'input_px', 'threads',
+                      'checkpoint', 'exported', 'backend'):
+                if getattr(args, k) is not None:
+                    cmd += ['--' + k.replace('_', '-'), str(getattr(args, k))]
             if not args.fuse_conv_bn:
                 cmd.append('--no-fuse-conv-bn')
             if mode in ('windowed', 'in-memory'):
@@ -270,9 +291,11 @@ def main():
             if proc.returncode or not res:
                 print(f'  {mode}: failed\n' + proc.stdout[-2000:])
                 continue
+            if mode == 'exported':
+                mode = f'{osp.basename(args.exported)} on {args.backend}'
             r = dict(json.loads(res[-1][7:]), size=size, mode=mode)
             rows.append(r)
-            print(f'  {mode:9s} peak RSS {r["peak_rss_mb"]:6d} MB (model '
+            print(f'  {mode} peak RSS {r["peak_rss_mb"]:6d} MB (model '
                   f'{r["model_rss_mb"]} MB), {r["seconds"]:7.1f} s, '
                   f'{r["mp_per_s"]:6.2f} MP/s, {r["ha_per_min"]:7.1f} ha/min'
                   f' at {GSD} m'

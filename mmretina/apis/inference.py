@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
-from .tiling import (Window, cut_mask, drop_cut_boxes, merge_nms, tile_windows,
-                     weighted_boxes_fusion)
+from .tiling import (LOCAL_MERGE_MIN, Window, cut_mask, drop_cut_boxes,
+                     drop_cut_boxes_local, merge_nms, merge_nms_local,
+                     tile_windows, weighted_boxes_fusion)
 
 __all__ = [
     'PytorchBackend', 'TiledInferencer', 'load_image', 'image_size',
@@ -337,9 +338,22 @@ class TiledInferencer:
         boxes, scores, labels = (torch.cat(boxes), torch.cat(scores),
                                  torch.cat(labels))
         tile_ids, cut = torch.cat(tile_ids), torch.cat(cut)
-        keep = drop_cut_boxes(boxes, labels, tile_ids, cut, self.min_cover)
+        # many boxes (a large raster): each box compared only with those of
+        # the windows that overlap its own (tiling.LOCAL_MERGE_MIN)
+        local = len(boxes) > LOCAL_MERGE_MIN and self.min_cover > 0
+        if local:
+            keep = drop_cut_boxes_local(boxes, labels, tile_ids, cut,
+                                        windows, self.min_cover)
+        else:
+            keep = drop_cut_boxes(boxes, labels, tile_ids, cut,
+                                  self.min_cover)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        if self.merge == 'nms':
+        tile_ids = tile_ids[keep]
+        if self.merge == 'nms' and local:
+            idx = merge_nms_local(boxes, scores, labels, tile_ids, windows,
+                                  self.iou_thr)
+            boxes, scores, labels = boxes[idx], scores[idx], labels[idx]
+        elif self.merge == 'nms':
             idx = merge_nms(boxes, scores, labels, self.iou_thr)
             boxes, scores, labels = boxes[idx], scores[idx], labels[idx]
         else:

@@ -115,3 +115,81 @@ def test_box_iou():
     a = torch.tensor([[0.0, 0, 10, 10]])
     b = torch.tensor([[5.0, 0, 15, 10], [20.0, 20, 30, 30]])
     assert torch.allclose(box_iou(a, b), torch.tensor([[50 / 150, 0.0]]))
+
+
+def _many_boxes(seed=0, size=2000, tile=400, overlap=100, per_window=150):
+    """Boxes detected window by window over a ``size`` px image: clusters
+    of jittered copies (the duplicates NMS removes), inside their window."""
+    from mmretina.apis.tiling import tile_windows
+    g = torch.Generator().manual_seed(seed)
+    windows = tile_windows(size, size, tile, overlap)
+    boxes, tiles = [], []
+    for t, w in enumerate(windows):
+        centre = torch.rand(per_window // 3, 2, generator=g) * (tile - 40) + 20
+        centre = centre.repeat_interleave(3, 0)
+        centre = centre + torch.randn(centre.shape, generator=g)
+        half = torch.rand(per_window // 3, 2, generator=g) * 25 + 8
+        half = half.repeat_interleave(3, 0) + torch.rand(
+            len(centre), 2, generator=g)
+        b = torch.cat([centre - half, centre + half], 1)
+        b = b.clamp(min=0, max=tile) + torch.tensor([w.x0, w.y0, w.x0, w.y0])
+        boxes.append(b)
+        tiles.append(torch.full((len(b), ), t))
+    boxes, tiles = torch.cat(boxes), torch.cat(tiles)
+    scores = (torch.randperm(len(boxes), generator=g) + 1) / len(boxes)
+    labels = torch.randint(0, 2, (len(boxes), ), generator=g)
+    return boxes, scores, labels, tiles, windows, size
+
+
+def test_window_neighbours():
+    from mmretina.apis.tiling import tile_windows, window_neighbours
+    windows = tile_windows(1000, 700, 400, 100)  # 3 x 2 windows
+    nb = window_neighbours(windows)
+    for t, w in enumerate(windows):
+        want = [u for u, v in enumerate(windows)
+                if v.x0 < w.x1 and w.x0 < v.x1 and v.y0 < w.y1
+                and w.y0 < v.y1]
+        assert nb[t].tolist() == want
+
+
+def test_local_merge_equals_the_global_merge():
+    from mmretina.apis.tiling import (drop_cut_boxes_local, merge_nms,
+                                      merge_nms_local)
+    boxes, scores, labels, tiles, windows, size = _many_boxes()
+    assert len(boxes) > 3000
+    cut = torch.cat([cut_mask(boxes[tiles == t], w, size, size)
+                     for t, w in enumerate(windows)])
+    keep = drop_cut_boxes(boxes, labels, tiles, cut)
+    assert 0 < int((~keep).sum()) < int(cut.sum())  # the rule did work
+    assert torch.equal(
+        drop_cut_boxes_local(boxes, labels, tiles, cut, windows), keep)
+    boxes, scores, labels, tiles = (boxes[keep], scores[keep], labels[keep],
+                                    tiles[keep])
+    ref = merge_nms(boxes, scores, labels, 0.5)
+    got = merge_nms_local(boxes, scores, labels, tiles, windows, 0.5)
+    assert len(boxes) * 0.2 < len(ref) < len(boxes) * 0.8
+    assert torch.equal(got, ref)
+
+
+def test_tiled_inferencer_merges_locally_above_the_threshold(monkeypatch):
+    from mmengine.structures import InstanceData
+
+    from mmretina.apis import TiledInferencer, tiling
+    boxes, scores, labels, tiles, windows, size = _many_boxes(seed=1)
+    per_window = {}
+    for t, w in enumerate(windows):
+        m = tiles == t
+        inst = InstanceData()
+        inst.bboxes = boxes[m] - torch.tensor([w.x0, w.y0, w.x0, w.y0])
+        inst.scores, inst.labels = scores[m], labels[m]
+        per_window[t] = inst
+    inf = TiledInferencer(lambda imgs: [], tile=400, overlap=100,
+                          progress=False)
+    results = {}
+    for name, threshold in (('global', 10**9), ('local', 0)):
+        monkeypatch.setattr('mmretina.apis.inference.LOCAL_MERGE_MIN',
+                            threshold)
+        results[name] = inf.merge_windows(per_window, windows, size, size)
+    assert tiling.LOCAL_MERGE_MIN == 10000
+    for k in ('bboxes', 'scores', 'labels'):
+        assert torch.equal(results['local'][k], results['global'][k]), k
