@@ -261,19 +261,19 @@ def drop_cut_boxes_local(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
 def merge_nms_local(bboxes: Tensor, scores: Tensor, labels: Tensor,
                     tile_ids: Tensor, windows: Sequence[Window],
                     iou_thr: float = 0.5) -> Tensor:
-    """:func:`merge_nms` in O(boxes): greedy NMS suppresses only along
-    pairs of boxes of one class with IoU > ``iou_thr``, and such pairs lie
-    in intersecting windows; so the boxes split into connected groups
-    (pairs found window by window), each group is NMSed on its own (mmcv's
-    ``nms``), and a box alone in its group is kept. The same boxes as the
-    global NMS (up to float ties).
+    """:func:`merge_nms` in O(boxes): greedy NMS suppresses only along pairs
+    of boxes of one class with IoU > ``iou_thr``, and such pairs lie in
+    windows that intersect. The pairs are found window by window (each box
+    against the boxes of the windows around its own), then the greedy pass
+    visits the boxes by descending score, keeping a box no kept box has
+    suppressed and suppressing its pairs. The same boxes as the global NMS
+    (tested); a global NMS on a trained model's 200,000 boxes of a
+    10,000 px raster does not finish in minutes.
 
     Returns:
         Tensor: indices of the kept boxes, by descending score.
     """
-    from mmcv.ops import nms
     from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     n = len(bboxes)
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=bboxes.device)
@@ -283,28 +283,38 @@ def merge_nms_local(bboxes: Tensor, scores: Tensor, labels: Tensor,
         if own.numel() == 0:
             continue
         near = by.around(t)  # a pair is found from both sides: harmless
-        hit = (pairwise_iou(bboxes[own], bboxes[near]) > iou_thr) & \
+        hit = (_nms_iou(bboxes[own], bboxes[near]) > iou_thr) & \
             (labels[own, None] == labels[None, near])
         i, j = hit.nonzero(as_tuple=True)
         src.append(own[i])
         dst.append(near[j])
-    keep = torch.ones(n, dtype=torch.bool)
-    if src:
-        src, dst = torch.cat(src).numpy(), torch.cat(dst).numpy()
-        graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)),
-                           shape=(n, n))
-        _, comp = connected_components(graph, directed=False)
-        comp = torch.from_numpy(comp)
-        sizes = torch.bincount(comp)
-        order = torch.argsort(comp, stable=True)
-        ends = torch.cumsum(sizes, 0).tolist()
-        for c in (sizes > 1).nonzero().squeeze(1).tolist():
-            group = order[ends[c] - int(sizes[c]):ends[c]]
-            _, kept = nms(bboxes[group], scores[group], iou_thr)
-            keep[group] = False
-            keep[group[kept]] = True
-    idx = keep.nonzero().squeeze(1)
-    return idx[torch.argsort(scores[idx], descending=True, stable=True)]
+    src, dst = torch.cat(src).numpy(), torch.cat(dst).numpy()
+    pairs = coo_matrix((np.ones(len(src), np.int8), (src, dst)),
+                       shape=(n, n)).tocsr()
+    indptr, indices = pairs.indptr, pairs.indices
+    order = torch.argsort(scores, descending=True, stable=True).numpy()
+    suppressed = np.zeros(n, dtype=bool)
+    keep = []
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed[indices[indptr[i]:indptr[i + 1]]] = True
+    return torch.as_tensor(keep, dtype=torch.long)
+
+
+def _nms_iou(a: Tensor, b: Tensor) -> Tensor:
+    """(M, N) IoU in the arithmetic of mmcv's CPU ``nms`` (float32,
+    ``inter / (area_a + area_b - inter)``), so that the local NMS keeps
+    exactly the boxes mmcv's does."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    w = (torch.minimum(a[:, None, 2], b[None, :, 2]) -
+         torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
+    h = (torch.minimum(a[:, None, 3], b[None, :, 3]) -
+         torch.maximum(a[:, None, 1], b[None, :, 1])).clamp(min=0)
+    inter = w * h
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def merge_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
