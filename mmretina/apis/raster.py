@@ -27,9 +27,11 @@ Pixels the model sees (the rule training data must follow too):
     1024 px a side, read through the raster's overviews when it has some).
     The sample does not depend on the windows or on the process reading
     them: every rank of a distributed run computes the same ranges.
-* **Nodata** (the bands' nodata value or the raster's mask): a window whose
-  pixels are all nodata is skipped; nodata pixels of other windows are 0
-  after scaling; a detection whose box centre lies on nodata is dropped.
+* **Nodata** (the bands' nodata value or the raster's mask): a pixel is
+  nodata where every band read is nodata (GDAL's dataset mask rule: one
+  band at its nodata value is a valid pixel). A window whose pixels are all
+  nodata is skipped; nodata pixels of other windows are 0 after scaling; a
+  detection whose box centre lies on nodata is dropped.
 """
 import os
 import queue
@@ -357,8 +359,12 @@ class RasterSource:
             arr = ds.read(list(self.bands), window=rw)
             valid = None
             if self.has_nodata:
+                # GDAL's dataset-mask rule: nodata where every band read
+                # is nodata (a uint8 RGB raster declaring nodata=255, as
+                # the DeepForest wheel's OSBS_029.tif does, keeps its
+                # pixels that are white in one or two bands)
                 valid = (ds.read_masks(list(self.bands), window=rw) > 0
-                         ).all(axis=0)
+                         ).any(axis=0)
         except Exception as e:
             raise RasterError(
                 f'{self.path}: cannot read window x={win.x0}..{win.x1}, '

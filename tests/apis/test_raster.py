@@ -205,6 +205,19 @@ def test_uint16_four_bands_with_nodata_border(df_model, yell_bgr, tmp_path):
     assert len(res) > 0 and (cx >= 150).all()
 
 
+def test_nodata_only_where_every_band_is_nodata(tmp_path):
+    # GDAL's dataset mask: a uint8 RGB raster declaring nodata=255 (the
+    # DeepForest wheel's OSBS_029.tif) keeps pixels white in one band
+    bands = np.full((3, 4, 6), 100, np.uint8)
+    bands[0, 0, 0] = 255  # red saturated: a valid pixel
+    bands[:, 1, 1] = 255  # white in every band: nodata
+    src = RasterSource(write_tif(tmp_path / 'w.tif', bands, nodata=255))
+    img, valid = src.read(Window(0, 0, 6, 4))
+    assert valid.sum() == 23 and not valid[1, 1] and valid[0, 0]
+    assert img[0, 0].tolist() == [100, 100, 255]  # BGR, untouched
+    assert img[1, 1].tolist() == [0, 0, 0]
+
+
 def test_drop_nodata_centres():
     valid = np.zeros((10, 10), bool)
     valid[:, 5:] = True
