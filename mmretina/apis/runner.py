@@ -257,13 +257,16 @@ class InferenceRun:
             img = load_image(path, self.max_pixels)
             inst = self.inferencer(img)
             return inst, self._georef(path), img, 1.0
-        from .raster import detect_raster
+        from .raster import PreviewCanvas, detect_raster
         source = self._source(path)
         self._note_window(source)
-        inst = detect_raster(self.inferencer, source)
-        preview, f = (source.overview(PREVIEW_SIDE)
-                      if self.out_dir or self.out else (None, 1.0))
-        return inst, source.georef, preview, f
+        # the preview PNG is filled from the windows as they are read
+        canvas = (PreviewCanvas(source.width, source.height, PREVIEW_SIDE)
+                  if self.out_dir or self.out else None)
+        inst = detect_raster(self.inferencer, source, preview=canvas)
+        if canvas is None:
+            return inst, source.georef, None, 1.0
+        return inst, source.georef, canvas.img, canvas.factor
 
     def _note_window(self, source) -> None:
         tile = self.inferencer.tile

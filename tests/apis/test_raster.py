@@ -218,6 +218,22 @@ def test_nodata_only_where_every_band_is_nodata(tmp_path):
     assert img[1, 1].tolist() == [0, 0, 0]
 
 
+def test_preview_from_the_windows_is_the_overview(yell_tif):
+    # filled window by window (no second pass over the raster), it shows
+    # what the decimated read shows: same size and factor, close pixels
+    from mmretina.apis.raster import PreviewCanvas
+    src = RasterSource(yell_tif)
+    ref, f = src.overview(120)
+    canvas = PreviewCanvas(src.width, src.height, 120)
+    windows = TiledInferencer(lambda imgs: [], tile=160, overlap=0.25,
+                              progress=False).windows(src.width, src.height)
+    for w in windows:
+        canvas.paste(w, src.read(w)[0])
+    assert canvas.img.shape == ref.shape and canvas.factor == f
+    diff = np.abs(canvas.img.astype(int) - ref.astype(int))
+    assert diff.mean() < 25 and (canvas.img > 0).mean() > 0.99
+
+
 def test_drop_nodata_centres():
     valid = np.zeros((10, 10), bool)
     valid[:, 5:] = True
