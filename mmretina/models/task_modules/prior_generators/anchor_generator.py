@@ -262,6 +262,23 @@ class AnchorGenerator:
             return HorizontalBoxes(anchors)
         return anchors
 
+    def level_strides(self, featmap_sizes: Sequence[Tuple[int, int]]
+                      ) -> List[Tuple[int, int]]:
+        """(stride_w, stride_h) per level for these feature map sizes: the
+        configured strides (``TorchvisionAnchorGenerator`` derives them
+        from the input size instead). The one place the grid methods
+        (:meth:`grid_layout`, :meth:`valid_flags`,
+        :meth:`batch_valid_flags`) take strides from.
+
+        Raises:
+            ValueError: not one size per configured level.
+        """
+        if len(featmap_sizes) != self.num_levels:
+            raise ValueError(
+                f'{type(self).__name__}: {self.num_levels} levels '
+                f'configured, got {len(featmap_sizes)} feature map sizes')
+        return self.strides
+
     def grid_layout(self, featmap_sizes: Sequence[Tuple[int, int]]
                     ) -> List['GridLevel']:
         """The regular grid behind :meth:`grid_priors`: per level, anchor
@@ -273,17 +290,13 @@ class AnchorGenerator:
             list[GridLevel]: one per level, in the order of
             :meth:`grid_priors` concatenated.
         """
-        if len(featmap_sizes) != self.num_levels:
-            raise ValueError(
-                f'AnchorGenerator: {self.num_levels} levels configured, got '
-                f'{len(featmap_sizes)} feature map sizes')
+        strides = self.level_strides(featmap_sizes)
         levels, start = [], 0
         for i, (feat_h, feat_w) in enumerate(featmap_sizes):
             base = self.base_anchors[i]
             levels.append(
                 GridLevel(start, int(feat_h), int(feat_w),
-                          float(self.strides[i][0]),
-                          float(self.strides[i][1]), base))
+                          float(strides[i][0]), float(strides[i][1]), base))
             start += int(feat_h) * int(feat_w) * base.size(0)
         return levels
 
@@ -333,15 +346,12 @@ class AnchorGenerator:
         Returns:
             list[Tensor]: (H_l * W_l * A,) bool per level.
         """
-        if len(featmap_sizes) != self.num_levels:
-            raise ValueError(
-                f'AnchorGenerator: {self.num_levels} levels configured, got '
-                f'{len(featmap_sizes)} feature map sizes')
+        strides = self.level_strides(featmap_sizes)
         return [
             self.single_level_valid_flags(
                 featmap_sizes[i], valid, self.num_base_priors[i], device)
             for i, valid in enumerate(
-                valid_sizes(self.strides, featmap_sizes, pad_shape))
+                valid_sizes(strides, featmap_sizes, pad_shape))
         ]
 
     def single_level_valid_flags(self,
@@ -381,13 +391,10 @@ class AnchorGenerator:
             Tensor: (B, N) bool, N = sum over levels of H_l * W_l * A_l, in
             the order of :meth:`grid_priors` concatenated.
         """
-        if len(featmap_sizes) != self.num_levels:
-            raise ValueError(
-                f'AnchorGenerator: {self.num_levels} levels configured, got '
-                f'{len(featmap_sizes)} feature map sizes')
+        strides = self.level_strides(featmap_sizes)
         # (B, L, 2) numbers of valid cell rows and columns per level.
         valid_hw = torch.tensor(
-            [valid_sizes(self.strides, featmap_sizes, s) for s in pad_shapes],
+            [valid_sizes(strides, featmap_sizes, s) for s in pad_shapes],
             device=device)
         return torch.cat([
             _grid_valid_flags(size, valid_hw[:, level],

@@ -24,8 +24,7 @@ import torch
 from torch import Tensor
 
 from mmretina.registry import TASK_UTILS
-from .anchor_generator import (AnchorGenerator, DeviceType, GridLevel,
-                               _grid_valid_flags, valid_sizes)
+from .anchor_generator import AnchorGenerator, DeviceType
 
 __all__ = ['TorchvisionAnchorGenerator', 'torchvision_anchor_sizes']
 
@@ -171,46 +170,6 @@ class TorchvisionAnchorGenerator(AnchorGenerator):
         shift_xx, shift_yy = shift_xx.reshape(-1), shift_yy.reshape(-1)
         shifts = torch.stack([shift_xx, shift_yy, shift_xx, shift_yy], dim=-1)
         return (base_anchors[None, :, :] + shifts[:, None, :]).view(-1, 4)
-
-    def grid_layout(self, featmap_sizes: Sequence[Tuple[int, int]]
-                    ) -> List[GridLevel]:
-        """:meth:`AnchorGenerator.grid_layout` with the strides of
-        :meth:`level_strides`."""
-        levels, start = [], 0
-        for i, ((feat_h, feat_w), (stride_w, stride_h)) in enumerate(
-                zip(featmap_sizes, self.level_strides(featmap_sizes))):
-            base = self.base_anchors[i]
-            levels.append(
-                GridLevel(start, int(feat_h), int(feat_w), float(stride_w),
-                          float(stride_h), base))
-            start += int(feat_h) * int(feat_w) * base.size(0)
-        return levels
-
-    def valid_flags(self,
-                    featmap_sizes: Sequence[Tuple[int, int]],
-                    pad_shape: Tuple[int, ...],
-                    device: DeviceType = 'cuda') -> List[Tensor]:
-        """Per level, (H_l * W_l * A,) bool: the anchor's cell lies on the
-        image's padded shape (strides of :meth:`level_strides`)."""
-        flags = self.batch_valid_flags(featmap_sizes, [pad_shape], device)[0]
-        sizes = [int(h) * int(w) * n for (h, w), n in zip(
-            featmap_sizes, self.num_base_priors)]
-        return list(flags.split(sizes))
-
-    def batch_valid_flags(self, featmap_sizes: Sequence[Tuple[int, int]],
-                          pad_shapes: Sequence[Tuple[int, ...]],
-                          device: DeviceType = 'cuda') -> Tensor:
-        """(B, N) valid flags of B images, levels concatenated (strides of
-        :meth:`level_strides`)."""
-        strides = self.level_strides(featmap_sizes)
-        valid_hw = torch.tensor(
-            [valid_sizes(strides, featmap_sizes, s) for s in pad_shapes],
-            device=device)
-        return torch.cat([
-            _grid_valid_flags(size, valid_hw[:, level],
-                              self.num_base_priors[level])
-            for level, size in enumerate(featmap_sizes)
-        ], dim=1)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(sizes={self.sizes}, '
