@@ -339,9 +339,11 @@ class TiledInferencer:
                                  torch.cat(labels))
         tile_ids, cut = torch.cat(tile_ids), torch.cat(cut)
         # many boxes (a large raster): each box compared only with those of
-        # the windows that overlap its own (tiling.LOCAL_MERGE_MIN)
-        local = len(boxes) > LOCAL_MERGE_MIN and self.min_cover > 0
-        if local:
+        # the windows that overlap its own (tiling.LOCAL_MERGE_MIN); the
+        # cut-box rule only when a cover > 0 is asked (0 would match boxes
+        # anywhere)
+        local = len(boxes) > LOCAL_MERGE_MIN
+        if local and self.min_cover > 0:
             keep = drop_cut_boxes_local(boxes, labels, tile_ids, cut,
                                         windows, self.min_cover)
         else:

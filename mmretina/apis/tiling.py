@@ -170,18 +170,26 @@ def drop_cut_boxes(bboxes: Tensor,
     whole_idx = (~cut).nonzero().squeeze(1)
     if cut_idx.numel() == 0 or whole_idx.numel() == 0:
         return keep
-    whole = bboxes[whole_idx]
     # in chunks of cut boxes: the pairwise matrices of a large raster's
     # thousands of boxes would otherwise take gigabytes
     for start in range(0, cut_idx.numel(), chunk):
         idx = cut_idx[start:start + chunk]
-        cover = _intersection(bboxes[idx], whole) / \
-            _area(bboxes[idx]).clamp(min=1e-6)[:, None]
-        same = (labels[idx, None] == labels[None, whole_idx]) & \
-            (tile_ids[idx, None] != tile_ids[None, whole_idx])
-        seen_whole = ((cover >= min_cover) & same).any(dim=1)
-        keep[idx[seen_whole]] = False
+        keep[idx[_seen_whole(bboxes, labels, tile_ids, idx, whole_idx,
+                             min_cover)]] = False
     return keep
+
+
+def _seen_whole(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
+                cut_idx: Tensor, whole_idx: Tensor,
+                min_cover: float) -> Tensor:
+    """(len(cut_idx),) bool: the cut box is covered, at least ``min_cover``
+    of its area, by one of the whole boxes ``whole_idx`` of its class from
+    another window (the rule of :func:`drop_cut_boxes`)."""
+    cover = _intersection(bboxes[cut_idx], bboxes[whole_idx]) / \
+        _area(bboxes[cut_idx]).clamp(min=1e-6)[:, None]
+    same = (labels[cut_idx, None] == labels[None, whole_idx]) & \
+        (tile_ids[cut_idx, None] != tile_ids[None, whole_idx])
+    return ((cover >= min_cover) & same).any(dim=1)
 
 
 # Above this many boxes the cut-box rule and NMS compare each box only with
@@ -248,13 +256,11 @@ def drop_cut_boxes_local(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
         if idx.numel() == 0:
             continue
         near = by.around(t)
-        whole = near[~cut[near] & (tile_ids[near] != t)]
+        whole = near[~cut[near]]
         if whole.numel() == 0:
             continue
-        cover = _intersection(bboxes[idx], bboxes[whole]) / \
-            _area(bboxes[idx]).clamp(min=1e-6)[:, None]
-        same = labels[idx, None] == labels[None, whole]
-        keep[idx[((cover >= min_cover) & same).any(dim=1)]] = False
+        keep[idx[_seen_whole(bboxes, labels, tile_ids, idx, whole,
+                             min_cover)]] = False
     return keep
 
 
@@ -305,16 +311,11 @@ def merge_nms_local(bboxes: Tensor, scores: Tensor, labels: Tensor,
 
 def _nms_iou(a: Tensor, b: Tensor) -> Tensor:
     """(M, N) IoU in the arithmetic of mmcv's CPU ``nms`` (float32,
-    ``inter / (area_a + area_b - inter)``), so that the local NMS keeps
-    exactly the boxes mmcv's does."""
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    w = (torch.minimum(a[:, None, 2], b[None, :, 2]) -
-         torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    h = (torch.minimum(a[:, None, 3], b[None, :, 3]) -
-         torch.maximum(a[:, None, 1], b[None, :, 1])).clamp(min=0)
-    inter = w * h
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    ``inter / (area_a + area_b - inter)``, no epsilon; areas of valid boxes,
+    as detections are), so that the local NMS keeps exactly the boxes
+    mmcv's does."""
+    inter = _intersection(a, b)
+    return inter / (_area(a)[:, None] + _area(b)[None, :] - inter)
 
 
 def merge_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
