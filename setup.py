@@ -51,8 +51,10 @@ def requirements(name):
         ]
 
 
-# console commands: argparse mains in mmretina/cli (tools/*.py call the same)
+# console commands: argparse mains in mmretina/cli (tools/*.py call the same);
+# `mmretina <command>` runs each of them (mmretina/cli/main.py)
 CONSOLE_SCRIPTS = [
+    'mmretina = mmretina.cli.main:main',
     'mmretina-train = mmretina.cli.train:main',
     'mmretina-test = mmretina.cli.test:main',
     'mmretina-infer = mmretina.cli.infer:main',

@@ -172,7 +172,7 @@ def worker(args) -> dict:
                               (RasterSource, 'overview')):
                 setattr(cls, name, timed(getattr(cls, name)))
             with tempfile.TemporaryDirectory() as d:
-                (res, ) = InferenceRun(inf, tiled=True, classes=('tree', ),
+                (res, ) = InferenceRun(inf, classes=('tree', ),
                                        out_dir=d, log=lambda s: None
                                        ).run([args.raster])
             boxes, scores = res['bboxes'], res['scores']

@@ -10,12 +10,15 @@
 #   python tools/train.py configs/my_project.py
 #
 # The backbone loads torchvision's ImageNet ResNet-50
-# (init_cfg type 'PretrainedOrScratch', mmretina/models/pretrained_init.py).
-# Offline, set model.backbone.init_cfg.checkpoint to a local copy of the file
-# (resnet50-0676ba61.pth, ~98 MB). When the weights cannot be had, one
-# WARNING line says so and the backbone trains from scratch (its BatchNorm
-# trained, no stage frozen). The DeepForest demo
-# (retinanet_r18_fpn_deepforest.py) stays from scratch on purpose.
+# (init_cfg type 'PretrainedOrScratch', mmretina/models/pretrained_init.py):
+# resnet50-0676ba61.pth (~98 MB), fetched from download.pytorch.org with its
+# hash checked and cached by torch.hub (~/.cache/torch/hub/checkpoints);
+# torchvision is not needed. Offline, put the file there or set
+# model.backbone.init_cfg.checkpoint to its path. When the weights cannot be
+# had, training stops with an error that says how to get them; from scratch
+# only with allow_scratch=True in the init_cfg (its BatchNorm then trained,
+# no stage frozen). The DeepForest demo (retinanet_r18_fpn_deepforest.py)
+# stays from scratch on purpose.
 #
 # Classes: paste the lines raster_to_coco.py printed (classes, num_classes).
 # Anchors: fit them to your chips with

@@ -8,9 +8,9 @@
 # The windows of all rasters still to do (a folder's, or one huge raster's)
 # are shared across the ranks; each rank writes its part to
 # DIR/.mmretina/parts, rank 0 merges the windows of each raster (NMS / WBF,
-# cut-box rule) and writes the outputs; a rerun skips finished rasters.
-# --tile defaults to 400 here (window by window); give --tile 0 to run
-# whole images (shared one per rank).
+# cut-box rule) and writes the outputs; a killed run resumes at the windows
+# it had not finished. Every flag and default is mmretina predict's
+# (--tile auto, --gsd auto, ...): one command line, the same detections.
 
 CONFIG=$1
 CHECKPOINT=$2
@@ -26,8 +26,6 @@ if [ $# -lt 4 ]; then
   echo "usage: $0 CONFIG CHECKPOINT INPUT NPROC --out-dir DIR [infer.py options]" >&2
   exit 2
 fi
-TILE="--tile 400"
-for a in "${@:5}"; do [ "$a" = "--tile" ] && TILE=""; done
 
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \
@@ -38,4 +36,4 @@ $PYTHON -m torch.distributed.run \
     --master_port=$PORT \
     $(dirname "$0")/infer.py \
     "$INPUT" "$CONFIG" "$CHECKPOINT" \
-    --launcher pytorch $TILE "${@:5}"
+    --launcher pytorch "${@:5}"

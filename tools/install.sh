@@ -84,7 +84,9 @@ else
   pip_q --only-binary=:all: -r requirements/geo.txt
 fi
 
-if "$PY" -c "import pytest" 2>/dev/null; then :; else pip_q -r requirements/tests.txt; fi
+# every package of requirements/tests.txt (a machine that ships pytest may
+# still lack safetensors)
+if "$PY" -c "import pytest, safetensors" 2>/dev/null; then :; else pip_q -r requirements/tests.txt; fi
 
 # mmengine resolves `mmdet::` base configs through pkg_resources, which
 # setuptools 82+ no longer ships; torch 2.13 needs setuptools>=77.0.3.

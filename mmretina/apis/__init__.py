@@ -7,8 +7,9 @@ are imported when a raster is read or a GIS layer written, and
 only by :func:`export_onnx` and :class:`OrtBackend` when used (the
 ``deploy`` extra, ``pip install -r requirements/deploy.txt``).
 """
-from .inference import (PytorchBackend, TiledInferencer, load_image,
-                        optimize_for_cpu, progress_bar)
+from .inference import (LazyBackend, PytorchBackend, TiledInferencer,
+                        load_image, optimize_for_cpu)
+from .progress import progress_bar
 from .outputs import (CSV_HEADER, VECTOR_FORMATS, detections_frame,
                       draw_detections, write_coco_json, write_csv,
                       write_layer)
@@ -18,7 +19,7 @@ from .tiling import (Window, box_iou, cut_mask, drop_cut_boxes, merge_nms,
                      tile_windows, weighted_boxes_fusion)
 
 __all__ = [
-    'PytorchBackend', 'TiledInferencer', 'load_image', 'optimize_for_cpu',
+    'LazyBackend', 'PytorchBackend', 'TiledInferencer', 'load_image', 'optimize_for_cpu',
     'progress_bar',
     'CSV_HEADER', 'VECTOR_FORMATS', 'detections_frame', 'draw_detections',
     'write_coco_json', 'write_csv', 'write_layer', 'Georef', 'RasterError',

@@ -4,7 +4,8 @@
 annotations in original image pixels."""
 from typing import Dict, Optional
 
-from .inference import PytorchBackend, TiledInferencer, progress_bar
+from .inference import PytorchBackend, TiledInferencer
+from .progress import progress_bar
 
 __all__ = ['tiled_evaluate']
 

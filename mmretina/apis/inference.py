@@ -27,13 +27,14 @@ import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
+from .progress import progress_bar
 from .tiling import (LOCAL_MERGE_MIN, Window, cut_mask, drop_cut_boxes,
                      drop_cut_boxes_local, merge_nms, merge_nms_local,
                      tile_windows, weighted_boxes_fusion)
 
 __all__ = [
     'PytorchBackend', 'TiledInferencer', 'load_image', 'image_size',
-    'optimize_for_cpu', 'progress_bar', 'DEFAULT_MAX_PIXELS'
+    'optimize_for_cpu', 'LazyBackend', 'DEFAULT_MAX_PIXELS'
 ]
 
 
@@ -131,42 +132,6 @@ def load_image(image: Union[str, np.ndarray],
     return img
 
 
-class _NullBar:
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _MMEngineBar:
-
-    def __init__(self, total: int, desc: str) -> None:
-        from mmengine.utils import ProgressBar
-        print(desc, file=sys.stderr)
-        self.bar = ProgressBar(total, file=sys.stderr)
-
-    def update(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.bar.update()
-
-    def close(self) -> None:
-        self.bar.file.write('\n')
-
-
-def progress_bar(total: int, desc: str = 'tiles', enabled: bool = True):
-    """A progress bar over ``total`` items on stderr: tqdm if installed,
-    else mmengine's ``ProgressBar``; a no-op when not ``enabled``."""
-    if not enabled:
-        return _NullBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _MMEngineBar(total, desc)
-    return tqdm(total=total, desc=desc, unit='tile', file=sys.stderr)
-
-
 class PytorchBackend:
     """An mmdet detector with its config's test pipeline, as mmdet's
     ``inference_detector`` runs it on an ndarray (the pipeline's loading
@@ -186,6 +151,7 @@ class PytorchBackend:
         self.pipeline = Compose(pipeline)
         meta = getattr(model, 'dataset_meta', None) or {}
         self.classes = tuple(meta.get('classes', ()))
+        self.palette = meta.get('palette')
         test_cfg = model.cfg.model.get('test_cfg', None) or {}
         self.nms_iou = float(
             (test_cfg.get('nms', None) or {}).get('iou_threshold', 0.5))
@@ -198,6 +164,36 @@ class PytorchBackend:
         with torch.no_grad():
             results = self.model.test_step(batch)
         return [r.pred_instances for r in results]
+
+
+class LazyBackend:
+    """A backend built at its first use: a run whose inputs are all
+    finished (outputs re-written from its records) never loads the model.
+
+    Args:
+        build (callable): () -> a backend (``PytorchBackend``, a runtime of
+            :mod:`mmretina.deploy.backends`).
+    """
+
+    def __init__(self, build: Callable[[], Backend]) -> None:
+        self._build, self._backend = build, None
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def get(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._build()
+        return self._backend
+
+    def __call__(self, imgs: List[np.ndarray]) -> List[InstanceData]:
+        return self.get()(imgs)
+
+    def __getattr__(self, name: str):  # classes, palette, nms_iou, ...
+        if name.startswith('_'):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
 
 
 class TiledInferencer:
@@ -246,26 +242,16 @@ class TiledInferencer:
         self.overlap = overlap
         self.batch_size = int(batch_size)
         self.merge = merge
-        if iou_thr is None:
-            iou_thr = getattr(backend, 'nms_iou',
-                              0.5) if merge == 'nms' else 0.55
-        self.iou_thr = float(iou_thr)
+        self._iou_thr = None if iou_thr is None else float(iou_thr)
         self.border = float(border)
         self.min_cover = float(min_cover)
         self.max_dets = max_dets
         self.progress = progress
 
-    def batches(self, img: np.ndarray, windows: Sequence[Window]
-                ) -> Iterator[List[np.ndarray]]:
-        """Crops of ``batch_size`` windows at a time."""
-        for start in range(0, len(windows), self.batch_size):
-            yield [
-                np.ascontiguousarray(img[w.y0:w.y1, w.x0:w.x1])
-                for w in windows[start:start + self.batch_size]
-            ]
-
     def __call__(self, image: Union[str, np.ndarray]) -> InstanceData:
-        """Detections of one image.
+        """Detections of one image in memory (or decoded from a path by
+        :func:`load_image`), through the same loop as a raster read from
+        disk (:func:`~mmretina.apis.raster.detect_raster`).
 
         Returns:
             InstanceData: ``bboxes`` (K, 4) float32 in image pixels,
@@ -273,22 +259,19 @@ class TiledInferencer:
             metainfo holds ``ori_shape`` (H, W), ``windows`` and, for a
             path, ``img_path``.
         """
-        img = load_image(image)
-        height, width = img.shape[:2]
-        windows = self.windows(width, height)
-        per_window = []
-        bar = progress_bar(
-            len(windows), desc=f'{width}x{height} px, {len(windows)} tiles',
-            enabled=self.progress)
-        try:
-            for crops in self.batches(img, windows):
-                per_window.extend(self.backend(crops))
-                bar.update(len(crops))
-        finally:
-            bar.close()
-        meta = dict(img_path=image) if isinstance(image, str) else {}
-        return self.merge_windows(dict(enumerate(per_window)), windows, width,
-                          height, meta)
+        from .raster import ArraySource, detect_raster
+        path = image if isinstance(image, str) else None
+        return detect_raster(self, ArraySource(load_image(image), path))
+
+    @property
+    def iou_thr(self) -> float:
+        """The merge's IoU: as given, else the backend's NMS IoU
+        (``nms_iou``, 0.5 if it has none) for NMS, 0.55 for WBF (read when
+        first merging: a :class:`LazyBackend` is not loaded for it)."""
+        if self._iou_thr is None:
+            self._iou_thr = float(getattr(self.backend, 'nms_iou', 0.5)
+                                  if self.merge == 'nms' else 0.55)
+        return self._iou_thr
 
     def windows(self, width: int, height: int) -> List[Window]:
         """The windows over a ``width`` x ``height`` px image."""

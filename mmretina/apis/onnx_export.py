@@ -331,7 +331,8 @@ class RetinaNetONNX(nn.Module):
 def onnx_metadata(cfg, detector: nn.Module,
                   wrapper: RetinaNetONNX) -> Dict[str, str]:
     """What the onnxruntime runner needs besides the graph: the test
-    pipeline (resize), padding, classes."""
+    pipeline (resize), padding, classes, and the config's raster keys
+    (``gsd``, ``tile``, ``bands``, ``scale``)."""
     import json
 
     from mmdet.utils import get_test_pipeline_cfg
@@ -350,7 +351,11 @@ def onnx_metadata(cfg, detector: nn.Module,
         nms_iou=str(wrapper.iou_thr),
         score_thr=str(wrapper.score_thr),
         max_per_img=str(wrapper.max_per_img),
-        nms_pre=str(wrapper.nms_pre))
+        nms_pre=str(wrapper.nms_pre),
+        # how rasters are read for this model (mmretina.cli.options)
+        raster=json.dumps({k: cfg.get(k) for k in ('gsd', 'tile', 'bands',
+                                                    'scale')
+                           if cfg.get(k) is not None}, default=list))
 
 
 def export_onnx(detector: nn.Module,

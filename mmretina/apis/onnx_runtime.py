@@ -84,6 +84,11 @@ class OrtBackend:
         self.static_hw = (tuple(shape[2:4]) if all(
             isinstance(v, int) for v in shape[2:4]) else None)
         self.metadata = dict(meta)
+        # the config keys the commands read (mmretina.cli.options): the
+        # test pipeline and, from exports that carry them, gsd, tile,
+        # bands, scale
+        self.model_cfg = dict(json.loads(meta.get('raster', '{}')),
+                              test_pipeline=pipeline)
 
     def preprocess(self, imgs: List[np.ndarray]):
         """The batch the graph takes: ``image`` N x 3 x H x W and

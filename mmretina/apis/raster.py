@@ -34,11 +34,12 @@ Pixels the model sees (the rule training data must follow too):
   detection whose box centre lies on nodata is dropped.
 """
 import os
+import os.path as osp
 import queue
 import threading
 import warnings
-from typing import (TYPE_CHECKING, Dict, Iterator, List, NamedTuple,
-                    Optional, Sequence, Tuple, Union)
+from typing import (TYPE_CHECKING, Callable, Dict, Iterator, List,
+                    NamedTuple, Optional, Sequence, Tuple, Union)
 
 import numpy as np
 
@@ -50,7 +51,8 @@ from .tiling import Window
 __all__ = [
     'GEO_INSTALL_HINT', 'RasterError', 'Georef', 'RasterSource',
     'require_geo', 'read_georef', 'percentile_ranges', 'scale_to_uint8',
-    'parse_scale', 'parse_bands', 'drop_nodata_centres', 'detect_windows',
+    'parse_scale', 'parse_bands', 'parse_gsd', 'gsd_metres',
+    'drop_nodata_centres', 'ArraySource', 'detect_windows', 'to_native',
     'detect_raster', 'PreviewCanvas'
 ]
 
@@ -69,6 +71,11 @@ MIN_CACHE_BYTES = 32 * 2**20
 _USER_CACHEMAX = 'GDAL_CACHEMAX' in os.environ
 
 ScaleSpec = Union[None, str, Sequence[Sequence[float]]]
+# A raster whose pixel is within this fraction of the model's GSD is read
+# as it is: a 2% scale change is far inside the scale range RetinaNet's
+# anchors cover (2^(1/3) = 26% between octave scales), and resampling
+# would only blur it.
+GSD_TOLERANCE = 0.02
 
 
 class RasterError(ValueError):
@@ -111,6 +118,54 @@ class Georef(NamedTuple):
         (geometric mean of the two axes)."""
         a, b, c, d, e, f = self.transform
         return float(np.sqrt(abs(a * e - b * d)))
+
+
+def parse_gsd(value: Union[None, str, float]) -> Union[str, float]:
+    """``--gsd`` -> ``'auto'`` (the model's GSD), ``'off'`` (every raster
+    read at its own pixel size) or a GSD in metres (> 0)."""
+    if value is None:
+        return 'auto'
+    if isinstance(value, str):
+        if value.strip().lower() in ('auto', 'off'):
+            return value.strip().lower()
+        try:
+            value = float(value)
+        except ValueError:
+            value = -1.0
+    if not value > 0:
+        raise RasterError(f'--gsd {value!r}: give auto (the model\'s '
+                          'ground sample distance), off (rasters read at '
+                          'their own pixel size) or metres, e.g. 0.1')
+    return float(value)
+
+
+def gsd_metres(transform: Sequence[float], crs) -> Optional[float]:
+    """The side of a pixel in metres (geometric mean of the two axes), or
+    None when the raster has no CRS (its units are unknown).
+
+    Args:
+        transform: the affine (a, b, c, d, e, f) of pixel (col, row) to map
+            coordinates (:class:`Georef`).
+        crs (rasterio.crs.CRS, optional): the raster's CRS. Projected: its
+            linear unit's factor to metres (US feet: 0.3048006); geographic
+            (degrees): the WGS 84 ellipsoid's metres per degree at the
+            latitude of the transform's origin.
+    """
+    if crs is None:
+        return None
+    a, b, c, d, e, f = transform
+    area = abs(a * e - b * d)  # map units^2 per pixel
+    if crs.is_geographic:
+        lat = np.radians(np.clip(f, -89.9, 89.9))
+        per_deg_lat = (111132.92 - 559.82 * np.cos(2 * lat) +
+                       1.175 * np.cos(4 * lat))
+        per_deg_lon = 111412.84 * np.cos(lat) - 93.5 * np.cos(3 * lat)
+        return float(np.sqrt(area * per_deg_lat * per_deg_lon))
+    try:
+        factor = crs.linear_units_factor[1]
+    except Exception:  # a CRS without a linear unit: assume metres
+        factor = 1.0
+    return float(np.sqrt(area) * factor)
 
 
 def _open(path: str):
@@ -276,9 +331,11 @@ def drop_nodata_centres(bboxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 class _Batch(NamedTuple):
-    ids: List[int]  # window indices
+    ids: List[int]  # window indices read (not entirely nodata)
     imgs: List[np.ndarray]  # h x w x 3 uint8 BGR
     valid: List[Optional[np.ndarray]]  # h x w bool, None: all valid
+    covered: List[int]  # every window index this batch accounts for,
+    # those left out as nodata included (for records and progress)
 
 
 _DONE = object()
@@ -294,6 +351,20 @@ class RasterSource:
         scale: None (the module's default rule), ``('percentile', lo,
             hi)`` or a list of (lo, hi) ranges, one or one per band
             (:func:`parse_scale`).
+        gsd (float, optional): the ground sample distance, in metres, the
+            windows are read at (the model's). A raster with a CRS whose
+            pixel differs from it by more than ``GSD_TOLERANCE`` is read
+            resampled (GDAL ``average`` when reducing, ``bilinear`` when
+            enlarging); None, or a raster without CRS: its own pixels.
+
+    Attributes:
+        width, height (int): the grid the windows are cut from, in **model
+            px** (the raster's pixels unless resampled).
+        native_width, native_height (int): the raster's size in its px.
+        fx, fy (float): raster px per model px along x and y (1.0 when not
+            resampled); :meth:`to_native` maps boxes back.
+        native_gsd (float, optional): the raster's pixel in metres (None
+            without CRS); ``gsd``: the one read (None: its own).
 
     Raises:
         RasterError: not a raster, band out of range, wrong number of
@@ -301,12 +372,16 @@ class RasterSource:
     """
 
     def __init__(self, path: str, bands: Optional[Sequence[int]] = None,
-                 scale: ScaleSpec = None) -> None:
+                 scale: ScaleSpec = None,
+                 gsd: Optional[float] = None) -> None:
         self.path = path
         scale = parse_scale(scale)
         with _open(path) as ds:
-            self.width, self.height, self.count = ds.width, ds.height, \
-                ds.count
+            self.native_width, self.native_height = ds.width, ds.height
+            self.count = ds.count
+            self.native_gsd = gsd_metres(tuple(ds.transform)[:6], ds.crs) \
+                if _georef(ds) is not None else None
+            self._set_grid(gsd)
             if bands is None:
                 bands = (1, 2, 3) if ds.count >= 3 else (1, 1, 1)
             self.bands = parse_bands(bands)
@@ -346,25 +421,89 @@ class RasterSource:
                                   f'raster ({_one_line(e)}): the file is '
                                   'truncated or corrupt') from None
 
+    def _set_grid(self, gsd: Optional[float]) -> None:
+        """The model-px grid: the raster's own, or resampled to ``gsd``."""
+        self.gsd, self.fx, self.fy = None, 1.0, 1.0
+        self.width, self.height = self.native_width, self.native_height
+        if gsd is None or self.native_gsd is None:
+            return
+        factor = gsd / self.native_gsd  # raster px per model px
+        if abs(factor - 1) <= GSD_TOLERANCE:
+            return
+        self.gsd = float(gsd)
+        self.width = max(1, int(round(self.native_width / factor)))
+        self.height = max(1, int(round(self.native_height / factor)))
+        # exact per axis: the grid covers the raster edge to edge
+        self.fx = self.native_width / self.width
+        self.fy = self.native_height / self.height
+
+    @property
+    def resampled(self) -> bool:
+        """Whether windows are read resampled to another GSD."""
+        return self.gsd is not None
+
+    @property
+    def resampling(self) -> Optional[str]:
+        """GDAL's resampling of the windows: ``'average'`` (area-weighted,
+        no aliasing) when reducing a finer raster, ``'bilinear'`` when
+        enlarging a coarser one; None when not resampled."""
+        if not self.resampled:
+            return None
+        return 'average' if self.fx * self.fy > 1 else 'bilinear'
+
     @property
     def shape(self) -> Tuple[int, int]:
-        """(height, width) in px."""
+        """(height, width) in model px."""
         return self.height, self.width
+
+    def native_bounds(self, win: Window) -> Tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of window ``win`` (model px) in raster px."""
+        return (win.x0 * self.fx, win.y0 * self.fy, win.x1 * self.fx,
+                win.y1 * self.fy)
+
+    def to_native(self, bboxes: np.ndarray) -> np.ndarray:
+        """Boxes in model px of the whole grid -> raster px.
+
+        Args:
+            bboxes (ndarray | Tensor): M x 4 (x1, y1, x2, y2).
+
+        Returns:
+            the same type, M x 4, scaled by (fx, fy); the input itself when
+            not resampled.
+        """
+        if not self.resampled:
+            return bboxes
+        f = [self.fx, self.fy, self.fx, self.fy]
+        if isinstance(bboxes, np.ndarray):
+            return bboxes * np.asarray(f, dtype=bboxes.dtype)
+        return bboxes * bboxes.new_tensor(f)
 
     def _read(self, ds, win: Window) -> Tuple[np.ndarray,
                                                 Optional[np.ndarray]]:
+        from rasterio.enums import Resampling
         from rasterio.windows import Window as RioWindow
-        rw = RioWindow(win.x0, win.y0, win.width, win.height)
+        kw = {}
+        if self.resampled:
+            # a fractional window of the raster read into the window's
+            # model px (GDAL reads fractional windows exactly)
+            x0, y0, x1, y1 = self.native_bounds(win)
+            rw = RioWindow(x0, y0, x1 - x0, y1 - y0)
+            kw = dict(out_shape=(len(self.bands), win.height, win.width),
+                      resampling=Resampling[self.resampling])
+        else:
+            rw = RioWindow(win.x0, win.y0, win.width, win.height)
         try:
-            arr = ds.read(list(self.bands), window=rw)
+            arr = ds.read(list(self.bands), window=rw, **kw)
             valid = None
             if self.has_nodata:
                 # GDAL's dataset-mask rule: nodata where every band read
                 # is nodata (a uint8 RGB raster declaring nodata=255, as
                 # the DeepForest wheel's OSBS_029.tif does, keeps its
                 # pixels that are white in one or two bands)
-                valid = (ds.read_masks(list(self.bands), window=rw) > 0
-                         ).any(axis=0)
+                if kw:
+                    kw['resampling'] = Resampling.nearest
+                valid = (ds.read_masks(list(self.bands), window=rw, **kw)
+                         > 0).any(axis=0)
         except Exception as e:
             raise RasterError(
                 f'{self.path}: cannot read window x={win.x0}..{win.x1}, '
@@ -389,8 +528,9 @@ class RasterSource:
         cache 14.8 s (every block decoded several times).
         """
         block_h, block_w = self.block_shapes[0]
+        window_height = int(np.ceil(window_height * self.fy))  # raster px
         rows = -(-max(1, window_height - 1) // block_h) + 2
-        width = -(-self.width // block_w) * block_w
+        width = -(-self.native_width // block_w) * block_w
         per_row = width * block_h * self.count * self.itemsize
         return max(MIN_CACHE_BYTES, rows * per_row)
 
@@ -406,9 +546,9 @@ class RasterSource:
         and ordered as the windows are: (h x w x 3 uint8 BGR, the factor
         f, raster px = f x overview px; 1.0 when not decimated)."""
         from rasterio.enums import Resampling
-        f = max(1.0, max(self.width, self.height) / max_side)
-        shape = (3, max(1, round(self.height / f)),
-                 max(1, round(self.width / f)))
+        f = max(1.0, max(self.native_width, self.native_height) / max_side)
+        shape = (3, max(1, round(self.native_height / f)),
+                 max(1, round(self.native_width / f)))
         with _open(self.path) as ds:
             try:
                 arr = ds.read(list(self.bands), out_shape=shape,
@@ -419,14 +559,14 @@ class RasterSource:
                                   'or corrupt') from None
         img = scale_to_uint8(arr, self.ranges)
         return np.ascontiguousarray(img[::-1].transpose(1, 2, 0)), \
-            self.width / shape[2]
+            self.native_width / shape[2]
 
     def batches(self, windows: Sequence[Window], ids: Sequence[int],
                 batch_size: int = 4, prefetch: int = 2) -> Iterator[_Batch]:
         """Batches of the windows ``ids`` (indices into ``windows``), read
         by a background thread at most ``prefetch`` batches ahead; windows
-        entirely nodata are left out (a batch may then be shorter or, at
-        the end, absent)."""
+        entirely nodata are left out of ``ids`` / ``imgs`` but counted in
+        ``covered`` (a batch may then be shorter, or empty)."""
         q: 'queue.Queue' = queue.Queue(maxsize=max(1, prefetch))
         stop = threading.Event()
 
@@ -448,9 +588,10 @@ class RasterSource:
             rasterio = require_geo()
             try:
                 with rasterio.Env(**env), _open(self.path) as ds:
-                    batch = _Batch([], [], [])
+                    batch = _Batch([], [], [], [])
                     for i in ids:
                         img, valid = self._read(ds, windows[i])
+                        batch.covered.append(i)
                         if valid is not None and not valid.any():
                             continue
                         if valid is not None and valid.all():
@@ -461,8 +602,8 @@ class RasterSource:
                         if len(batch.ids) == batch_size:
                             if not put(batch):
                                 return
-                            batch = _Batch([], [], [])
-                    if batch.ids and not put(batch):
+                            batch = _Batch([], [], [], [])
+                    if batch.covered and not put(batch):
                         return
                 put(_DONE)
             except BaseException as e:  # handed to the consumer
@@ -503,33 +644,87 @@ class PreviewCanvas:
         self.factor = width / w
         self._fy = height / h
 
-    def paste(self, win: Window, img: np.ndarray) -> None:
-        """Draw window ``win``'s pixels (h x w x 3 BGR) at its place."""
+    def paste(self, bounds: Sequence[float], img: np.ndarray) -> None:
+        """Draw a window's pixels (h x w x 3 BGR) at its place, ``bounds``
+        (x0, y0, x1, y1) in raster px."""
         import cv2
-        x0, x1 = (int(round(v / self.factor)) for v in (win.x0, win.x1))
-        y0, y1 = (int(round(v / self._fy)) for v in (win.y0, win.y1))
+        x0, x1 = (int(round(v / self.factor)) for v in bounds[0::2])
+        y0, y1 = (int(round(v / self._fy)) for v in bounds[1::2])
         if x1 > x0 and y1 > y0:
             self.img[y0:y1, x0:x1] = cv2.resize(
                 img, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
 
 
-def detect_windows(backend, source: RasterSource, windows: Sequence[Window],
+class ArraySource:
+    """An image in memory, read window by window with
+    :class:`RasterSource`'s interface, so that one loop
+    (:func:`detect_windows`) runs every tiled detection.
+
+    Args:
+        img (ndarray): H x W x 3 uint8 BGR.
+        path (str, optional): where it was read from (for messages).
+    """
+    gsd = None
+    fx = fy = 1.0
+    resampled = False
+    georef = None
+
+    def __init__(self, img: np.ndarray, path: Optional[str] = None) -> None:
+        self.img, self.path = img, path
+        self.height, self.width = img.shape[:2]
+        self.native_width, self.native_height = self.width, self.height
+
+    def native_bounds(self, win: Window) -> Tuple[float, float, float, float]:
+        return (win.x0, win.y0, win.x1, win.y1)
+
+    def to_native(self, bboxes):
+        return bboxes
+
+    def overview(self, max_side: int = 4096) -> Tuple[np.ndarray, float]:
+        """The image itself and factor 1 (it is in memory already)."""
+        return self.img, 1.0
+
+    def batches(self, windows: Sequence[Window], ids: Sequence[int],
+                batch_size: int = 4, prefetch: int = 0) -> Iterator[_Batch]:
+        ids = list(ids)
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            yield _Batch(chunk, [
+                np.ascontiguousarray(
+                    self.img[windows[i].y0:windows[i].y1,
+                             windows[i].x0:windows[i].x1]) for i in chunk
+            ], [None] * len(chunk), chunk)
+
+
+Source = Union[RasterSource, ArraySource]
+
+
+def detect_windows(backend, source: Source, windows: Sequence[Window],
                    ids: Optional[Sequence[int]] = None, batch_size: int = 4,
                    progress=None,
-                   preview: Optional[PreviewCanvas] = None
+                   preview: Optional[PreviewCanvas] = None,
+                   on_batch: Optional[Callable[[List[int], Dict[
+                       int, 'InstanceData']], None]] = None
                    ) -> Dict[int, 'InstanceData']:
-    """Run ``backend`` over windows of ``source``.
+    """The tiled-detection loop: windows of ``source`` -> batches ->
+    ``backend``. In memory, from disk and on every rank of a distributed
+    run, this is the one loop; :meth:`TiledInferencer.merge_windows`
+    merges its result.
 
     Args:
         backend (callable): list of h x w x 3 uint8 BGR -> list of
             ``InstanceData`` (``bboxes`` (M, 4) in the window's pixels,
             ``scores`` (M,), ``labels`` (M,)).
-        source (RasterSource): the raster.
-        windows (list[Window]): all windows of the raster.
+        source (RasterSource | ArraySource): the image.
+        windows (list[Window]): all windows of the image (model px).
         ids (list[int], optional): the windows to run (default: all).
         batch_size (int): windows per backend call.
-        progress: an object with ``update(n)`` (a progress bar), or None.
+        progress: an object with ``update(n)`` (:func:`progress_bar`), or
+            None.
         preview (PreviewCanvas, optional): filled with the windows read.
+        on_batch (callable, optional): called after each batch with the
+            window ids it accounts for (nodata windows included) and their
+            detections (what a run's record keeps, batch by batch).
 
     Returns:
         dict[int, InstanceData]: per window run and not entirely nodata,
@@ -539,53 +734,64 @@ def detect_windows(backend, source: RasterSource, windows: Sequence[Window],
     import torch
     ids = list(range(len(windows))) if ids is None else list(ids)
     out = {}
-    position = {i: k for k, i in enumerate(ids)}
-    done = 0
     for batch in source.batches(windows, ids, batch_size):
-        results = backend(batch.imgs)
+        results = backend(batch.imgs) if batch.imgs else []
         if preview is not None:
             for i, img in zip(batch.ids, batch.imgs):
-                preview.paste(windows[i], img)
+                preview.paste(source.native_bounds(windows[i]), img)
+        done = {}
         for i, inst, valid in zip(batch.ids, results, batch.valid):
             if valid is not None and len(inst):
                 keep = drop_nodata_centres(
                     torch.as_tensor(inst.bboxes).cpu().numpy(), valid)
                 inst = inst[torch.from_numpy(keep)]
-            out[i] = inst
+            done[i] = inst
+        out.update(done)
+        if on_batch is not None:
+            on_batch(batch.covered, done)
         if progress is not None:  # skipped windows count as done
-            last = position[batch.ids[-1]] + 1
-            progress.update(last - done)
-            done = last
-    if progress is not None and done < len(ids):
-        progress.update(len(ids) - done)
+            progress.update(len(batch.covered))
     return out
 
 
-def detect_raster(inferencer, source: RasterSource,
+def to_native(inst: 'InstanceData', source: Source) -> 'InstanceData':
+    """A merged result in the model px grid of ``source`` -> its raster
+    px (boxes scaled by ``fx, fy``; ``ori_shape`` the raster's)."""
+    if source.resampled:
+        inst.bboxes = source.to_native(inst.bboxes)
+    inst.set_metainfo(dict(ori_shape=(source.native_height,
+                                      source.native_width),
+                           gsd=source.gsd))
+    return inst
+
+
+def detect_raster(inferencer, source: Source,
                   progress: bool = True,
                   preview: Optional[PreviewCanvas] = None) -> 'InstanceData':
-    """Detections over a whole raster, window by window from disk, merged
-    as :class:`~mmretina.apis.inference.TiledInferencer` merges the windows
-    of an in-memory image (same windows, cut-box rule, NMS / WBF).
+    """Detections over a whole raster (or image), window by window,
+    merged across windows (cut-box rule, NMS / WBF) and mapped back to the
+    raster's pixels.
 
     Args:
         inferencer (TiledInferencer): backend, tile, overlap, batch size
             and merge settings.
-        source (RasterSource): the raster.
+        source (RasterSource | ArraySource): the raster.
         progress (bool): a progress bar over windows on stderr.
         preview (PreviewCanvas, optional): filled with the windows read.
 
     Returns:
         InstanceData: ``bboxes`` (K, 4) float32 in the raster's pixels,
         ``scores`` (K,), ``labels`` (K,) by descending score; metainfo
-        ``ori_shape`` (H, W), ``windows``, ``img_path``, ``skipped`` (the
-        number of windows left out as entirely nodata).
+        ``ori_shape`` (H, W) of the raster, ``windows`` (model px),
+        ``img_path``, ``gsd`` (the GSD read at, None: the raster's own),
+        ``skipped`` (the number of windows left out as entirely nodata).
     """
-    from .inference import progress_bar
+    from .progress import progress_bar
     windows = inferencer.windows(source.width, source.height)
     bar = progress_bar(
         len(windows),
-        desc=f'{source.width}x{source.height} px, {len(windows)} tiles',
+        desc=f'{osp.basename(source.path or "image")} '
+        f'{source.width}x{source.height} px',
         enabled=progress and inferencer.progress)
     try:
         per_window = detect_windows(inferencer.backend, source, windows,
@@ -593,6 +799,7 @@ def detect_raster(inferencer, source: RasterSource,
                                     progress=bar, preview=preview)
     finally:
         bar.close()
-    return inferencer.merge_windows(
+    inst = inferencer.merge_windows(
         per_window, windows, source.width, source.height,
         dict(img_path=source.path, skipped=len(windows) - len(per_window)))
+    return to_native(inst, source)

@@ -1,13 +1,12 @@
 """Detections over a list of images / rasters, written to disk: the engine
-of ``tools/infer.py`` and ``tools/dist_infer.sh``.
+of ``mmretina predict`` (``tools/infer.py``) and ``tools/dist_infer.sh``.
 
-Per input, the detections are
-
-* window by window from disk (``tile``): :class:`~mmretina.apis.raster.
-  RasterSource` + :func:`~mmretina.apis.raster.detect_windows`, merged by
-  ``TiledInferencer.merge_windows``;
-* or, untiled, the whole image decoded (:func:`~mmretina.apis.inference.
-  load_image`, refusing headers above ``max_pixels``) and run once.
+Every input goes through the one tiled-detection loop
+(:func:`~mmretina.apis.raster.detect_windows`): read window by window by
+:class:`~mmretina.apis.raster.RasterSource` (at the model's ground sample
+distance when the raster has a CRS and ``gsd`` is set), or in one window
+when ``tile`` covers it, merged by ``TiledInferencer.merge_windows`` and
+mapped back to the raster's pixels.
 
 Outputs in ``out_dir``: per input ``<stem>_detections.png`` (the boxes with
 score >= ``score_thr`` over the image, decimated to 4096 px a side for a
@@ -17,22 +16,32 @@ write_layer`); for all inputs ``results.json`` (COCO results) and
 ``detections.csv``. ``merge_layers``: one ``detections.<format>`` for all
 inputs instead of one layer each.
 
+The run's record (``out_dir/.mmretina``), keyed by a fingerprint of what
+determines the detections (model files, windows, merge, bands, scale, GSD;
+not the output options):
+
+* per input still running, ``<name>.<fingerprint>.parts/``: one file per
+  batch of windows (the windows it accounts for and their detections). A
+  killed run started again runs only the windows no part holds.
+* per finished input, ``<name>.npz`` (its merged detections, classes and
+  georeferencing) and ``<name>.preview.png`` (the image the PNG is drawn
+  on). A rerun with the same fingerprint runs no model: it re-writes the
+  outputs from these (another ``--score-thr``, ``--format``, ...).
+
 Distributed (``world_size`` > 1, ranks started by torchrun, a gloo or NCCL
-process group initialised): the windows of all inputs still to do, in input
+process group initialised): the windows still to do of all inputs, in input
 order, are cut into ``world_size`` contiguous shares (a huge raster's
-windows are spread over the ranks like a folder's rasters); each rank saves
-its per-window detections to ``out_dir/.mmretina/parts``; after a barrier,
-rank 0 merges each raster's windows (``TiledInferencer.merge_windows``:
-NMS / WBF and the cut-box rule across windows of different ranks) and
-writes the outputs. Every finished input leaves a record (``out_dir/.mmretina/<name>
-.npz``: its merged detections and a fingerprint of the model and settings):
-a rerun with the same fingerprint skips it.
+windows are spread over the ranks like a folder's rasters); each rank
+records its batches in the same parts folders; after a barrier, rank 0
+merges each input's windows and writes the outputs.
 """
+import glob
 import hashlib
 import json
 import os
 import os.path as osp
 import shutil
+import uuid
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -43,7 +52,7 @@ from mmengine.structures import InstanceData
 from .inference import DEFAULT_MAX_PIXELS, TiledInferencer, load_image
 from .outputs import (VECTOR_FORMATS, detections_frame, draw_detections,
                       write_coco_json, write_csv, write_layer)
-
+from .progress import progress_bar
 __all__ = ['IMAGE_EXTS', 'list_inputs', 'check_writable', 'InferenceRun']
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.jp2',
@@ -101,36 +110,42 @@ class InferenceRun:
     """Detections over inputs, written to ``out_dir`` (or one PNG).
 
     Args:
-        inferencer (TiledInferencer): backend and window / merge settings.
-        tiled (bool): window by window from disk (rasterio); False: each
-            image decoded whole and run once.
-        classes (list[str]), palette (list[tuple], optional): class names
-            and RGB colours.
+        inferencer (TiledInferencer): backend (a
+            :class:`~mmretina.apis.inference.LazyBackend` is loaded only when
+            a window has to run) and window / merge settings; a ``tile`` of
+            ``1 << 30`` reads each input as one window.
+        classes (list[str], optional), palette (list[tuple], optional):
+            class names and RGB colours; default: the backend's (or, when
+            no window runs, the records').
         out_dir (str, optional): output folder; out (str, optional): one
             PNG (one input, no other output).
         score_thr (float): drawn, CSV and GIS layer detections.
         bands, scale: :class:`~mmretina.apis.raster.RasterSource`'s.
+        gsd (float, optional): read rasters with a CRS at this GSD (m);
+            None: at their own.
         fmt (str, optional): GIS format (:data:`VECTOR_FORMATS`); None:
             GeoPackage for georeferenced inputs, none for the others.
         keep_crs (bool): GeoJSON in the raster's CRS, not RFC 7946.
         merge_layers (bool): one layer for all inputs.
-        max_pixels (int, optional): untiled: refuse larger images.
-        settings (dict): what determines the detections (model, options),
-            for the finished-input records.
+        max_pixels (int, optional): an input read as one window may have
+            at most this many pixels.
+        settings (dict): what else determines the detections (model files,
+            options), for the records.
         rank (int), world_size (int): distributed share.
         log (callable): prints a line (rank 0 only prints).
+        progress (bool): progress lines / bar on stderr (rank 0).
     """
 
     def __init__(self,
                  inferencer: TiledInferencer,
-                 tiled: bool,
-                 classes: Sequence[str],
+                 classes: Optional[Sequence[str]] = None,
                  palette=None,
                  out_dir: Optional[str] = None,
                  out: Optional[str] = None,
                  score_thr: float = 0.3,
                  bands=None,
                  scale=None,
+                 gsd: Optional[float] = None,
                  fmt: Optional[str] = None,
                  keep_crs: bool = False,
                  merge_layers: bool = False,
@@ -138,58 +153,72 @@ class InferenceRun:
                  settings: Optional[dict] = None,
                  rank: int = 0,
                  world_size: int = 1,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print,
+                 progress: bool = True) -> None:
         if fmt is not None and fmt not in VECTOR_FORMATS:
             raise ValueError(f'--format {fmt}: choose one of '
                              f'{", ".join(VECTOR_FORMATS)}')
-        if not tiled and (bands is not None or scale is not None):
-            raise ValueError('bands / scale apply to rasters read window by '
-                             'window: add --tile (e.g. --tile 400)')
         if world_size > 1 and not out_dir:
             raise ValueError('a distributed run needs --out-dir')
         self.inferencer = inferencer
-        self.tiled = tiled
-        self.classes, self.palette = tuple(classes), palette
+        self._classes = tuple(classes) if classes is not None else None
+        self._palette = palette
         self.out_dir, self.out = out_dir, out
         self.score_thr = score_thr
-        self.bands, self.scale = bands, scale
+        self.bands, self.scale, self.gsd = bands, scale, gsd
         self.fmt, self.keep_crs = fmt, keep_crs
         self.merge_layers = merge_layers
         self.max_pixels = max_pixels
-        self.fingerprint = _fingerprint(dict(settings or {}, tiled=tiled,
-                                             bands=bands, scale=scale))
+        inf = inferencer
+        self.fingerprint = _fingerprint(dict(
+            settings or {}, tile=inf.tile, overlap=inf.overlap,
+            merge=inf.merge, merge_iou=inf._iou_thr, border=inf.border,
+            min_cover=inf.min_cover, max_dets=inf.max_dets, bands=bands,
+            scale=scale, gsd=gsd))
         self.rank, self.world_size = rank, world_size
         self._log = log
-        if out_dir:
-            self.state_dir = osp.join(out_dir, '.mmretina')
-            self.parts_dir = osp.join(self.state_dir, 'parts')
+        self.progress = progress and rank == 0
+        self.state_dir = osp.join(out_dir, '.mmretina') if out_dir else None
 
     def log(self, line: str) -> None:
         if self.rank == 0:
             self._log(line)
 
-    # ---------------------------------------------------------------- state
+    @property
+    def whole(self) -> bool:
+        """Each input read as one window."""
+        return self.inferencer.tile >= 1 << 30
+
+    # ------------------------------------------------------------ records
     def _record_path(self, path: str) -> str:
         return osp.join(self.state_dir, osp.basename(path) + '.npz')
+
+    def _parts_dir(self, path: str) -> str:
+        return osp.join(self.state_dir,
+                        f'{osp.basename(path)}.{self.fingerprint}.parts')
 
     def _load_record(self, path: str) -> Optional[dict]:
         rec = self._record_path(path)
         if not osp.isfile(rec):
             return None
-        with np.load(rec, allow_pickle=False) as z:
-            if str(z['fingerprint']) != self.fingerprint:
-                return None
-            georef = None
-            if z['transform'].size:
-                from .raster import Georef
-                wkt = str(z['crs_wkt'])
-                georef = Georef(tuple(float(v) for v in z['transform']),
-                                wkt or None)
-            return dict(image_path=path, bboxes=z['bboxes'],
-                        scores=z['scores'], labels=z['labels'],
-                        georef=georef)
+        try:
+            with np.load(rec, allow_pickle=False) as z:
+                if str(z['fingerprint']) != self.fingerprint:
+                    return None
+                georef = None
+                if z['transform'].size:
+                    from .raster import Georef
+                    wkt = str(z['crs_wkt'])
+                    georef = Georef(tuple(float(v) for v in z['transform']),
+                                    wkt or None)
+                meta = json.loads(str(z['meta'])) if 'meta' in z else {}
+                return dict(image_path=path, bboxes=z['bboxes'],
+                            scores=z['scores'], labels=z['labels'],
+                            georef=georef, meta=meta)
+        except Exception:  # a record from an older version, or damaged
+            return None
 
-    def _save_record(self, res: dict) -> None:
+    def _save_record(self, res: dict, meta: dict) -> None:
         rec = self._record_path(res['image_path'])
         os.makedirs(osp.dirname(rec), exist_ok=True)
         g = res['georef']
@@ -197,26 +226,94 @@ class InferenceRun:
         np.savez(tmp, bboxes=res['bboxes'], scores=res['scores'],
                  labels=res['labels'], fingerprint=self.fingerprint,
                  transform=np.array(g.transform if g else [], float),
-                 crs_wkt=(g.crs_wkt or '') if g else '')
+                 crs_wkt=(g.crs_wkt or '') if g else '',
+                 meta=json.dumps(meta))
         os.replace(tmp, rec)
 
-    # ------------------------------------------------------------ inference
+    def _part_writer(self, path: str) -> Callable:
+        """on_batch callback of :func:`detect_windows`: one file per batch
+        in the input's parts folder (written whole, then renamed)."""
+        folder = self._parts_dir(path)
+        os.makedirs(folder, exist_ok=True)
+        count = [0]
+        run_id = uuid.uuid4().hex[:8]  # parts of earlier runs are kept
+
+        def write(covered: List[int], done: Dict[int, InstanceData]) -> None:
+            ids = sorted(done)
+            arrays = [_numpy(done[i]) for i in ids]
+            name = osp.join(folder, f'r{self.rank}-{run_id}-'
+                            f'{count[0]:07d}.npz')
+            count[0] += 1
+            np.savez(name + '.tmp.npz',
+                     covered=np.asarray(covered, np.int64),
+                     ids=np.asarray(ids, np.int64),
+                     counts=np.asarray([len(a[1]) for a in arrays], np.int64),
+                     bboxes=np.concatenate([a[0] for a in arrays])
+                     if arrays else np.zeros((0, 4), np.float32),
+                     scores=np.concatenate([a[1] for a in arrays])
+                     if arrays else np.zeros(0, np.float32),
+                     labels=np.concatenate([a[2] for a in arrays])
+                     if arrays else np.zeros(0, np.int64))
+            os.replace(name + '.tmp.npz', name)
+
+        return write
+
+    def _load_parts(self, path: str) -> Tuple[set, Dict[int, InstanceData]]:
+        """(window ids recorded, their detections) of an input's parts."""
+        covered, per_window = set(), {}
+        for name in sorted(glob.glob(osp.join(self._parts_dir(path),
+                                              '*[0-9].npz'))):
+            try:
+                with np.load(name, allow_pickle=False) as z:
+                    part = {k: z[k] for k in z.files}
+            except Exception:  # cut short by a kill: its windows run again
+                continue
+            starts = np.concatenate([[0], np.cumsum(part['counts'])])
+            for k, i in enumerate(part['ids']):
+                s, e = starts[k], starts[k + 1]
+                per_window[int(i)] = _instance(part['bboxes'][s:e],
+                                               part['scores'][s:e],
+                                               part['labels'][s:e])
+            covered.update(int(i) for i in part['covered'])
+        return covered, per_window
+
+    # ------------------------------------------------------------ inputs
     def _source(self, path: str):
-        from .raster import RasterSource
-        return RasterSource(path, self.bands, self.scale)
-
-    def _georef(self, path: str):
+        from .raster import ArraySource, RasterSource
         try:
-            from .raster import RasterError, read_georef
-            return read_georef(path)
+            source = RasterSource(path, self.bands, self.scale, self.gsd)
         except ImportError:
-            if path.lower().endswith(('.tif', '.tiff')):
-                warnings.warn(f'{path}: its georeferencing is not read (no '
-                              'rasterio): pip install "mmretina[geo]"')
-            return None
-        except RasterError:
-            return None
+            # no rasterio (the geo extra): plain images only, decoded whole
+            if self.bands is not None or self.scale is not None:
+                raise
+            source = ArraySource(load_image(path, self.max_pixels), path)
+        if self.whole and self.max_pixels is not None and \
+                source.width * source.height > self.max_pixels:
+            raise ValueError(
+                f'{path}: {source.width}x{source.height} px read as one '
+                f'window is above the limit of {self.max_pixels / 1e6:.0f} '
+                'megapixels: read it window by window (--tile 400, or '
+                '--tile auto) or raise --max-pixels')
+        return source
 
+    def _note_source(self, source) -> None:
+        tile = self.inferencer.tile
+        if not self.whole and (tile > source.width or tile > source.height):
+            self.log(f'{source.path}: the {tile} px window is larger than '
+                     f'the raster ({source.width}x{source.height} px): it '
+                     'is read as one window (or a row / column) of the '
+                     'raster\'s size')
+        if source.resampled:
+            self.log(f'{source.path}: {source.native_gsd:.4g} m pixels read '
+                     f'at the model\'s {source.gsd:.4g} m ({source.width}x'
+                     f'{source.height} px, GDAL {source.resampling}); '
+                     'detections mapped back to the raster\'s pixels')
+        elif self.gsd is not None and getattr(source, 'native_gsd',
+                                              None) is None:
+            self.log(f'{source.path}: no CRS, so no ground sample distance: '
+                     'read at its own pixel size')
+
+    # ------------------------------------------------------------- run
     def run(self, inputs: Sequence[str]) -> List[dict]:
         """Detect in every input and write the outputs.
 
@@ -227,22 +324,23 @@ class InferenceRun:
         """
         if self.out_dir:
             check_writable(self.out_dir)
-        done = {}
+        done, records = {}, {}
         if self.out_dir:
             for p in inputs:
                 rec = self._load_record(p)
                 if rec is not None:
-                    done[p] = rec
-            if done:
-                self.log(f'{len(done)} input(s) finished before with these '
-                         f'settings (records in {self.state_dir}): skipped')
-        todo = [p for p in inputs if p not in done]
+                    records[p] = rec
+            if records:
+                self.log(f'{len(records)} input(s) finished before with '
+                         f'these settings (records in {self.state_dir}): '
+                         'outputs re-written from the records, no model run')
+        todo = [p for p in inputs if p not in records]
         self._barrier()  # every rank has read the records
-        if self.world_size > 1:
-            self._run_shared(todo, done)
-        else:
-            for path in todo:
-                done[path] = self._finish(path, *self._detect_one(path))
+        for p in inputs:
+            if p in records:
+                done[p] = self._rewrite(records[p])
+        if todo:
+            self._run_windows(todo, done)
         self._barrier()
         if self.rank != 0:
             return []
@@ -251,99 +349,69 @@ class InferenceRun:
             self._write_collections(results)
         return results
 
-    def _detect_one(self, path: str):
-        """(InstanceData, georef, preview image, preview factor)."""
-        if not self.tiled:
-            img = load_image(path, self.max_pixels)
-            inst = self.inferencer(img)
-            return inst, self._georef(path), img, 1.0
-        from .raster import PreviewCanvas, detect_raster
-        source = self._source(path)
-        self._note_window(source)
-        # the preview PNG is filled from the windows as they are read
-        canvas = (PreviewCanvas(source.width, source.height, PREVIEW_SIDE)
-                  if self.out_dir or self.out else None)
-        inst = detect_raster(self.inferencer, source, preview=canvas)
-        if canvas is None:
-            return inst, source.georef, None, 1.0
-        return inst, source.georef, canvas.img, canvas.factor
-
-    def _note_window(self, source) -> None:
-        tile = self.inferencer.tile
-        if tile > source.width or tile > source.height:
-            self.log(f'{source.path}: the {tile} px window is larger than '
-                     f'the raster ({source.width}x{source.height} px): it '
-                     'is read as one window (or a row / column) of the '
-                     'raster\'s size')
-
-    def _run_shared(self, todo: List[str], done: Dict[str, dict]) -> None:
-        """Windows of ``todo`` shared across ranks; rank 0 merges."""
-        units = []  # (input index, window index or -1 for untiled)
-        sources, windows = {}, {}
+    def _run_windows(self, todo: List[str], done: Dict[str, dict]) -> None:
+        """Windows of ``todo`` not recorded yet, shared across ranks, run
+        through the one loop; rank 0 merges each input."""
+        from .raster import PreviewCanvas, detect_windows, to_native
+        sources, windows, units = {}, {}, []
+        resumed = 0
         for k, path in enumerate(todo):
-            if self.tiled:
-                sources[k] = self._source(path)
-                if self.rank == 0:
-                    self._note_window(sources[k])
-                windows[k] = self.inferencer.windows(sources[k].width,
-                                                     sources[k].height)
-                units += [(k, w) for w in range(len(windows[k]))]
-            else:
-                units.append((k, -1))
+            sources[k] = self._source(path)
+            if self.rank == 0:
+                self._note_source(sources[k])
+            windows[k] = self.inferencer.windows(sources[k].width,
+                                                 sources[k].height)
+            covered = (self._load_parts(path)[0]
+                       if self.state_dir else set())
+            resumed += len(covered)
+            units += [(k, w) for w in range(len(windows[k]))
+                      if w not in covered]
+        if resumed:
+            self.log(f'resuming: {resumed} window(s) recorded before, '
+                     f'{len(units)} to run')
         n, r, ws = len(units), self.rank, self.world_size
         mine = units[r * n // ws:(r + 1) * n // ws]
-        os.makedirs(self.parts_dir, exist_ok=True)
-        for k in sorted({u[0] for u in mine}):
+        fresh = ws == 1 and not resumed
+        canvases, merged = {}, {}
+        for pos, k in enumerate(sorted({u[0] for u in mine})):
             ids = [w for kk, w in mine if kk == k]
-            if self.tiled:
-                from .raster import detect_windows
-                per_window = detect_windows(self.inferencer.backend,
-                                            sources[k], windows[k], ids,
-                                            self.inferencer.batch_size)
-            else:
-                img = load_image(todo[k], self.max_pixels)
-                per_window = {-1: self.inferencer(img)}
-            part = {  # tensors: torch.load(weights_only=True) reads them
-                w: tuple(torch.from_numpy(a) for a in _numpy(inst))
-                for w, inst in per_window.items()
-            }
-            name = osp.join(self.parts_dir,
-                            f'{osp.basename(todo[k])}.{self.fingerprint}'
-                            f'.rank{r}.pt')
-            torch.save(part, name + '.tmp')
-            os.replace(name + '.tmp', name)
+            src = sources[k]
+            if fresh and (self.out_dir or self.out):
+                # the preview is filled from the windows as they are read
+                canvases[k] = PreviewCanvas(src.native_width,
+                                            src.native_height, PREVIEW_SIDE)
+            desc = (f'{osp.basename(todo[k])} {pos + 1}/{len(todo)}'
+                    + (f' (rank {r} of {ws})' if ws > 1 else ''))
+            bar = progress_bar(len(ids), desc, enabled=self.progress)
+            try:
+                per_window = detect_windows(
+                    self.inferencer.backend, src, windows[k], ids,
+                    self.inferencer.batch_size, progress=bar,
+                    preview=canvases.get(k),
+                    on_batch=(self._part_writer(todo[k])
+                              if self.state_dir else None))
+            finally:
+                bar.close()
+            merged[k] = per_window  # without a record: merged from memory
         self._barrier()
         if self.rank != 0:
             return
         for k, path in enumerate(todo):
-            per_window = {}
-            for q in range(ws):
-                name = osp.join(self.parts_dir,
-                                f'{osp.basename(path)}.{self.fingerprint}'
-                                f'.rank{q}.pt')
-                if osp.isfile(name):
-                    per_window.update(torch.load(name, weights_only=True))
-            per_window = {w: _instance(*v) for w, v in per_window.items()}
-            if self.tiled:
-                src = sources[k]
-                inst = self.inferencer.merge_windows(
-                    per_window, windows[k], src.width, src.height,
-                    dict(img_path=path,
-                         skipped=len(windows[k]) - len(per_window)))
-                preview, f = src.overview(PREVIEW_SIDE)
-                georef = src.georef
+            src = sources[k]
+            per_window = (self._load_parts(path)[1] if self.state_dir
+                          else merged.get(k, {}))
+            inst = self.inferencer.merge_windows(
+                per_window, windows[k], src.width, src.height,
+                dict(img_path=path,
+                     skipped=len(windows[k]) - len(per_window)))
+            inst = to_native(inst, src)
+            if k in canvases:
+                preview, f = canvases[k].img, canvases[k].factor
             else:
-                inst = per_window[-1]
-                preview, f, georef = load_image(path, self.max_pixels), 1.0, \
-                    self._georef(path)
-            done[path] = self._finish(path, inst, georef, preview, f)
-            for q in range(ws):
-                name = osp.join(self.parts_dir,
-                                f'{osp.basename(path)}.{self.fingerprint}'
-                                f'.rank{q}.pt')
-                if osp.isfile(name):
-                    os.remove(name)
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
+                preview, f = src.overview(PREVIEW_SIDE)
+            done[path] = self._finish(path, inst, src.georef, preview, f)
+            if self.state_dir:
+                shutil.rmtree(self._parts_dir(path), ignore_errors=True)
 
     def _barrier(self) -> None:
         if self.world_size > 1:
@@ -351,10 +419,38 @@ class InferenceRun:
             dist.barrier()
 
     # -------------------------------------------------------------- outputs
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        if self._classes is None:
+            self._classes = tuple(getattr(self.inferencer.backend,
+                                          'classes', ()))
+        return self._classes
+
+    @property
+    def palette(self):
+        if self._palette is None:
+            self._palette = getattr(self.inferencer.backend, 'palette', None)
+        return self._palette
+
     def _shown(self, res: dict) -> dict:
         keep = res['scores'] >= self.score_thr
         return dict(res, bboxes=res['bboxes'][keep],
                     scores=res['scores'][keep], labels=res['labels'][keep])
+
+    def _rewrite(self, rec: dict) -> dict:
+        """Outputs of a finished input from its record (rank 0)."""
+        meta = rec.pop('meta')
+        if self._classes is None and 'classes' in meta:
+            self._classes = tuple(meta['classes'])
+            if self._palette is None and meta.get('palette'):
+                self._palette = [tuple(c) for c in meta['palette']]
+        if self.rank != 0:
+            return rec
+        import cv2
+        preview = cv2.imread(self._record_path(rec['image_path'])[:-4]
+                             + '.preview.png', cv2.IMREAD_COLOR)
+        self._outputs(rec, preview, meta.get('factor', 1.0), meta)
+        return rec
 
     def _finish(self, path: str, inst: InstanceData, georef, preview,
                 factor: float) -> dict:
@@ -362,28 +458,46 @@ class InferenceRun:
         bboxes, scores, labels = _numpy(inst)
         res = dict(image_path=path, bboxes=bboxes, scores=scores,
                    labels=labels, georef=georef)
+        windows = inst.metainfo.get('windows', [None])
+        meta = dict(classes=list(self.classes),
+                    palette=[list(c) for c in self.palette]
+                    if self.palette else None,
+                    factor=float(factor), windows=len(windows),
+                    skipped=int(inst.metainfo.get('skipped', 0)),
+                    gsd=inst.metainfo.get('gsd'))
+        self._outputs(res, preview, factor, meta)
+        if self.out_dir:
+            import cv2
+            cv2.imwrite(self._record_path(path)[:-4] + '.preview.png',
+                        preview, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            self._save_record(res, meta)
+        return res
+
+    def _outputs(self, res: dict, preview, factor: float,
+                 meta: dict) -> None:
+        path = res['image_path']
         shown = self._shown(res)
         png = self.out or osp.join(self.out_dir,
                                    _stem(path) + '_detections.png')
-        drawn = draw_detections(png, preview,
-                                dict(shown, bboxes=shown['bboxes'] / factor),
-                                self.classes, self.score_thr, self.palette)
-        windows = inst.metainfo.get('windows', [None])
-        skipped = inst.metainfo.get('skipped', 0)
+        drawn = 0
+        if preview is not None:
+            drawn = draw_detections(
+                png, preview, dict(shown, bboxes=shown['bboxes'] / factor),
+                self.classes, self.score_thr, self.palette)
+        n_win, skipped = meta['windows'], meta['skipped']
         self.log(f'{drawn} detections with score >= {self.score_thr} '
-                 f'(of {len(scores)}) drawn into {png}'
-                 + (f' ({len(windows)} windows of {self.inferencer.tile} px'
+                 f'(of {len(res["scores"])}) drawn into {png}'
+                 + (f' ({n_win} windows of {self.inferencer.tile} px'
                     + (f', {skipped} all nodata' if skipped else '') + ')'
-                    if self.tiled else '')
+                    if not self.whole else '')
                  + (f' (decimated {factor:.1f}x)' if factor > 1 else ''))
-        if self.tiled and skipped == len(windows):
+        if skipped and skipped == n_win:
             self.log(f'  {path}: every window is nodata: no detection '
                      '(the layer is empty)')
         if self.out_dir and not self.merge_layers:
-            self._write_layer(
-                [shown], [georef],
-                osp.join(self.out_dir, _stem(path)))
-        if len(scores) < 50 or self.out:
+            self._write_layer([shown], [res['georef']],
+                              osp.join(self.out_dir, _stem(path)))
+        if len(res['scores']) < 50 or self.out:
             for box, score, label in zip(shown['bboxes'], shown['scores'],
                                          shown['labels']):
                 name = (self.classes[label]
@@ -391,9 +505,6 @@ class InferenceRun:
                 x1, y1, x2, y2 = (float(v) for v in box)
                 self.log(f'  {name}\t{float(score):.3f}\t'
                          f'[{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]')
-        if self.out_dir:
-            self._save_record(res)
-        return res
 
     def _write_layer(self, shown: List[dict], georefs: list,
                      base: str) -> None:

@@ -19,8 +19,13 @@ from mmretina.analysis.ablations import (GROUPS, dataset_summary, run_group,
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog='mmretina analyze ablate',
         description='Train the variants of one of the paper\'s ablations at '
-        'a fixed budget and write its table beside the paper\'s numbers')
+        'a fixed budget and write its table beside the paper\'s numbers',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina analyze ablate list\n'
+        '  mmretina analyze ablate b --epochs 12 --seeds 2\n')
     parser.add_argument('group', choices=sorted(GROUPS) + ['list'],
                         help='a, b, c, e, or list to show the variants')
     budget = parser.add_mutually_exclusive_group()

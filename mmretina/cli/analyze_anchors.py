@@ -11,9 +11,13 @@ from mmretina.analysis import anchors
 def parse_args(argv=None):
     from mmengine.config import DictAction
     p = argparse.ArgumentParser(
+        prog='mmretina analyze anchors',
         description=anchors.__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=anchors.__doc__.split('\n', 1)[1])
+        epilog=anchors.__doc__.split('\n', 1)[1] + '\nexamples:\n'
+        '  mmretina analyze anchors configs/retinanet_r50_fpn_1x_coco.py '
+        '\\\n'
+        '      --optimize --out-dir work_dirs/anchors\n')
     p.add_argument('config')
     p.add_argument('--optimize', action='store_true',
                    help='search octave_base_scale, scales_per_octave and '

@@ -14,7 +14,13 @@ from mmretina.analysis.logs import cal_train_time, load_log, plot_curve
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Analyze JSON logs')
+    parser = argparse.ArgumentParser(
+        prog='mmretina analyze logs', description='Analyze JSON logs',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina analyze logs plot_curve work_dirs/r50 \\\n'
+        '      --keys loss coco/bbox_mAP_50 --out curves.png\n'
+        '  mmretina analyze logs cal_train_time work_dirs/r50\n')
     sub = parser.add_subparsers(dest='task', required=True)
     plt_parser = sub.add_parser('plot_curve', help='plot training curves')
     plt_parser.add_argument('json_logs', nargs='+',

@@ -38,9 +38,14 @@ def mmdet_script() -> str:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0], add_help=True,
-        epilog='Other arguments are passed to mmdet\'s browse_dataset.py '
-        '(--show-interval, --cfg-options).')
+        prog='mmretina analyze browse',
+        description=__doc__.split('\n\n')[0], add_help=True,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='Other arguments are passed to mmdet\'s browse_dataset.py\n'
+        '(--show-interval, --cfg-options).\n\nexamples:\n'
+        '  mmretina analyze browse configs/retinanet_r50_fpn_1x_coco.py '
+        '\\\n'
+        '      --output-dir work_dirs/browse --max-images 20\n')
     p.add_argument('config', help='training config')
     p.add_argument('--output-dir', default=None,
                    help='write one PNG/JPG per training image here')

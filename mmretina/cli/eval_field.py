@@ -4,15 +4,16 @@ IoU 0.4 per raster, per site and overall, beside COCO mAP / mAP50.
     # rasters + vector labels (any CRS; as raster_to_coco.py reads them)
     python tools/analysis_tools/eval_field.py CONFIG CHECKPOINT \\
         --rasters plots/ --labels crowns.gpkg --out-dir eval/ \\
-        [--score-thr 0.3] [--iou 0.4] [--site-field site] [--tile 400]
+        [--score-thr 0.3] [--iou 0.4] [--site-field site] [--gsd auto]
     # a COCO split (e.g. the val.json raster_to_coco.py wrote)
     python tools/analysis_tools/eval_field.py CONFIG CHECKPOINT \\
         --coco data/chips/annotations/val.json --img-dir data/chips/images \\
         --out-dir eval/
 
-Each raster (image) goes through the tiled inference users run
-(``tools/infer.py --tile``: windows read from disk, the config's ``bands`` /
-``scale`` or --bands / --scale, the cut-box rule and NMS across windows).
+Each raster (image) goes through the inference users run (``mmretina
+predict``, the same flags and defaults: windows read from disk at the
+model's GSD, the config's ``bands`` / ``scale`` or --bands / --scale, the
+cut-box rule and NMS across windows).
 Matching is one-to-one (Hungarian) at IoU > --iou, regardless of class;
 precision and recall are averaged over images as DeepForest's
 ``evaluate_boxes`` does; mAP uses every detection, precision / recall those
@@ -27,12 +28,22 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmretina.cli.options import (add_device_arg, add_raster_args,
+                                  add_score_thr_arg, add_window_args)
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
+        prog='mmretina evaluate',
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split('\n', 1)[1])
+        epilog=__doc__.split('\n', 1)[1] + '\nexamples:\n'
+        '  mmretina evaluate configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      epoch_24.pth --rasters plots/ --labels crowns.gpkg \\\n'
+        '      --out-dir eval/\n'
+        '  mmretina evaluate configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      epoch_24.pth --coco data/chips/annotations/val.json \\\n'
+        '      --img-dir data/chips/images --out-dir eval/\n')
     p.add_argument('config')
     p.add_argument('checkpoint')
     g = p.add_mutually_exclusive_group(required=True)
@@ -43,7 +54,7 @@ def parse_args(argv=None):
                    '(with --rasters)')
     p.add_argument('--img-dir', help='image root of --coco')
     p.add_argument('--out-dir', required=True)
-    p.add_argument('--score-thr', type=float, default=0.3)
+    add_score_thr_arg(p, 'count for precision / recall')
     p.add_argument('--iou', type=float, default=0.4,
                    help='a match has IoU > this (default 0.4)')
     p.add_argument('--site-field', help='label attribute naming the site '
@@ -53,13 +64,11 @@ def parse_args(argv=None):
     p.add_argument('--point-radius', type=float,
                    help='metres, for point labels')
     p.add_argument('--label-crs', help='CRS of label layers without one')
-    p.add_argument('--tile', type=int, default=400, help='window px')
-    p.add_argument('--overlap', type=float, default=0.25)
-    p.add_argument('--batch', type=int, default=4)
-    p.add_argument('--bands', help='1-based bands read as R,G,B (default: '
-                   'the config\'s bands, else 1,2,3)')
-    p.add_argument('--scale', nargs='+', help='as tools/infer.py --scale')
-    p.add_argument('--device', default='cpu')
+    add_window_args(p)
+    add_raster_args(p)
+    add_device_arg(p)
+    p.add_argument('--no-progress', action='store_true',
+                   help='no progress lines')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)
     if args.rasters and args.labels is None and not args.rasters.endswith(
@@ -77,22 +86,29 @@ def main(argv=None) -> int:
     import mmretina  # noqa: F401  (registers modules)
     from mmretina.apis import PytorchBackend, TiledInferencer
     from mmretina.apis.raster import parse_bands
+    from mmretina.cli.options import (default_device, model_gsd,
+                                      model_window, resolve_gsd,
+                                      resolve_tile)
     from mmretina.datasets.converters.records import ConversionError
     from mmretina.evaluation.field_run import FieldEvaluator
     from mmretina.engine.resume import check_checkpoint
     try:
         check_checkpoint(args.checkpoint, 'load')
         model = init_detector(args.config, args.checkpoint,
-                              device=args.device,
+                              device=args.device or default_device(),
                               cfg_options=args.cfg_options)
         backend = PytorchBackend(model)
-        inferencer = TiledInferencer(backend, tile=args.tile,
-                                     overlap=args.overlap,
-                                     batch_size=args.batch, progress=False)
+        cfg = model.cfg
+        inferencer = TiledInferencer(
+            backend, tile=resolve_tile(args.tile, model_window(cfg)),
+            overlap=args.overlap, batch_size=args.batch, merge=args.merge,
+            iou_thr=args.merge_iou, border=args.border,
+            progress=not args.no_progress)
         ev = FieldEvaluator(
             inferencer, backend.classes, args.score_thr, args.iou,
-            bands=parse_bands(args.bands) or model.cfg.get('bands'),
-            scale=args.scale or model.cfg.get('scale'))
+            bands=parse_bands(args.bands) or cfg.get('bands'),
+            scale=args.scale or cfg.get('scale'),
+            gsd=resolve_gsd(args.gsd, model_gsd(cfg)))
         if args.rasters:
             images = ev.rasters(args.rasters, args.labels, args.class_field,
                                 args.site_field, args.point_radius,

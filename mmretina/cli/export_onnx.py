@@ -25,8 +25,16 @@ from mmretina.engine.resume import check_checkpoint
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Export a RetinaNet to ONNX '
-                                '(with decoding and NMS in the graph)')
+    p = argparse.ArgumentParser(
+        prog='mmretina export',
+        description='Export a RetinaNet to ONNX (with decoding and NMS in '
+        'the graph)',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina export configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      epoch_24.pth --out model.onnx --check demo.jpg\n'
+        '  mmretina export configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      epoch_24.pth --out model_dynamic.onnx --dynamic\n')
     p.add_argument('config')
     p.add_argument('checkpoint')
     p.add_argument('--out', required=True, help='the .onnx file to write')

@@ -1,28 +1,26 @@
 """Run a detector on images and rasters and write its detections.
 
-  # one image, a PNG with boxes (the config's test pipeline resizes it)
-  python tools/infer.py IMAGE CONFIG CHECKPOINT --out result.png
-  # large images and rasters, window by window from disk (rasterio), all
-  # outputs into a directory
-  python tools/infer.py IMAGE_OR_DIR CONFIG CHECKPOINT --out-dir DIR \
-      --tile 400 --overlap 0.25 [--batch 4] [--merge nms|wbf] \
-      [--bands 1,2,3] [--scale LO,HI ...|pLO,pHI] \
-      [--format gpkg|shp|geojson|fgb|csv] [--keep-crs] [--merge-layers]
-  # an exported model (tools/deployment/export_onnx.py) with onnxruntime
-  python tools/infer.py IMAGE_OR_DIR MODEL.onnx --backend onnxruntime ...
-  # many rasters, processes or machines: tools/dist_infer.sh
+  # a raster (GeoTIFF, COG, JPEG 2000, VRT, PNG, ...): read window by window
+  # at the model's ground sample distance, a GeoPackage in its CRS
+  mmretina predict ortho.tif CONFIG CHECKPOINT --out-dir out/
+  # one image, a PNG with boxes
+  mmretina predict IMAGE CONFIG CHECKPOINT --out result.png
+  # a folder, an exported model on onnxruntime / OpenVINO
+  mmretina predict rasters/ MODEL.onnx --backend onnxruntime --out-dir out/
+  # many processes or machines: tools/dist_infer.sh CONFIG CKPT INPUT N
 
 --out-dir receives, per image, <stem>_detections.png (boxes with score >=
 --score-thr) and, for a georeferenced raster, <stem>.gpkg (polygons in the
 raster's CRS; --format for another); for all images, results.json (COCO
 results: every detection, image_id = position in the list, category_id =
 label + 1) and detections.csv (image_path,xmin,ymin,xmax,ymax,label,score;
-score >= --score-thr). The engine is mmretina.apis.runner.InferenceRun;
-bands, scaling and nodata: mmretina.apis.raster (docs/user_guides/
-large_rasters.md).
+score >= --score-thr). A run killed part way resumes at the windows it had
+not finished; a rerun with other output options (--score-thr, --format)
+re-writes the outputs from the run's record without the model. The engine
+is mmretina.apis.runner.InferenceRun; bands, scaling, nodata and GSD:
+mmretina.apis.raster (docs/user_guides/large_rasters.md).
 
-(``tools/infer.py`` and the ``mmretina-infer`` command run :func:`main`;
-``import mmretina`` installs the weights-only checkpoint loader.)
+(``tools/infer.py`` and ``mmretina predict`` run :func:`main`.)
 """
 import argparse
 import os
@@ -31,17 +29,32 @@ import torch
 from mmengine.config import DictAction
 
 import mmretina  # noqa: F401  (registers mmretina.* modules)
-from mmretina.apis import TiledInferencer
+from mmretina.apis import LazyBackend, TiledInferencer
 from mmretina.apis.inference import DEFAULT_MAX_PIXELS
 from mmretina.apis.outputs import VECTOR_FORMATS
 from mmretina.apis.runner import InferenceRun, list_inputs
+from mmretina.cli.options import (add_device_arg, add_raster_args,
+                                  add_score_thr_arg, add_window_args,
+                                  default_device, model_gsd, model_window,
+                                  resolve_gsd, resolve_tile)
 from mmretina.engine.resume import check_checkpoint
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog='mmretina predict',
         description='Detect objects in images (optionally window by window) '
-        'and write PNG / COCO JSON / CSV / GeoJSON')
+        'and write PNG / COCO JSON / CSV / GeoJSON',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina predict demo.jpg configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      retinanet_r50_fpn_1x_coco.pth --out demo_detections.png\n'
+        '  mmretina predict ortho.tif configs/retinanet_r50_fpn_1x_coco.py '
+        '\\\n'
+        '      retinanet_r50_fpn_1x_coco.pth --tile 400 --out-dir out/\n'
+        '  mmretina predict rasters/ model.onnx --backend onnxruntime \\\n'
+        '      --tile 400 --out-dir out/\n'
+        '  # many rasters, processes or machines: tools/dist_infer.sh\n')
     parser.add_argument('image', help='an image file or a directory of them')
     parser.add_argument(
         'model',
@@ -55,43 +68,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--out-dir', help='directory for PNGs, results.json, '
         'detections.csv and GeoJSON')
-    parser.add_argument(
-        '--tile',
-        type=int,
-        default=0,
-        help='window side in px; 0 (default): the whole image at once')
-    parser.add_argument(
-        '--overlap',
-        type=float,
-        default=0.25,
-        help='window overlap: fraction of --tile (< 1) or px (default 0.25)')
-    parser.add_argument(
-        '--batch', type=int, default=4, help='windows per forward pass')
-    parser.add_argument(
-        '--merge',
-        choices=['nms', 'wbf'],
-        default='nms',
-        help='merge across windows: class-aware NMS or weighted box fusion')
-    parser.add_argument(
-        '--merge-iou',
-        type=float,
-        default=None,
-        help='IoU of the merge (default: the model\'s NMS IoU; 0.55 for wbf)')
-    parser.add_argument(
-        '--border',
-        type=float,
-        default=2.0,
-        help='px: a box this close to an inner window edge is cut')
-    parser.add_argument(
-        '--score-thr',
-        type=float,
-        default=0.3,
-        help='draw (and write to CSV / GeoJSON) detections with at least '
-        'this score')
-    parser.add_argument(
-        '--device',
-        default='cuda:0' if torch.cuda.is_available() else 'cpu',
-        help='PyTorch device (default: cuda:0 if available, else cpu)')
+    add_window_args(parser)
+    add_score_thr_arg(parser, 'draw and write to CSV / GIS layers')
+    add_device_arg(parser)
     parser.add_argument(
         '--fuse-conv-bn',
         action='store_true',
@@ -103,16 +82,7 @@ def parse_args(argv=None):
         help='onnxruntime / openvino threads')
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bar')
-    parser.add_argument(
-        '--bands',
-        help='rasters: three 1-based bands read as R, G, B (default 1,2,3; '
-        'the config\'s `bands` if it has one)')
-    parser.add_argument(
-        '--scale',
-        nargs='+',
-        help='rasters: to uint8 by LO,HI (all bands) or one LO,HI per band, '
-        'or pLO,pHI percentiles of a sample (default: uint8 as is, others '
-        'p2,p98; the config\'s `scale` if it has one)')
+    add_raster_args(parser)
     parser.add_argument(
         '--format',
         choices=sorted(VECTOR_FORMATS),
@@ -130,8 +100,8 @@ def parse_args(argv=None):
         '--max-pixels',
         type=int,
         default=DEFAULT_MAX_PIXELS,
-        help='untiled: refuse images whose header declares more pixels '
-        f'(default {DEFAULT_MAX_PIXELS})')
+        help='an input read as one window (--tile 0) may have at most this '
+        f'many pixels (default {DEFAULT_MAX_PIXELS})')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch'], default='none',
         help='pytorch: one rank of tools/dist_infer.sh')
@@ -150,8 +120,8 @@ def parse_args(argv=None):
         parser.error('--cfg-options applies to --backend pytorch only')
     if not args.out and not args.out_dir:
         parser.error('give --out PNG or --out-dir DIR')
-    if args.tile < 0:
-        parser.error(f'--tile must be >= 0, got {args.tile}')
+    if args.device is None:
+        args.device = default_device()
     if args.fuse_conv_bn and (args.backend != 'pytorch'
                               or not args.device.startswith('cpu')):
         parser.error('--fuse-conv-bn applies to --backend pytorch on '
@@ -167,6 +137,9 @@ def list_images(path):
 
 
 def build_backend(args):
+    """(backend, model config): an exported model's runtime, or the
+    PyTorch detector as a :class:`LazyBackend` (loaded when a window has to
+    run) and its config (read now: window, GSD, bands, scale)."""
     if args.backend in ('onnxruntime', 'openvino'):
         # an exported model, fp32 or INT8 (mmretina.deploy)
         from mmretina.deploy.backends import build_backend as build_runtime
@@ -175,20 +148,23 @@ def build_backend(args):
                                     args.threads)
         except (ValueError, FileNotFoundError, ImportError) as e:
             raise SystemExit(f'error: {e}') from None
-        return backend, backend.classes, backend.palette, {}
-    from mmdet.apis import init_detector
-    from mmretina.apis import PytorchBackend, optimize_for_cpu
+        return backend, backend.model_cfg
+    from mmengine.config import Config
     config, checkpoint = args.model
     check_checkpoint(checkpoint, 'load')
-    model = init_detector(
-        config, checkpoint, device=args.device, cfg_options=args.cfg_options)
-    if args.fuse_conv_bn:
-        model = optimize_for_cpu(model)
-    backend = PytorchBackend(model)
-    meta = model.dataset_meta or {}
-    raster_cfg = {k: model.cfg.get(k) for k in ('bands', 'scale')
-                  if model.cfg.get(k) is not None}
-    return backend, backend.classes, meta.get('palette'), raster_cfg
+    cfg = Config.fromfile(config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+
+    def load():
+        from mmdet.apis import init_detector
+        from mmretina.apis import PytorchBackend, optimize_for_cpu
+        model = init_detector(cfg, checkpoint, device=args.device)
+        if args.fuse_conv_bn:
+            model = optimize_for_cpu(model)
+        return PytorchBackend(model)
+
+    return LazyBackend(load), cfg
 
 
 def init_dist(args):
@@ -213,39 +189,41 @@ def main(argv=None):
         raise SystemExit('error: --out names one PNG; use --out-dir for '
                          f'{len(images)} images')
     rank, world_size = init_dist(args)
-    backend, classes, palette, raster_cfg = build_backend(args)
-    tile = args.tile if args.tile > 0 else 1 << 30  # one window per image
+    log = print if rank == 0 else (lambda line: None)
+    backend, cfg = build_backend(args)
+    tile = resolve_tile(args.tile, model_window(cfg))
+    gsd = resolve_gsd(args.gsd, model_gsd(cfg), log)
     inferencer = TiledInferencer(
         backend,
         tile=tile,
-        overlap=args.overlap if args.tile > 0 else 0,
+        overlap=args.overlap,
         batch_size=args.batch,
         merge=args.merge,
         iou_thr=args.merge_iou,
         border=args.border,
-        progress=not args.no_progress and args.tile > 0 and rank == 0)
-    settings = {k: v for k, v in vars(args).items()
-                if k not in ('image', 'out', 'out_dir', 'no_progress',
-                             'launcher', 'device', 'threads')}
+        progress=False)
+    # what determines the detections besides the windows, merge and
+    # raster reading (InferenceRun adds those): the model
+    settings = dict(backend=args.backend, cfg_options=args.cfg_options,
+                    fuse_conv_bn=args.fuse_conv_bn)
     settings['model_files'] = [(os.path.abspath(p), os.path.getsize(p),
                                 os.path.getmtime(p)) for p in args.model]
     run = InferenceRun(
         inferencer,
-        tiled=args.tile > 0,
-        classes=classes,
-        palette=palette,
         out_dir=args.out_dir,
         out=args.out,
         score_thr=args.score_thr,
-        bands=args.bands or raster_cfg.get('bands'),
-        scale=args.scale or raster_cfg.get('scale'),
+        bands=args.bands or cfg.get('bands'),
+        scale=args.scale or cfg.get('scale'),
+        gsd=gsd,
         fmt=args.format,
         keep_crs=args.keep_crs,
         merge_layers=args.merge_layers,
         max_pixels=args.max_pixels,
         settings=settings,
         rank=rank,
-        world_size=world_size)
+        world_size=world_size,
+        progress=not args.no_progress)
     try:
         run.run(images)
     except (ValueError, OSError) as e:  # RasterError is a ValueError

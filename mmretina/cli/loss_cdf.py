@@ -27,8 +27,14 @@ from mmretina.engine.resume import check_checkpoint
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog='mmretina analyze loss-cdf',
         description='Cumulative distribution of the normalised focal loss '
-        'of positive and negative anchors (Figure 4 of the paper)')
+        'of positive and negative anchors (Figure 4 of the paper)',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina analyze loss-cdf configs/retinanet_r50_fpn_1x_coco.py '
+        '\\\n'
+        '      epoch_12.pth --out fig4.png --max-images 200\n')
     parser.add_argument('config', help='config of the trained model')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--gammas', type=float, nargs='+',

@@ -16,7 +16,14 @@ from mmretina.models.converters import convert_mmretina_file
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(
+        prog='mmretina convert to-torchvision',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina convert to-torchvision work_dirs/finetune/epoch_12.pth '
+        '\\\n'
+        '      tree_finetuned.pth\n')
     p.add_argument('src', help='mmretina / mmengine checkpoint (.pth)')
     p.add_argument('dst', help='torchvision state dict to write '
                    '(.pth, or .safetensors)')

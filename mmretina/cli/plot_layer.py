@@ -22,9 +22,12 @@ COLOURS = ('#ff3838', '#ffd21d', '#38c8ff', '#48f90a', '#ff38c8')
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0],
+        prog='mmretina analyze plot-layer',
+        description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split('\n', 1)[1])
+        epilog=__doc__.split('\n\n', 1)[1] + '\nexamples:\n'
+        '  mmretina analyze plot-layer OSBS_029.tif out/OSBS_029.gpkg \\\n'
+        '      --out OSBS_029_map.png --score-thr 0.3\n')
     p.add_argument('raster', help='a georeferenced raster')
     p.add_argument('layers', nargs='+', help='vector layers (GeoPackage, '
                    'Shapefile, GeoJSON, FlatGeobuf)')

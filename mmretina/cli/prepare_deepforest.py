@@ -9,7 +9,14 @@ from mmretina.datasets.converters.records import ConversionError
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(
+        prog='mmretina convert deepforest',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina convert deepforest --out-dir data/deepforest\n'
+        '  mmretina convert deepforest --out-dir data/deepforest \\\n'
+        f'      --wheel {PACKAGE}-{VERSION}-py3-none-any.whl\n')
     p.add_argument('--out-dir', default='data/deepforest')
     p.add_argument('--wheel', help='path to an already downloaded '
                    f'{PACKAGE}-{VERSION}-py3-none-any.whl (skips pip)')

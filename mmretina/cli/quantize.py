@@ -22,8 +22,14 @@ from mmengine.config import Config
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='INT8 quantization of an '
-                                'exported mmretina model')
+    p = argparse.ArgumentParser(
+        prog='mmretina quantize',
+        description='INT8 quantization of an exported mmretina model',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina quantize configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      model.onnx --calib-data data/annotations/train.json \\\n'
+        '      --out model.int8.onnx --val-ann data/annotations/val.json\n')
     p.add_argument('config', help='the config of the exported model '
                    '(its dataset folders locate the images of COCO jsons)')
     p.add_argument('model', help='static fp32 .onnx from export_onnx.py')

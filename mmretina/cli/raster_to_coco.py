@@ -31,14 +31,20 @@ prints the lines to paste into a config. The library:
 import argparse
 import sys
 
+from mmretina.cli.options import parse_gsd_flag
 from mmretina.datasets.converters.records import ConversionError
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
+        prog='mmretina convert raster',
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split('\n', 1)[1])
+        epilog=__doc__.split('\n', 1)[1] + '\nexamples:\n'
+        '  mmretina convert raster ortho.tif crowns.gpkg \\\n'
+        '      --out-dir data/chips --chip 400 --split train=0.8,val=0.2 '
+        '\\\n'
+        '      --block 50m\n')
     p.add_argument('rasters', help='a raster, a folder of rasters, or a CSV '
                    'of raster,labels rows')
     p.add_argument('labels', nargs='?', help='a vector layer or a folder of '
@@ -73,6 +79,11 @@ def parse_args(argv=None):
     p.add_argument('--scale', nargs='+', help='LO,HI (all bands) or one '
                    'per band, or pLO,pHI percentiles; default: uint8 as is, '
                    'others p2,p98, as at inference')
+    p.add_argument('--gsd', type=parse_gsd_flag, default='off',
+                   help='cut chips from rasters with a CRS resampled to this '
+                   'ground sample distance in metres, e.g. 0.1 (default '
+                   'off: each raster\'s own); the config lines printed '
+                   'state the chips\' gsd')
     p.add_argument('--keep-geo', action='store_true',
                    help='write GeoTIFF chips with their georeferencing '
                    '(default PNG)')
@@ -98,6 +109,7 @@ def main(argv=None) -> int:
             min_visible=args.min_visible, empty_ratio=args.empty_ratio,
             split=args.split, block=args.block,
             bands=parse_bands(args.bands), scale=args.scale,
+            gsd=None if args.gsd == 'off' else args.gsd,
             keep_geo=args.keep_geo, seed=args.seed)
         for reason, n in sorted(result['report'].items()):
             if n:

@@ -25,6 +25,8 @@ from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
+from mmretina.cli.options import (add_device_arg,  # noqa: E402
+                                  add_window_args, default_device)
 from mmretina.engine.resume import check_checkpoint  # noqa: E402
 from mmretina.utils import setup_cpu_distributed  # noqa: E402
 
@@ -32,7 +34,14 @@ from mmretina.utils import setup_cpu_distributed  # noqa: E402
 # TODO: support fuse_conv_bn and format_only
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='MMDet test (and eval) a model')
+        prog='mmretina test', description='MMDet test (and eval) a model',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina test configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      work_dirs/r50/epoch_12.pth --work-dir work_dirs/r50_test\n'
+        '  mmretina test configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      model.int8.onnx --backend onnxruntime\n'
+        '  # N processes: tools/dist_test.sh CONFIG CHECKPOINT N\n')
     parser.add_argument('config', help='test config file path')
     parser.add_argument(
         'checkpoint',
@@ -78,24 +87,12 @@ def parse_args(argv=None):
         help='job launcher')
     parser.add_argument('--tta', action='store_true')
     # large images: detect window by window, merge, evaluate (mmretina)
-    parser.add_argument(
-        '--tile',
-        type=int,
-        default=0,
-        help='evaluate window by window: window side in px (0: off)')
-    parser.add_argument(
-        '--overlap',
-        type=float,
-        default=0.25,
-        help='window overlap with --tile: fraction of the tile or px')
-    parser.add_argument(
-        '--tile-batch', type=int, default=4, help='windows per forward pass')
-    parser.add_argument(
-        '--merge', choices=['nms', 'wbf'], default='nms',
-        help='merge across windows with --tile')
-    parser.add_argument(
-        '--device', default=None,
-        help='device with --tile (default: cuda:0 if available, else cpu)')
+    # window flags shared with `mmretina predict` / `evaluate`
+    # (mmretina.cli.options); here --tile auto (or 0) is mmdet's test loop,
+    # each dataset image through the config's pipeline, and --tile N
+    # evaluates window by window
+    add_window_args(parser)
+    add_device_arg(parser)
     # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
     # will pass the `--local-rank` parameter to `tools/train.py` instead
     # of `--local_rank`.
@@ -103,6 +100,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    args.tile = 0 if args.tile == 'auto' else args.tile
     return args
 
 
@@ -145,7 +143,7 @@ def main(argv=None):
                 raise SystemExit(f'error: {e}') from None
             metrics = tiled_evaluate(
                 cfg, args.checkpoint, args.tile, args.overlap,
-                args.tile_batch, args.merge, out=args.out, backend=runtime)
+                args.batch, args.merge, out=args.out, backend=runtime)
             print('tiled evaluation (tile %d px, overlap %s, merge %s): %s'
                   % (args.tile, args.overlap, args.merge, metrics))
             return
@@ -160,15 +158,13 @@ def main(argv=None):
 
     if args.tile:
         # window by window over each image of the test set (mmretina.apis)
-        import torch
         from mmretina.apis.evaluation import tiled_evaluate
         if args.tta or args.show or args.show_dir or args.launcher != 'none':
             raise SystemExit('error: --tile runs in one process without '
                              '--tta / --show / --show-dir')
-        device = args.device or ('cuda:0'
-                                 if torch.cuda.is_available() else 'cpu')
+        device = args.device or default_device()
         metrics = tiled_evaluate(
-            cfg, args.checkpoint, args.tile, args.overlap, args.tile_batch,
+            cfg, args.checkpoint, args.tile, args.overlap, args.batch,
             args.merge, device=device, out=args.out)
         print('tiled evaluation (tile %d px, overlap %s, merge %s): %s' %
               (args.tile, args.overlap, args.merge, metrics))

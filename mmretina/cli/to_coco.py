@@ -62,9 +62,15 @@ from mmretina.datasets.converters.records import ConversionError, read_lines
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
+        prog='mmretina convert labels',
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split('\n', 1)[1])
+        epilog=__doc__.split('\n', 1)[1] + '\nexamples:\n'
+        '  mmretina convert labels voc --ann-dir data/voc/Annotations \\\n'
+        '      --img-dir data/voc/JPEGImages --out-dir data/mine \\\n'
+        '      --split 0.8,0.2\n'
+        '  mmretina convert labels csv --csv boxes.csv \\\n'
+        '      --img-dir data/images --out-dir data/mine\n')
     sub = p.add_subparsers(dest='format', required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--img-dir', required=True,

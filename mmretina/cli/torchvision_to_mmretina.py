@@ -16,7 +16,15 @@ from mmretina.models.converters import convert_torchvision_file
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(
+        prog='mmretina convert from-torchvision',
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina convert from-torchvision \\\n'
+        '      deepforest-tree/model.safetensors \\\n'
+        '      checkpoints/deepforest_tree.pth \\\n'
+        '      --config configs/deepforest_tree_converted.py\n')
     p.add_argument('src', help='torchvision RetinaNet weights '
                    '(.pth, .pt, .ckpt, .safetensors)')
     p.add_argument('dst', help='mmretina checkpoint to write (.pth)')

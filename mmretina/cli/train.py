@@ -33,15 +33,25 @@ from mmretina.engine.resume import check_resume
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train a detector')
+    parser = argparse.ArgumentParser(
+        prog='mmretina train', description='Train a detector',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina train configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      --work-dir work_dirs/r50\n'
+        '  mmretina train configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      --work-dir work_dirs/r50 --resume\n'
+        '  # N processes or machines: tools/dist_train.sh CONFIG N\n')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training (fp16 with dynamic '
-        'loss scaling; needs a CUDA/NPU/MLU/MUSA device)')
+        help='enable automatic-mixed-precision training: fp16 with dynamic '
+        'loss scaling on a CUDA/NPU/MLU/MUSA device; without one, bfloat16 '
+        'on a CPU with native bf16 (AVX512-BF16/AMX); refused on a CPU '
+        'without it')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',

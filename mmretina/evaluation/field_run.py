@@ -44,26 +44,33 @@ class FieldEvaluator:
         classes (list[str]): the model's classes (index = label).
         score_thr (float): predictions counted for precision / recall.
         iou_thr (float): match threshold (0.4).
-        bands, scale: as at inference (:class:`~mmretina.apis.raster.
-            RasterSource`).
+        bands, scale, gsd: as at inference (:class:`~mmretina.apis.raster.
+            RasterSource`; ``gsd``: rasters with a CRS read at the model's
+            ground sample distance, None: at their own).
         log (callable): prints a line.
     """
 
     def __init__(self, inferencer, classes: Sequence[str],
                  score_thr: float = 0.3, iou_thr: float = 0.4, bands=None,
-                 scale=None, log: Callable[[str], None] = print) -> None:
+                 scale=None, gsd: Optional[float] = None,
+                 log: Callable[[str], None] = print) -> None:
         self.inferencer = inferencer
         self.classes = tuple(classes)
         self.score_thr, self.iou_thr = score_thr, iou_thr
-        self.bands, self.scale = bands, scale
+        self.bands, self.scale, self.gsd = bands, scale, gsd
         self.log = log
 
     def detect(self, path: str):
         """(RasterSource, (boxes K x 4 raster px, scores K, labels K))."""
         import torch
         from mmretina.apis.raster import RasterSource, detect_raster
-        source = RasterSource(path, self.bands, self.scale)
-        inst = detect_raster(self.inferencer, source, progress=False)
+        source = RasterSource(path, self.bands, self.scale, self.gsd)
+        if source.resampled:
+            self.log(f'{path}: {source.native_gsd:.4g} m pixels read at the '
+                     f'model\'s {source.gsd:.4g} m (GDAL '
+                     f'{source.resampling})')
+        # progress lines per raster when the inferencer shows progress
+        inst = detect_raster(self.inferencer, source)
         return source, (
             torch.as_tensor(inst.bboxes).float().cpu().numpy().reshape(-1, 4),
             torch.as_tensor(inst.scores).float().cpu().numpy(),

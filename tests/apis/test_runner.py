@@ -16,7 +16,8 @@ geopandas = pytest.importorskip('geopandas')
 import rasterio  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
-from mmretina.apis import PytorchBackend, TiledInferencer  # noqa: E402
+from mmretina.apis import (LazyBackend, PytorchBackend,  # noqa: E402
+                           TiledInferencer)
 from mmretina.apis.inference import load_image  # noqa: E402
 from mmretina.apis.runner import InferenceRun  # noqa: E402
 
@@ -42,7 +43,7 @@ def _run(model, out_dir, tile=400, **kw):
     lines = []
     inf = TiledInferencer(PytorchBackend(model), tile=tile, overlap=0.25,
                           batch_size=4, progress=False)
-    run = InferenceRun(inf, tiled=True, classes=('tree', ),
+    run = InferenceRun(inf, classes=('tree', ),
                        out_dir=str(out_dir), score_thr=0.2,
                        log=lines.append, **kw)
     return run, lines
@@ -108,8 +109,8 @@ def test_bad_inputs_and_edge_rasters(df_model, df_images, tmp_path):
     assert [n for n in os.listdir(out2) if not n.startswith('.')] == []
 
 
-def test_rerun_skips_finished_and_merged_layer(df_model, df_images,
-                                               tmp_path):
+def test_rerun_rewrites_outputs_from_records_and_merged_layer(
+        df_model, df_images, tmp_path):
     bgr = load_image(df_images['OSBS_029.png'])
     a = _tif(tmp_path / 'a.tif', bgr[:, :200])
     b = _tif(tmp_path / 'b.tif', bgr[:, 200:], origin=(404231.9, 3285142.9))
@@ -120,16 +121,87 @@ def test_rerun_skips_finished_and_merged_layer(df_model, df_images,
     merged = geopandas.read_file(out / 'detections.gpkg')
     assert sorted(set(merged['source'])) == [a, b]
     assert len(merged) == sum((r['scores'] >= 0.2).sum() for r in first)
-    run, lines = _run(df_model, out, merge_layers=True, settings=dict(v=1))
+    # the same detection settings, other output options: the outputs are
+    # re-written from the records and the model is never loaded
+    lazy = LazyBackend(lambda: pytest.fail('the model was loaded'))
+    lines = []
+    run = InferenceRun(TiledInferencer(lazy, tile=400, overlap=0.25,
+                                       batch_size=4, progress=False),
+                       out_dir=str(out), score_thr=0.35, log=lines.append,
+                       settings=dict(v=1))
     again = run.run([a, b])
+    assert not lazy.loaded
     assert any('2 input(s) finished before' in s for s in lines)
-    assert not any('drawn into' in s for s in lines)  # nothing run again
+    assert run.classes == ('tree', )
     for x, y in zip(first, again):
         np.testing.assert_array_equal(x['bboxes'], y['bboxes'])
-    # other settings: run again
+    layer = geopandas.read_file(out / 'a.gpkg')  # per raster now
+    assert len(layer) == (first[0]["scores"] >= 0.35).sum() > 0
+    assert osp.isfile(out / 'a_detections.png')
+    # other detection settings: run again
     run, lines = _run(df_model, out, merge_layers=True, settings=dict(v=2))
     run.run([a])
     assert not any('finished before' in s for s in lines)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_killed_run_resumes_at_the_windows_left(df_model, df_images,
+                                                tmp_path):
+    """A run stopped after 3 batches, started again: only the windows left
+    run, and the outputs equal an uninterrupted run's."""
+    bgr = load_image(df_images[YELL + '.png'])
+    r = _tif(tmp_path / 'r.tif', bgr[:500, :600])
+    ref, _ = _run(df_model, tmp_path / 'ref', tile=120, settings=dict(v=1))
+    expected = ref.run([r])[0]
+    backend = PytorchBackend(df_model)
+    seen = []
+
+    def dying(imgs):
+        if len(seen) == 3:
+            raise _Stop
+        seen.append(len(imgs))
+        return backend(imgs)
+
+    out = tmp_path / 'out'
+    run = InferenceRun(TiledInferencer(dying, tile=120, overlap=0.25,
+                                       batch_size=4, progress=False),
+                       classes=('tree', ), out_dir=str(out), score_thr=0.2,
+                       settings=dict(v=1), log=lambda s: None)
+    with pytest.raises(_Stop):
+        run.run([r])
+    n_windows = len(run.inferencer.windows(600, 500))  # 42
+    assert sum(seen) == 12 < n_windows - 12
+    counted = []
+
+    def counting(imgs):
+        counted.append(len(imgs))
+        return backend(imgs)
+
+    lines = []
+    run = InferenceRun(TiledInferencer(counting, tile=120, overlap=0.25,
+                                       batch_size=4, progress=False),
+                       classes=('tree', ), out_dir=str(out), score_thr=0.2,
+                       settings=dict(v=1), log=lines.append)
+    got = run.run([r])[0]
+    assert sum(counted) == n_windows - 12
+    assert any('resuming: 12 window(s) recorded before' in s for s in lines)
+    for k in ('bboxes', 'scores', 'labels'):
+        np.testing.assert_array_equal(got[k], expected[k])
+    for name in ('results.json', 'detections.csv', 'r.gpkg'):
+        if name.endswith('.gpkg'):
+            g1 = geopandas.read_file(tmp_path / 'ref' / name)
+            g2 = geopandas.read_file(out / name)
+            assert len(g1) == len(g2) > 0
+            assert all(x.equals_exact(y, 0)
+                       for x, y in zip(g1.geometry, g2.geometry))
+        else:
+            with open(tmp_path / 'ref' / name) as f1, open(out / name) as f2:
+                assert f1.read() == f2.read(), name
+    assert not [n for n in os.listdir(out / '.mmretina')
+                if n.endswith('.parts')]
 
 
 def _free_port():
@@ -138,48 +210,58 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_equal_one_process(df_checkpoint, df_images,
-                                          tmp_path):
-    """3 rasters, 100 px windows: the windows of the middle raster are
+def test_one_command_line_same_detections_everywhere(df_checkpoint,
+                                                     df_images, tmp_path):
+    """One command line, the defaults (--tile auto: the model's 400 px
+    window; --gsd auto): `mmretina predict`, tools/infer.py and
+    tools/dist_infer.sh with 1 and 2 gloo ranks write the same outputs.
+    3 rasters of 4 windows each: the windows of the middle raster are
     split between the ranks; rank 0 merges them."""
     bgr = load_image(df_images[YELL + '.png'])
     src = tmp_path / 'rasters'
     os.makedirs(src)
     for k, (y, x) in enumerate(((0, 0), (200, 300), (400, 600))):
-        _tif(src / f'r{k}.tif', bgr[y:y + 180, x:x + 220],
+        _tif(src / f'r{k}.tif', bgr[y:y + 500, x:x + 600],
              origin=(500000.0 + x * 0.1, 4000000.0 - y * 0.1))
     config, ckpt = df_checkpoint
-    common = ['--tile', '100', '--overlap', '0.2', '--batch', '1',
-              '--score-thr', '0.2', '--device', 'cpu', '--no-progress']
+    common = ['--score-thr', '0.2', '--device', 'cpu']
     # one thread: the same float sums in every process
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
                PYTHONPATH=REPO_ROOT + os.pathsep
                + os.environ.get('PYTHONPATH', ''))
-    one = subprocess.run(
-        ['python', osp.join(REPO_ROOT, 'tools', 'infer.py'), str(src),
-         config, ckpt, '--out-dir', str(tmp_path / 'one'), *common],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=600)
-    assert one.returncode == 0, one.stdout[-5000:]
-    env['PORT'] = str(_free_port())
-    two = subprocess.run(
-        ['bash', osp.join(REPO_ROOT, 'tools', 'dist_infer.sh'), config, ckpt,
-         str(src), '2', '--out-dir', str(tmp_path / 'two'), *common],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=600)
-    assert two.returncode == 0, two.stdout[-5000:]
-    for name in ('results.json', 'detections.csv'):
-        with open(tmp_path / 'one' / name) as f1, \
-                open(tmp_path / 'two' / name) as f2:
-            assert f1.read() == f2.read(), name
-    with open(tmp_path / 'one' / 'results.json') as f:
+    runs = {
+        'predict': ['python', '-m', 'mmretina', 'predict', str(src), config,
+                    ckpt],
+        'infer': ['python', osp.join(REPO_ROOT, 'tools', 'infer.py'),
+                  str(src), config, ckpt],
+        'dist1': ['bash', osp.join(REPO_ROOT, 'tools', 'dist_infer.sh'),
+                  config, ckpt, str(src), '1'],
+        'dist2': ['bash', osp.join(REPO_ROOT, 'tools', 'dist_infer.sh'),
+                  config, ckpt, str(src), '2'],
+    }
+    for name, argv in runs.items():
+        env['PORT'] = str(_free_port())
+        proc = subprocess.run(
+            argv + ['--out-dir', str(tmp_path / name), *common],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=600)
+        assert proc.returncode == 0, (name, proc.stdout[-5000:])
+        if name == 'dist2':  # progress lines, not a terminal
+            assert '[mmretina] r1.tif' in proc.stdout
+    with open(tmp_path / 'predict' / 'results.json') as f:
         assert len({r['image_id'] for r in json.load(f)}) == 3
-    for k in range(3):
-        g1 = geopandas.read_file(tmp_path / 'one' / f'r{k}.gpkg')
-        g2 = geopandas.read_file(tmp_path / 'two' / f'r{k}.gpkg')
-        assert len(g1) > 0
-        assert g1.drop(columns='geometry').equals(
-            g2.drop(columns='geometry'))
-        assert all(a.equals_exact(b, 0) for a, b in zip(g1.geometry,
-                                                        g2.geometry))
-    assert not osp.exists(tmp_path / 'two' / '.mmretina' / 'parts')
+    for name in ('infer', 'dist1', 'dist2'):
+        for out in ('results.json', 'detections.csv'):
+            with open(tmp_path / 'predict' / out) as f1, \
+                    open(tmp_path / name / out) as f2:
+                assert f1.read() == f2.read(), (name, out)
+        for k in range(3):
+            g1 = geopandas.read_file(tmp_path / 'predict' / f'r{k}.gpkg')
+            g2 = geopandas.read_file(tmp_path / name / f'r{k}.gpkg')
+            assert len(g1) > 0
+            assert g1.drop(columns='geometry').equals(
+                g2.drop(columns='geometry'))
+            assert all(a.equals_exact(b, 0) for a, b in zip(g1.geometry,
+                                                            g2.geometry))
+        assert not [n for n in os.listdir(tmp_path / name / '.mmretina')
+                    if n.endswith('.parts')]

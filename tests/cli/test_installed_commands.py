@@ -3,7 +3,12 @@ ships tools/ and configs/ in ``mmretina/.mim`` and the ``mmretina-*``
 console commands; installed (no dependencies: they come from this
 environment; ``--ignore-installed`` so that an mmretina of the environment
 is neither used nor touched) in a fresh venv, the commands run from outside
-the repository, on the installed package."""
+the repository, on the installed package.
+
+The fresh venv sees this interpreter's site-packages through a ``.pth``
+file (:func:`share_site_packages`), not ``system_site_packages=True``: in an
+active virtualenv that would inherit the base interpreter's packages, not
+the virtualenv's, and the commands would find no torch."""
 import os
 import os.path as osp
 import subprocess
@@ -14,6 +19,25 @@ import zipfile
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def share_site_packages(python: str) -> None:
+    """Make the venv of ``python`` see the site-packages of the interpreter
+    running the tests (a virtualenv's, its base's if it includes them, the
+    user's), after its own, as ``site`` adds them (their ``.pth`` files
+    processed)."""
+    dirs = [
+        p for p in sys.path
+        if osp.basename(p.rstrip(os.sep)) in ('site-packages',
+                                               'dist-packages')
+        and osp.isdir(p)
+    ]
+    purelib = subprocess.run(
+        [python, '-c', 'import sysconfig; '
+         "print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    with open(osp.join(purelib, '_mmretina_test_parent_env.pth'), 'w') as f:
+        f.writelines(f'import site; site.addsitedir({d!r})\n' for d in dirs)
 
 
 # about 50 s on an idle 2-core machine (a wheel build, a venv, six commands
@@ -39,8 +63,9 @@ def test_wheel_ships_tools_and_commands_that_run(tmp_path):
         assert shipped in names, shipped
 
     env_dir = tmp_path / 'venv'
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    venv.create(env_dir, with_pip=False)
     python = str(env_dir / 'bin' / 'python')
+    share_site_packages(python)
     install = subprocess.run(
         [sys.executable, '-m', 'pip', '--python', python, 'install',
          '--no-deps', '--ignore-installed', '-q', str(wheel)],

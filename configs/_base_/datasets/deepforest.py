@@ -12,6 +12,10 @@
 dataset_type = 'mmretina.CocoDataset'
 data_root = 'data/deepforest/'
 metainfo = dict(classes=('tree', ), palette=[(34, 139, 34)])
+# Ground sample distance of the imagery, in metres: NEON's orthophotos are
+# 0.1 m. `mmretina predict` / `evaluate` read rasters of another GSD
+# resampled to it (--gsd auto); the checkpoints carry it in their config.
+gsd = 0.1
 backend_args = None
 
 # Train (experiment E13 in docs/experiments/deepforest.md): scale jitter

@@ -551,6 +551,7 @@ def raster_to_coco(rasters: str,
                    block: Optional[str] = None,
                    bands=None,
                    scale=None,
+                   gsd: Optional[float] = None,
                    keep_geo: bool = False,
                    seed: int = 0,
                    log=print) -> dict:
@@ -579,6 +580,11 @@ def raster_to_coco(rasters: str,
             (default: 5 chips).
         bands, scale: as at inference (:class:`~mmretina.apis.raster.
             RasterSource`).
+        gsd (float, optional): cut the chips from rasters with a CRS
+            resampled to this GSD in metres (the rule of inference:
+            :class:`~mmretina.apis.raster.RasterSource`); None: at their
+            own. The COCO files' ``info.gsd`` and the printed config lines
+            state the chips' GSD.
         keep_geo (bool): GeoTIFF chips with their georeferencing instead of
             PNG.
 
@@ -614,9 +620,12 @@ def raster_to_coco(rasters: str,
     met = np.zeros(len(shared.frame), bool) if shared is not None else None
     for raster, lab_path in pairs:
         try:
-            source = RasterSource(raster, bands, scale)
+            source = RasterSource(raster, bands, scale, gsd)
         except RasterError as e:
             raise ConversionError(str(e)) from None
+        if source.resampled:
+            log(f'{raster}: {source.native_gsd:.4g} m pixels, chips cut at '
+                f'{source.gsd:.4g} m (GDAL {source.resampling})')
         if lab_path is not None:
             lab = load_labels(list_layers(lab_path), class_field, label_crs,
                               log)
@@ -624,8 +633,11 @@ def raster_to_coco(rasters: str,
         else:
             lab = shared
         boxes, idx, on = pixel_boxes(lab, raster, source.georef,
-                                     source.width, source.height,
-                                     point_radius)
+                                     source.native_width,
+                                     source.native_height, point_radius)
+        if source.resampled:  # raster px -> the chips' grid
+            boxes = boxes / np.array([source.fx, source.fy, source.fx,
+                                      source.fy])
         if lab is shared:
             met |= on
         elif not on.all():
@@ -682,7 +694,8 @@ def raster_to_coco(rasters: str,
                         f'--block {block}: {source.path} has no CRS, so '
                         'metres cannot be converted to pixels; give --block '
                         'in px')
-                side = max(1, int(round(value / source.georef.gsd)))
+                side = max(1, int(round(value / (source.georef.gsd *
+                                                 source.fx))))
             else:
                 side = int(value)
         else:
@@ -760,10 +773,14 @@ def raster_to_coco(rasters: str,
             im['raster'] = source.path
             im['window'] = [int(win.x0), int(win.y0), int(win.x1),
                             int(win.y1)]
+        gsds = {round(src.gsd or src.native_gsd, 6)
+                if (src.gsd or src.native_gsd) else None
+                for src, _, _, _ in jobs}
         coco = writer.to_dict(info=dict(
             description='chips cut by mmretina raster_to_coco',
             chip=chip, overlap=overlap, min_visible=min_visible,
-            bands=list(jobs[0][0].bands)))
+            bands=list(jobs[0][0].bands),
+            gsd=gsds.pop() if len(gsds) == 1 else None))
         path = osp.join(out_dir, 'annotations', f'{name}.json')
         write_json(coco, path)
         out[name] = dict(path=path, coco=coco)
@@ -780,7 +797,10 @@ def _write_geotiff(path: str, img_bgr: np.ndarray, source, win) -> None:
                    height=win.y1 - win.y0, count=3, dtype='uint8')
     if source.georef is not None:
         a, b, c, d, e, f = source.georef.transform
-        t = Affine(a, b, c, d, e, f) * Affine.translation(win.x0, win.y0)
+        # the window's corner in raster px, then the chip's px size
+        t = (Affine(a, b, c, d, e, f) *
+             Affine.translation(win.x0 * source.fx, win.y0 * source.fy) *
+             Affine.scale(source.fx, source.fy))
         profile['transform'] = t
         if source.georef.crs_wkt:
             profile['crs'] = rasterio.crs.CRS.from_wkt(source.georef.crs_wkt)
@@ -796,6 +816,10 @@ def raster_config_lines(result: dict) -> str:
     from .convert import config_lines
     lines = config_lines(result['splits'], result['classes'],
                          result['img_dir'])
+    gsd = next(iter(result['splits'].values()))['coco']['info'].get('gsd')
+    if gsd:
+        lines += (f'\n# the chips\' ground sample distance (m): predict and '
+                  f'evaluate read rasters at it\ngsd = {gsd:g}')
     return lines + (
         '\n# boxes cut by chip edges are ignore regions (iscrowd=1): '
         'let the assigner skip\n# the anchors on them\n'

@@ -558,7 +558,7 @@ def test_converted_model_tiled_raster_to_geopackage(tmp_path):
     inf = TiledInferencer(PytorchBackend(model), tile=160, overlap=0.25,
                           batch_size=4, progress=False)
     expected = inf(bgr)
-    run = InferenceRun(inf, tiled=True, classes=('tree', ),
+    run = InferenceRun(inf, classes=('tree', ),
                        out_dir=str(tmp_path / 'out'), score_thr=0.05,
                        log=lambda line: None)
     run.run([tif])
