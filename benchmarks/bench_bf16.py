@@ -138,7 +138,7 @@ def main() -> None:
                      f'{first_loss[s]:.4f}'])
     if args.json:
         import report
-        from mmretina.utils.cpu import describe_cpu
+        from mmretina.utils.cpu_info import describe_cpu
         report.write_record(args.json, report.table_record(
             'benchmarks/bench_bf16.py', describe_cpu().summary(),
             ['setting', 'train step ms', 'mmdet fp32 / setting',

@@ -123,7 +123,7 @@ def child_prepare(name: str, out_dir: str) -> None:
     (dynamic; static and its INT8 version)."""
     import numpy as np
     import torch
-    from mmretina.apis.onnx_export import export_onnx
+    from mmretina.deploy.export import export_onnx
     model = build_model(name, 'mmretina')
     with torch.no_grad():
         model.bbox_head.retina_cls.bias.fill_(-3.0)
@@ -156,13 +156,13 @@ def child_run(name: str, impl: str, batch: int, repeats: int, threads: int,
               out_dir: str, image: str = None) -> None:
     import torch
     import mmdet.apis  # noqa: F401  (libraries loaded before the baseline)
-    import mmretina.apis.onnx_runtime  # noqa: F401
+    import mmretina.deploy.runtime  # noqa: F401
     import onnxruntime  # noqa: F401
     torch.set_num_threads(threads)
     base = _rss_kib('VmRSS')
     imgs = make_images(name, batch, image)
     if impl == 'onnxruntime':
-        from mmretina.apis.onnx_runtime import OrtBackend
+        from mmretina.deploy.runtime import OrtBackend
         backend = OrtBackend(osp.join(out_dir, f'{name}.onnx'),
                              num_threads=threads)
         import numpy as np

@@ -1,5 +1,5 @@
 """Peak memory and throughput of detection over large rasters: window by
-window from disk (tools/infer.py --tile, mmretina.apis.runner), beside the
+window from disk (tools/infer.py --tile, mmretina.inference.run), beside the
 in-memory tiled path (the whole raster decoded, then cut) where it fits
 and SAHI 0.12's ``get_sliced_prediction`` when ``sahi`` is installed.
 
@@ -134,9 +134,11 @@ def worker(args) -> dict:
     torch.set_num_threads(args.threads)
     import numpy as np
 
-    from mmretina.apis import PytorchBackend, TiledInferencer
-    from mmretina.apis.inference import load_image, optimize_for_cpu
-    from mmretina.apis.runner import InferenceRun
+    from mmretina.deploy.pytorch import PytorchBackend
+    from mmretina.inference.tiled import TiledInferencer
+    from mmretina.inference.tiled import load_image
+    from mmretina.deploy.pytorch import optimize_for_cpu
+    from mmretina.inference.run import InferenceRun
     if args.mode == 'exported':  # tools/infer.py MODEL.onnx --backend B
         from mmretina.deploy.backends import build_backend
         backend = build_backend(args.exported, args.backend, args.threads)
@@ -155,7 +157,7 @@ def worker(args) -> dict:
         if args.mode in ('windowed', 'exported'):
             # the outputs users get (preview PNG, GeoPackage, CSV, COCO
             # JSON) are timed apart: detection alone compares with in-memory
-            from mmretina.apis.raster import RasterSource
+            from mmretina.geo.raster import RasterSource
             spent = [0.0]
 
             def timed(fn):

@@ -4,7 +4,6 @@ for MMDetection 3.x. Importing the package registers its modules in the
 from .version import __version__
 from . import models  # noqa: F401  (registers modules)
 from . import datasets, engine  # noqa: F401  (registers modules)
-from . import apis  # noqa: F401  (tiled inference; onnx imported lazily)
 from .registry import DATASETS, HOOKS, MODELS, TASK_UTILS, TRANSFORMS
 
 __all__ = [
@@ -13,7 +12,7 @@ __all__ = [
 
 # torch >= 2.6 refuses full mmengine checkpoints by default: mmengine's
 # loader of local files gets exactly the types they hold, within its own
-# loads only (see mmretina/utils/checkpoint.py).
-from .utils import install_checkpoint_loader  # noqa: E402
+# loads only (see mmretina/engine/checkpoint.py).
+from .engine.checkpoint import install_checkpoint_loader  # noqa: E402
 
 install_checkpoint_loader()

@@ -38,6 +38,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# the DeepForest image / checkpoint / ONNX fixtures, for every directory
+pytest_plugins = ['df_fixtures']
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO_ROOT, 'tools')
 

@@ -14,11 +14,11 @@ WORK_DIR=${WORK_DIR:-work_dirs/$(basename "$CONFIG" .py)}
 IMAGE=${IMAGE:-data/deepforest/images/OSBS_029.png}
 say() { echo "[demo $(date +%H:%M:%S)] $*"; }
 
-say "1/5 install"
+say "1/8 install"
 bash tools/install.sh
 
 job_start=$(date +%s)  # the 20-minute target counts from here (install excluded)
-say "2/5 prepare data/deepforest (COCO json + images)"
+say "2/8 prepare data/deepforest (COCO json + images)"
 "$PY" tools/dataset_converters/prepare_deepforest.py --out-dir data/deepforest
 
 # What this machine is (CPU, native bf16 or fp32, threads) and how long the
@@ -33,7 +33,7 @@ fi
 while IFS= read -r line; do say "$line"; done <<< "$BANNER"
 CPU_LINE=${BANNER%%$'\n'*}  # repeated beside the results at the end
 
-say "3/5 train $CONFIG -> $WORK_DIR (resumes if interrupted)"
+say "3/8 train $CONFIG -> $WORK_DIR (resumes if interrupted)"
 # Resume only a run of this very config: a work dir left by another config
 # (or an older version of this one) is moved aside, not resumed.
 "$PY" tools/claim_work_dir.py "$CONFIG" "$WORK_DIR"
@@ -43,7 +43,7 @@ train_s=$(( $(date +%s) - start ))
 say "training took $train_s s"
 CKPT=$(cat "$WORK_DIR/last_checkpoint")
 
-say "4/5 evaluate $CKPT on the test images (OSBS_029, SOAP_061)"
+say "4/8 evaluate $CKPT on the test images (OSBS_029, SOAP_061)"
 "$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR/test"
 # mmengine writes the test metrics to <work dir>/<timestamp>/<timestamp>.json
 ACCURACY=$("$PY" - "$WORK_DIR/test" <<'EOF'
@@ -57,7 +57,7 @@ EOF
 )
 say "test accuracy (OSBS_029 + SOAP_061, never used to choose the recipe): $ACCURACY"
 
-say "5/5 draw detections on $IMAGE"
+say "5/8 draw detections on $IMAGE"
 "$PY" tools/infer.py "$IMAGE" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn \
   --out "$WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
 say "training curves (loss, val mAP) -> $WORK_DIR/training_curves.png"
@@ -79,14 +79,14 @@ from_wheel() {
   echo "$out"
 }
 LARGE=$(from_wheel 2019_YELL_2_528000_4978000_image_crop2.png)
-say "tiled detections over $LARGE -> $WORK_DIR/large_image/"
+say "6/8 tiled detections over $LARGE -> $WORK_DIR/large_image/"
 "$PY" tools/infer.py "$LARGE" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn --tile 400 \
   --overlap 0.25 --batch 4 --score-thr 0.3 --out-dir "$WORK_DIR/large_image"
 # A GIS layer: the georeferenced test raster OSBS_029.tif (EPSG:32617,
 # 0.1 m) through the windowed raster path, the detections written as a
 # GeoPackage in the raster's CRS and drawn over the raster on map axes.
 GEO=$(from_wheel OSBS_029.tif)
-say "GIS layer: detections over $GEO -> $WORK_DIR/geo/OSBS_029.gpkg"
+say "7/8 GIS layer: detections over $GEO -> $WORK_DIR/geo/OSBS_029.gpkg"
 "$PY" tools/infer.py "$GEO" "$CONFIG" "$CKPT" --device cpu --fuse-conv-bn \
   --tile 400 --score-thr 0.3 --out-dir "$WORK_DIR/geo"
 "$PY" tools/analysis_tools/plot_layer.py "$GEO" "$WORK_DIR/geo/OSBS_029.gpkg" \
@@ -96,7 +96,7 @@ say "GIS layer: detections over $GEO -> $WORK_DIR/geo/OSBS_029.gpkg"
 # calibrated on its training tiles and checked on the training site's
 # hold-out, both scored on the test images like the checkpoint.
 if [ "${DEPLOY:-1}" != 0 ]; then
-  say "deployment: ONNX fp32 and INT8 -> $WORK_DIR/deploy/"
+  say "8/8 deployment: ONNX fp32 and INT8 -> $WORK_DIR/deploy/"
   "$PY" tools/deployment/export_onnx.py "$CONFIG" "$CKPT" --shape 416 416 \
     --out "$WORK_DIR/deploy/model.onnx" || say "ONNX export failed (see above)"
   [ -f "$WORK_DIR/deploy/model.onnx" ] &&

@@ -21,16 +21,18 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import Tensor
 
-# The assigner's IoU, window bound and window pairs (its engine module);
-# imported, not copied, so the analysis follows them.
+# The head's inside flags, the assigner's window bound and window pairs (its
+# engine module) and the package's IoU: imported, not copied, so the
+# analysis follows them.
+from mmretina.models.dense_heads.targets import inside_flags
 from mmretina.models.task_modules.assigners.iou_engines import (
     shape_windows, window_pairs)
 from mmretina.models.task_modules.assigners.max_iou_assigner import pad_boxes
+from mmretina.models.task_modules.prior_generators import AnchorGenerator
 from mmretina.structures import aligned_iou, pairwise_iou
 
-__all__ = ['build_generator', 'paired_iou', 'count_window_positives',
+__all__ = ['build_generator', 'count_window_positives',
            'match', 'match_exact',
            'training_verdicts', 'oracle_reach', 'POSITIVE', 'LOW_QUALITY',
            'NONE']
@@ -41,16 +43,7 @@ NONE, LOW_QUALITY, POSITIVE = 0, 1, 2
 
 def build_generator(args: dict):
     """mmretina's ``AnchorGenerator`` from its arguments (no ``type``)."""
-    from mmretina.models.task_modules.prior_generators import AnchorGenerator
     return AnchorGenerator(**args)
-
-
-def paired_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of boxes ``a[..., 4]`` and ``b[..., 4]`` element by element
-    (broadcast), with the assigner's arithmetic."""
-    a, b = torch.broadcast_tensors(a, b)
-    shape = a.shape[:-1]
-    return aligned_iou(a.reshape(-1, 4), b.reshape(-1, 4)).reshape(shape)
 
 
 def _featmap_sizes(gen, pad_h: int, pad_w: int) -> List[Tuple[int, int]]:
@@ -142,8 +135,8 @@ def match(gen, boxes: np.ndarray, pad_hw: np.ndarray, pos_thr: float,
         jx = torch.minimum(jx, feat_w - 1) * sw
         iy = torch.round((gcy[s:e, None] - acy) / sh).clamp(min=0)
         iy = torch.minimum(iy, feat_h - 1) * sh
-        iou = paired_iou(gt[s:e, None, :],
-                         bases + torch.stack([jx, iy, jx, iy], -1))
+        iou = aligned_iou(gt[s:e, None, :],
+                          bases + torch.stack([jx, iy, jx, iy], -1))
         best[s:e], arg = iou.max(1)
         best_level[s:e] = level_of[arg]
         best_anchor[s:e] = arg - first[level_of[arg]]
@@ -181,7 +174,6 @@ def training_verdicts(gen, assigner, images: Sequence[Tuple[int, int,
         all below it: low-quality matches), :data:`NONE` (no anchor: the
         box is trained as background); ``num_assigned`` (N,) int64.
     """
-    from mmretina.models.dense_heads.targets import inside_flags
     offsets = np.cumsum([0] + [len(b) for _, _, b in images])
     verdict = np.zeros(offsets[-1], np.int64)
     num_assigned = np.zeros(offsets[-1], np.int64)
@@ -273,5 +265,5 @@ def oracle_reach(gen, boxes: np.ndarray, pad_hw: np.ndarray,
         ax, ay = jx * sw + off_x, iy * sh + off_y
         anchor = torch.stack([ax - w / 2, ay - h / 2, ax + w / 2, ay + h / 2],
                              -1)
-        best = torch.maximum(best, paired_iou(gt, anchor))
+        best = torch.maximum(best, aligned_iou(gt, anchor))
     return (best >= thr).numpy()

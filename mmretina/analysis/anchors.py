@@ -56,8 +56,9 @@ from typing import Optional
 
 import numpy as np
 
+from mmretina.models.task_modules.assigners import MaxIoUAssigner
 from .anchor_matching import (build_generator, count_window_positives,
-                              match, match_exact, oracle_reach, paired_iou,
+                              match, match_exact, oracle_reach,
                               training_verdicts)
 from .anchor_report import (categorize, diagnose, format_summary, plot,
                             summarize)
@@ -69,7 +70,7 @@ __all__ = [
     'AnalysisError', 'anchor_args', 'assigner_args', 'build_assigner',
     'pad_divisor', 'load_boxes', 'analyze', 'build_generator', 'match',
     'match_exact', 'training_verdicts', 'count_window_positives',
-    'oracle_reach', 'paired_iou', 'categorize', 'summarize', 'diagnose',
+    'oracle_reach', 'categorize', 'summarize', 'diagnose',
     'format_summary', 'plot', 'optimize', 'paste_lines', 'geometry',
     'transformed_images', 'transformed_boxes', 'stack_boxes'
 ]
@@ -123,7 +124,6 @@ def build_assigner(cfg):
     """The config's ``model.train_cfg.assigner`` as ``mmretina``'s
     ``MaxIoUAssigner`` (same arguments as mmdet's, whose ``type`` it may
     name), the class whose batched assignment the head runs."""
-    from mmretina.models.task_modules.assigners import MaxIoUAssigner
     a = dict(cfg.model.train_cfg.assigner)
     a.pop('type', None)
     try:

@@ -84,8 +84,9 @@ def main(argv=None) -> int:
     from mmdet.apis import init_detector
 
     import mmretina  # noqa: F401  (registers modules)
-    from mmretina.apis import PytorchBackend, TiledInferencer
-    from mmretina.apis.raster import parse_bands
+    from mmretina.deploy.pytorch import PytorchBackend
+    from mmretina.inference.tiled import TiledInferencer
+    from mmretina.geo.raster import parse_bands
     from mmretina.cli.options import (default_device, model_gsd,
                                       model_window, resolve_gsd,
                                       resolve_tile)

@@ -1,6 +1,6 @@
 """Export a RetinaNet to ONNX: preprocessing (BGR->RGB, normalisation),
 backbone, neck, head, anchors, box decoding and class-aware
-NonMaxSuppression in one graph (see mmretina/apis/onnx_export.py).
+NonMaxSuppression in one graph (see mmretina/deploy/export.py).
 
   python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx \
       [--dynamic] [--opset 18] [--shape H W] [--check IMAGE]
@@ -77,7 +77,7 @@ def main(argv=None):
                          'requirements/deploy.txt (or pip install '
                          '"mmretina[deploy]")')
     from mmdet.apis import init_detector
-    from mmretina.apis.onnx_export import export_onnx
+    from mmretina.deploy.export import export_onnx
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -99,8 +99,8 @@ def main(argv=None):
     if args.check:
         import mmcv
         import torch
-        from mmretina.apis import PytorchBackend
-        from mmretina.apis.onnx_runtime import OrtBackend
+        from mmretina.deploy.pytorch import PytorchBackend
+        from mmretina.deploy.runtime import OrtBackend
         img = mmcv.imread(args.check)
         ref = PytorchBackend(model)([img])[0]
         got = OrtBackend(args.out)([img])[0]

@@ -17,8 +17,8 @@ label + 1) and detections.csv (image_path,xmin,ymin,xmax,ymax,label,score;
 score >= --score-thr). A run killed part way resumes at the windows it had
 not finished; a rerun with other output options (--score-thr, --format)
 re-writes the outputs from the run's record without the model. The engine
-is mmretina.apis.runner.InferenceRun; bands, scaling, nodata and GSD:
-mmretina.apis.raster (docs/user_guides/large_rasters.md).
+is mmretina.inference.run.InferenceRun; bands, scaling, nodata and GSD:
+mmretina.geo.raster (docs/user_guides/large_rasters.md).
 
 (``tools/infer.py`` and ``mmretina predict`` run :func:`main`.)
 """
@@ -29,14 +29,15 @@ import torch
 from mmengine.config import DictAction
 
 import mmretina  # noqa: F401  (registers mmretina.* modules)
-from mmretina.apis import LazyBackend, TiledInferencer
-from mmretina.apis.inference import DEFAULT_MAX_PIXELS
-from mmretina.apis.outputs import VECTOR_FORMATS
-from mmretina.apis.runner import InferenceRun, list_inputs
+from mmretina.inference.tiled import LazyBackend, TiledInferencer
+from mmretina.inference.tiled import DEFAULT_MAX_PIXELS
+from mmretina.geo.writers import VECTOR_FORMATS
+from mmretina.inference.run import InferenceRun, list_inputs
 from mmretina.cli.options import (add_device_arg, add_raster_args,
                                   add_score_thr_arg, add_window_args,
                                   default_device, model_gsd, model_window,
                                   resolve_gsd, resolve_tile)
+from mmretina.deploy.backends import BACKENDS
 from mmretina.engine.resume import check_checkpoint
 
 
@@ -62,7 +63,7 @@ def parse_args(argv=None):
         help='CONFIG CHECKPOINT (--backend pytorch) or MODEL.onnx '
         '(--backend onnxruntime)')
     parser.add_argument(
-        '--backend', choices=['pytorch', 'onnxruntime', 'openvino'],
+        '--backend', choices=('pytorch', ) + BACKENDS,
         default='pytorch')
     parser.add_argument('--out', help='output PNG (one input image only)')
     parser.add_argument(
@@ -158,7 +159,7 @@ def build_backend(args):
 
     def load():
         from mmdet.apis import init_detector
-        from mmretina.apis import PytorchBackend, optimize_for_cpu
+        from mmretina.deploy.pytorch import PytorchBackend, optimize_for_cpu
         model = init_detector(cfg, checkpoint, device=args.device)
         if args.fuse_conv_bn:
             model = optimize_for_cpu(model)

@@ -49,7 +49,7 @@ def _tile(value: str) -> Union[str, int]:
 
 def parse_gsd_flag(value: str) -> Union[str, float]:
     """argparse type of ``--gsd``: auto, off or metres."""
-    from mmretina.apis.raster import RasterError, parse_gsd
+    from mmretina.geo.raster import RasterError, parse_gsd
     try:
         return parse_gsd(value)
     except RasterError as e:
@@ -126,7 +126,8 @@ def add_score_thr_arg(parser: argparse.ArgumentParser,
 
 def model_window(cfg) -> int:
     """The model's window in px: the config's ``tile``, else the shorter
-    side of its test pipeline's ``Resize`` scale, else 800."""
+    side of its test pipeline's ``Resize`` scale (``min_size`` of
+    ``TorchvisionResize``), else 800."""
     if cfg is None:
         return DEFAULT_WINDOW
     if cfg.get('tile'):
@@ -135,11 +136,12 @@ def model_window(cfg) -> int:
                 (cfg.get('test_dataloader') or {}).get('dataset', {}).get(
                     'pipeline') or [])
     for t in pipeline:
-        scale = t.get('scale') if hasattr(t, 'get') else None
-        if scale and 'Resize' in str(t.get('type', '')):
-            if isinstance(scale, (int, float)):
-                return int(scale)
-            return int(min(scale))
+        if not hasattr(t, 'get') or 'Resize' not in str(t.get('type', '')):
+            continue
+        scale = t.get('scale') or t.get('min_size')  # TorchvisionResize
+        if scale:
+            return int(scale) if isinstance(scale, (int, float)) \
+                else int(min(scale))
     return DEFAULT_WINDOW
 
 

@@ -10,7 +10,7 @@ the axes (a quick look without opening QGIS).
 
 The raster is read as inference reads it (--bands, --scale) and decimated to
 --max-side px; the axes are the raster's CRS (eastings and northings in
-metres for a projected CRS). The library: ``mmretina.apis.outputs.
+metres for a projected CRS). The library: ``mmretina.geo.writers.
 plot_layer_on_raster``.
 """
 import argparse
@@ -45,8 +45,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmretina.apis.outputs import plot_layer_on_raster
-    from mmretina.apis.raster import RasterError
+    from mmretina.geo.writers import plot_layer_on_raster
+    from mmretina.geo.raster import RasterError
     labels = args.labels or [osp.basename(x) for x in args.layers]
     if len(labels) != len(args.layers):
         print(f'error: {len(labels)} --labels for {len(args.layers)} layers',

@@ -95,7 +95,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmretina.apis.raster import RasterError, parse_bands
+    from mmretina.geo.raster import RasterError, parse_bands
     from mmretina.datasets.converters.convert import check_with_mmretina
     from mmretina.datasets.converters.raster import (raster_config_lines,
                                                      raster_to_coco)

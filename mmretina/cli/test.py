@@ -27,6 +27,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
 from mmretina.cli.options import (add_device_arg,  # noqa: E402
                                   add_window_args, default_device)
+from mmretina.deploy.backends import BACKENDS  # noqa: E402
 from mmretina.engine.resume import check_checkpoint  # noqa: E402
 from mmretina.utils import setup_cpu_distributed  # noqa: E402
 
@@ -49,7 +50,7 @@ def parse_args(argv=None):
         'scored by --backend with the same datasets and metrics')
     # exported models (mmretina.deploy)
     parser.add_argument(
-        '--backend', choices=['onnxruntime', 'openvino'], default=None,
+        '--backend', choices=BACKENDS, default=None,
         help='runtime of an exported .onnx model (default: onnxruntime)')
     parser.add_argument(
         '--threads', type=int, default=None,
@@ -134,7 +135,7 @@ def main(argv=None):
             raise SystemExit('error: an exported model is evaluated '
                              'without --tta / a launcher')
         if args.tile:
-            from mmretina.apis.evaluation import tiled_evaluate
+            from mmretina.evaluation.tiled import tiled_evaluate
             from mmretina.deploy.backends import build_backend
             try:
                 runtime = build_backend(args.checkpoint, args.backend
@@ -157,8 +158,8 @@ def main(argv=None):
         check_checkpoint(args.checkpoint, 'load')
 
     if args.tile:
-        # window by window over each image of the test set (mmretina.apis)
-        from mmretina.apis.evaluation import tiled_evaluate
+        # window by window over each image of the test set (mmretina.inference)
+        from mmretina.evaluation.tiled import tiled_evaluate
         if args.tta or args.show or args.show_dir or args.launcher != 'none':
             raise SystemExit('error: --tile runs in one process without '
                              '--tta / --show / --show-dir')

@@ -49,6 +49,14 @@ def parse_args(argv=None):
     p.add_argument('--nms-thr', type=float, help='nms_thresh')
     p.add_argument('--max-per-img', type=int, help='detections_per_img')
     p.add_argument('--nms-pre', type=int, help='topk_candidates')
+    p.add_argument('--gsd', type=float,
+                   help='ground sample distance of the model\'s training '
+                   'imagery in metres, written into the config (the '
+                   'DeepForest tree model: 0.1); predict reads rasters at '
+                   'it')
+    p.add_argument('--tile', type=int,
+                   help='the model\'s window in px (default: config.json\'s '
+                   'patch_size if any)')
     return p.parse_args(argv)
 
 
@@ -61,7 +69,8 @@ def main(argv=None):
             coco_labels=args.coco_labels, bn_eps=args.bn_eps,
             min_size=args.min_size, max_size=args.max_size,
             score_thr=args.score_thr, nms_thr=args.nms_thr,
-            max_per_img=args.max_per_img, nms_pre=args.nms_pre)
+            max_per_img=args.max_per_img, nms_pre=args.nms_pre,
+            gsd=args.gsd, tile=args.tile)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
     print(f'wrote {dst}' + (f' and {cfg}' if cfg else ''))

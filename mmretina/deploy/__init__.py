@@ -1,6 +1,8 @@
-"""Deployment of exported models: runtimes (onnxruntime, OpenVINO) behind
-one interface, evaluation of an exported model with the config's datasets
-and metrics, and INT8 quantization calibrated on the user's images.
+"""Every runtime behind one backend interface (a list of BGR images in, one
+``InstanceData`` per image out): PyTorch (:mod:`.pytorch`), onnxruntime and
+OpenVINO (:mod:`.runtime`, :mod:`.backends`); ONNX export (:mod:`.export`),
+evaluation of an exported model with the config's datasets and metrics,
+and INT8 quantization calibrated on the user's images.
 
 Importing this package is cheap; onnx / onnxruntime / openvino are
 imported when used (``pip install -r requirements/deploy.txt``).

@@ -1,7 +1,7 @@
 """One interface over the runtimes that run an mmretina ONNX export, and an
 mmengine model that evaluates such a file with the config's test loop.
 
-* :func:`build_backend` returns an :class:`~mmretina.apis.onnx_runtime.
+* :func:`build_backend` returns an :class:`~mmretina.deploy.runtime.
   OrtBackend` whose session is onnxruntime's (``'onnxruntime'``) or
   OpenVINO's (``'openvino'``, through :class:`OpenVINOSession`, which has
   the three methods of onnxruntime's session that ``OrtBackend`` uses).
@@ -141,10 +141,10 @@ class OpenVINOSession:
 def build_backend(onnx_file: str,
                   backend: str = 'onnxruntime',
                   num_threads: Optional[int] = None):
-    """An :class:`~mmretina.apis.onnx_runtime.OrtBackend` running
+    """An :class:`~mmretina.deploy.runtime.OrtBackend` running
     ``onnx_file`` with ``backend`` (one of :data:`BACKENDS`) on
     ``num_threads`` intra-op threads (None: the runtime's default)."""
-    from mmretina.apis.onnx_runtime import OrtBackend
+    from mmretina.deploy.runtime import OrtBackend
     if backend not in BACKENDS:
         raise ValueError(f'backend {backend!r}: choose one of {BACKENDS}')
     check_exported_model(onnx_file)

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mmretina.geo.formats import IMAGE_EXTS
 from .backends import build_backend, check_exported_model
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     'evaluate_map50', 'quantize_model', 'QuantizeReport'
 ]
 
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
 METHODS = ('minmax', 'entropy', 'percentile')
 
 

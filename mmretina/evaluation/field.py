@@ -13,8 +13,9 @@ The rule, per image:
    count for mAP, which integrates over scores);
 2. ground truth and predictions are matched one to one, regardless of
    class, by the Hungarian method (``scipy.optimize.linear_sum_assignment``)
-   maximising the summed IoU of the pairs whose IoU is above ``iou_thr``; a
-   pair at or below it is no match (DeepForest: ``match = IoU > 0.4``).
+   maximising the summed IoU (:func:`mmretina.structures.pairwise_iou`, in
+   float64) of the pairs whose IoU is above ``iou_thr``; a pair at or below
+   it is no match (DeepForest: ``match = IoU > 0.4``).
    DeepForest maximises the sum over *all* IoUs and then discards the weak
    pairs, so a pair of weak overlaps can displace a match above the
    threshold; zeroing them first gives the largest-IoU matching among the
@@ -45,9 +46,12 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
+
+from mmretina.structures import pairwise_iou
 
 __all__ = [
-    'IOU_THR', 'ImageMatches', 'pairwise_iou', 'match_boxes', 'match_ious',
+    'IOU_THR', 'ImageMatches', 'match_boxes', 'match_ious',
     'match_image',
     'precision_recall', 'class_recall', 'coco_map', 'field_summary',
     'write_summary', 'write_matches_csv', 'draw_matches', 'format_table'
@@ -59,23 +63,6 @@ IOU_THR = 0.4
 
 # a match, a false positive, a miss: BGR for OpenCV (green, red, yellow)
 COLOURS = dict(tp=(0, 200, 0), fp=(0, 0, 230), miss=(0, 215, 255))
-
-
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` with every box of ``b``.
-
-    Args:
-        a (ndarray): M x 4, ``(x1, y1, x2, y2)`` pixels.
-        b (ndarray): N x 4, same image.
-
-    Returns:
-        ndarray: M x N float64.
-    """
-    import torch
-    from mmretina.structures import pairwise_iou
-    a = torch.as_tensor(np.asarray(a, np.float64).reshape(-1, 4))
-    b = torch.as_tensor(np.asarray(b, np.float64).reshape(-1, 4))
-    return pairwise_iou(a, b).numpy()
 
 
 def match_boxes(gt: np.ndarray,
@@ -98,7 +85,8 @@ def match_boxes(gt: np.ndarray,
     """
     gt = np.asarray(gt, np.float64).reshape(-1, 4)
     pred = np.asarray(pred, np.float64).reshape(-1, 4)
-    ious = pairwise_iou(gt, pred)
+    # the package's one IoU (mmdet's arithmetic), in float64
+    ious = pairwise_iou(torch.from_numpy(gt), torch.from_numpy(pred)).numpy()
     g, p = match_ious(ious, iou_thr, scores)
     return g, p, ious[g, p], ious
 

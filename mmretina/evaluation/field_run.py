@@ -1,5 +1,5 @@
 """The field evaluation of a trained model: the tiled inference users run
-(:func:`mmretina.apis.raster.detect_raster`: windows from disk, the bands
+(:func:`mmretina.inference.tiled.detect_raster`: windows from disk, the bands
 and scaling rule, the cut-box rule and NMS across windows), then
 :mod:`.field`'s figures per raster, per site and overall.
 
@@ -44,7 +44,7 @@ class FieldEvaluator:
         classes (list[str]): the model's classes (index = label).
         score_thr (float): predictions counted for precision / recall.
         iou_thr (float): match threshold (0.4).
-        bands, scale, gsd: as at inference (:class:`~mmretina.apis.raster.
+        bands, scale, gsd: as at inference (:class:`~mmretina.geo.raster.
             RasterSource`; ``gsd``: rasters with a CRS read at the model's
             ground sample distance, None: at their own).
         log (callable): prints a line.
@@ -63,7 +63,8 @@ class FieldEvaluator:
     def detect(self, path: str):
         """(RasterSource, (boxes K x 4 raster px, scores K, labels K))."""
         import torch
-        from mmretina.apis.raster import RasterSource, detect_raster
+        from mmretina.geo.raster import RasterSource
+        from mmretina.inference.tiled import detect_raster
         source = RasterSource(path, self.bands, self.scale, self.gsd)
         if source.resampled:
             self.log(f'{path}: {source.native_gsd:.4g} m pixels read at the '

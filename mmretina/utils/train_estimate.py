@@ -53,8 +53,8 @@ def estimate_training(config: Union[str, 'Config'],  # noqa: F821
     from mmengine.registry import MODELS, DefaultScope
     from mmengine.runner import Runner
     from mmdet.utils import register_all_modules
+    # mmretina.* are registered: importing this module imported mmretina
     register_all_modules(init_default_scope=False)
-    import mmretina  # noqa: F401
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     train_cfg = cfg.get('train_cfg') or {}
     scope = cfg.get('default_scope') or 'mmdet'

@@ -7,7 +7,7 @@ The done-when case: a synthetic data set of elongated boxes (height/width
 6 or 1/6) that the default RetinaNet anchors (ratios 0.5, 1, 2) reach for
 less than half of the objects, and for which --optimize finds a setting
 that reaches at least 95%. The fast matcher is checked against the IoU with
-every anchor of ``grid_priors`` (mmretina's ``box_iou``).
+every anchor of ``grid_priors`` (``mmretina.structures.pairwise_iou``).
 """
 import json
 import os.path as osp
@@ -99,7 +99,7 @@ def test_default_anchors_miss_elongated_boxes_and_optimize_finds_them(
 
 def test_fast_matching_equals_all_anchors(elongated):
     """The nearest-grid-point search gives the same best IoU and positive
-    counts as the IoU with every anchor of grid_priors (box_iou)."""
+    counts as the IoU with every anchor of grid_priors (pairwise_iou)."""
     _, config = elongated
     cfg = load_cfg(config)
     report = aa.analyze(cfg, None, exact=True, log=lambda *_: None)
@@ -251,7 +251,8 @@ def test_verdicts_equal_the_heads_targets(allowed_border):
     from mmdet.registry import MODELS
 
     from mmretina.analysis.anchor_matching import (LOW_QUALITY, NONE,
-                                                   POSITIVE, paired_iou)
+                                                   POSITIVE)
+    from mmretina.structures import aligned_iou
     from mmretina.testing import retina_head_cfg
     cfg = retina_head_cfg(num_classes=2, in_channels=8, stacked_convs=1,
                           feat_channels=8)
@@ -294,7 +295,7 @@ def test_verdicts_equal_the_heads_targets(allowed_border):
     for i, (_, _, boxes) in enumerate(images):
         mine = pos_img == i
         owner, anchor = targets.pos_gt_inds[mine], pos_anchor[mine]
-        iou = paired_iou(gts[i].bboxes[owner], anchors[anchor])
+        iou = aligned_iou(gts[i].bboxes[owner], anchors[anchor])
         strong = torch.zeros(len(boxes), dtype=torch.bool)
         strong[owner[iou >= 0.5]] = True
         has = targets.gt_has_pos[i, :len(boxes)]

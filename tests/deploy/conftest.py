@@ -17,7 +17,7 @@ def tiny_export(tmp_path_factory):
     pytest.importorskip('onnxruntime')
     pytest.importorskip('onnxscript')
     from mmdet.apis import init_detector
-    from mmretina.apis.onnx_export import export_onnx
+    from mmretina.deploy.export import export_onnx
     root = tmp_path_factory.mktemp('deploy_tiny')
     data_root = str(root / 'data')
     make_coco(data_root, num_images=6)

@@ -99,7 +99,7 @@ def test_int8_within_0_02_map50_of_fp32(trained_cells, tmp_path):
     pytest.importorskip('onnxscript')
     from mmdet.apis import init_detector
 
-    from mmretina.apis.onnx_export import export_onnx
+    from mmretina.deploy.export import export_onnx
     from mmretina.deploy.backends import build_backend
     from mmretina.deploy.quantize import evaluate_map50, quantize_model
     config, ckpt, train_ann, val_ann = trained_cells

@@ -23,7 +23,8 @@ def evaluator():
     from mmdet.apis import init_detector
 
     import mmretina  # noqa: F401
-    from mmretina.apis import PytorchBackend, TiledInferencer
+    from mmretina.deploy.pytorch import PytorchBackend
+    from mmretina.inference.tiled import TiledInferencer
     from mmretina.evaluation.field_run import FieldEvaluator
     torch.manual_seed(0)
     model = init_detector(DF_CONFIG, None, device='cpu')

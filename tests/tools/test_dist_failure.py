@@ -74,7 +74,7 @@ def test_failing_rank_ends_the_whole_job(tmp_path, tiny_data, tools_helpers):
                           capture_output=True, text=True)
     assert left.stdout.strip() == '', left.stdout
     # checkpoints of iterations 1 and 2 exist and none holds NaN weights
-    from mmretina.utils import load_checkpoint_file
+    from mmretina.engine.checkpoint import load_checkpoint_file
     ckpts = sorted(glob.glob(str(work_dir / 'iter_*.pth')))
     assert [osp.basename(c) for c in ckpts] == ['iter_1.pth', 'iter_2.pth']
     for path in ckpts:

@@ -81,8 +81,8 @@ def _deepforest_like_weights(path):
 
 
 def test_convert_finetune_one_epoch_and_test(tmp_path, tools_helpers):
+    from mmretina.engine.checkpoint import load_checkpoint_file
     from mmretina.models.converters import convert_torchvision_file
-    from mmretina.utils import load_checkpoint_file
     h = tools_helpers
     root = str(tmp_path / 'data') + '/'
     ann = _one_class(root, h)

@@ -18,7 +18,7 @@ MAX_ITERS = 4
 
 
 def _load_ckpt(path):
-    from mmretina.utils import load_checkpoint_file
+    from mmretina.engine.checkpoint import load_checkpoint_file
     return load_checkpoint_file(path, map_location='cpu')
 
 

@@ -27,7 +27,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmretina.utils import load_checkpoint_file
+from mmretina.engine.checkpoint import load_checkpoint_file
 
 MAX_ITERS = 10
 CKPT_INTERVAL = 2

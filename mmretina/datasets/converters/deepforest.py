@@ -72,7 +72,8 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from mmretina.apis.tiling import tile_starts
+from mmretina.geo.formats import IMAGE_EXTS
+from mmretina.geo.windows import tile_starts
 from mmretina.structures.box_validity import DROPPED, box_verdicts
 from . import csv as csv_reader
 from . import voc
@@ -96,7 +97,6 @@ CHOOSE_VAL_STEM = TRAIN_STEMS[1]
 CHOOSE_GRID = 3
 SPLITS = ('train', 'val', 'choose_train', 'choose_val')
 VAL_STEMS = ('OSBS_029', 'SOAP_061')
-IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
 CATEGORIES = [dict(id=1, name='tree', supercategory='plant')]
 
 

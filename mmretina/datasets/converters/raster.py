@@ -11,17 +11,17 @@ Coordinates
   ``xmin,ymin,xmax,ymax`` boxes, CRS from ``label_crs``) and reprojected
   from their CRS to each raster's (pyproj, through ``GeoDataFrame.to_crs``).
 * Then into the raster's pixels through the inverse of its affine transform
-  (:class:`~mmretina.apis.raster.Georef`; the top-left corner of the
+  (:class:`~mmretina.geo.raster.Georef`; the top-left corner of the
   top-left pixel is (0, 0)). A box or polygon becomes the pixel-space
   axis-aligned box around its vertices (its envelope), ``(x1, y1, x2, y2)``
   in continuous raster pixels; a point becomes a square of ``point_radius``
   metres each side of it (in a local UTM zone when the raster's CRS is not
   in metres).
-* Chips are ``chip`` px windows (:func:`~mmretina.apis.tiling.
+* Chips are ``chip`` px windows (:func:`~mmretina.inference.merge.
   tile_windows`: ``overlap`` px or a fraction, the last row / column
   shifted to end at the raster's edge, as at inference). Their pixels are
   the raster's bands read and scaled by the inference rule
-  (:class:`~mmretina.apis.raster.RasterSource`: ``bands``, uint16 / float
+  (:class:`~mmretina.geo.raster.RasterSource`: ``bands``, uint16 / float
   percentile stretch or ``scale``), so the model trains on what it sees at
   inference. A chip whose pixels are all nodata is not written.
 
@@ -55,19 +55,18 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mmretina.geo.formats import IMAGE_EXTS, require
 from mmretina.structures.box_validity import DROPPED, box_verdicts
 from .coco_writer import CocoWriter, write_json
 from .records import ConversionError
 
 __all__ = [
-    'LABEL_EXTS', 'RASTER_EXTS', 'Labels', 'list_rasters', 'list_layers',
+    'LABEL_EXTS', 'Labels', 'list_rasters', 'list_layers',
     'load_labels', 'pixel_boxes', 'parse_split', 'parse_length',
     'chip_boxes', 'assign_splits', 'raster_to_coco', 'raster_config_lines'
 ]
 
 LABEL_EXTS = ('.gpkg', '.shp', '.geojson', '.json', '.fgb', '.csv')
-RASTER_EXTS = ('.tif', '.tiff', '.vrt', '.jp2', '.img', '.png', '.jpg',
-               '.jpeg')
 # the order in which splits keep their chips where chips of two splits
 # would overlap (evaluation chips are scarcer)
 SPLIT_PRIORITY = ('test', 'val', 'train')
@@ -76,14 +75,7 @@ _POINTS = ('Point', 'MultiPoint')
 
 
 def _geo():
-    try:
-        import geopandas
-        import shapely  # noqa: F401
-    except ImportError as e:
-        raise ImportError('rasters + vector labels need geopandas and '
-                          'shapely (the geo extra): pip install '
-                          '"mmretina[geo]"') from e
-    return geopandas
+    return require('rasters + vector labels', 'geopandas', 'shapely')[0]
 
 
 class Labels(NamedTuple):
@@ -107,10 +99,10 @@ def list_rasters(path: str) -> List[Tuple[str, Optional[str]]]:
     relative to the CSV)."""
     if osp.isdir(path):
         files = sorted(osp.join(path, f) for f in os.listdir(path)
-                       if f.lower().endswith(RASTER_EXTS))
+                       if f.lower().endswith(IMAGE_EXTS))
         if not files:
             raise ConversionError(
-                f'{path}: no raster ({", ".join(RASTER_EXTS)}) in this '
+                f'{path}: no raster ({", ".join(IMAGE_EXTS)}) in this '
                 'folder')
         return [(f, None) for f in files]
     if not osp.isfile(path):
@@ -320,7 +312,7 @@ def pixel_boxes(labels: Labels,
         labels (Labels): from :func:`load_labels`.
         raster (str): its path (for messages).
         georef (Georef | None): the raster's transform and CRS
-            (:func:`mmretina.apis.raster.read_georef`); None: a plain image,
+            (:func:`mmretina.geo.raster.read_georef`); None: a plain image,
             whose labels must be in pixels (a layer without CRS, y down).
         width, height (int): raster size in px.
         point_radius (float, optional): half the side of a point's box, in
@@ -578,11 +570,11 @@ def raster_to_coco(rasters: str,
         split (str, optional): e.g. ``'train=0.8,val=0.2'``.
         block (str, optional): split block side, ``'50m'`` or ``'2000px'``
             (default: 5 chips).
-        bands, scale: as at inference (:class:`~mmretina.apis.raster.
+        bands, scale: as at inference (:class:`~mmretina.geo.raster.
             RasterSource`).
         gsd (float, optional): cut the chips from rasters with a CRS
             resampled to this GSD in metres (the rule of inference:
-            :class:`~mmretina.apis.raster.RasterSource`); None: at their
+            :class:`~mmretina.geo.raster.RasterSource`); None: at their
             own. The COCO files' ``info.gsd`` and the printed config lines
             state the chips' GSD.
         keep_geo (bool): GeoTIFF chips with their georeferencing instead of
@@ -594,8 +586,8 @@ def raster_to_coco(rasters: str,
         chips).
     """
     import cv2
-    from mmretina.apis.raster import RasterError, RasterSource
-    from mmretina.apis.tiling import tile_windows
+    from mmretina.geo.raster import RasterError, RasterSource
+    from mmretina.geo.windows import tile_windows
     if chip <= 0:
         raise ConversionError(f'--chip {chip}: give a positive size in px')
     if not 0 <= min_visible <= 1:

@@ -12,7 +12,7 @@ __all__ = [
     'image_size', 'list_images', 'IMAGE_EXTS'
 ]
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+from mmretina.geo.formats import IMAGE_EXTS  # noqa: E402  (one list)
 
 
 class ConversionError(ValueError):

@@ -9,8 +9,8 @@ raises ``FloatingPointError`` naming the iteration (1-based, as in the log
 and in ``iter_<i>.pth``), the loss term and the last good checkpoint.
 
 ``mmretina.RetinaHead`` checks its own loss in the forward pass
-(:func:`~.head_monitor.check_finite_head_outputs`) and raises first, before
-the weights change but without the iteration;
+(:func:`mmretina.models.dense_heads.monitor.check_finite_head_outputs`) and
+raises first, before the weights change but without the iteration;
 ``tools/train.py`` adds it with :func:`non_finite_message`. The hook guards
 the rest: mmdet's heads, other loss terms, a sum that overflows.
 """

@@ -56,6 +56,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from mmretina.engine.checkpoint import load_checkpoint_file
 from .coco_labels import COCO80_IDS, coco91_class_names
 
 __all__ = [
@@ -483,7 +484,7 @@ def _model_shapes(model_json: str) -> Tuple[Tuple[str, torch.Size], ...]:
     from mmdet.utils import register_all_modules
     from mmengine.registry import DefaultScope
 
-    import mmretina  # noqa: F401  (registers mmretina.*)
+    # mmretina.* are registered: importing this module imported mmretina
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(model_cfg)
@@ -776,10 +777,16 @@ def _torchvision_order(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:
 # ----------------------------------------------------------------------
 def convert_torchvision_file(src: str, dst: str,
                              config_out: Optional[str] = None,
+                             gsd: Optional[float] = None,
+                             tile: Optional[int] = None,
                              **kwargs) -> Tuple[str, Optional[str]]:
     """Read a torchvision / DeepForest RetinaNet weights file (and the
     ``config.json`` beside it), write an mmengine checkpoint ``dst`` and,
-    with ``config_out``, the config (``.py``). ``kwargs`` go to
+    with ``config_out``, the config (``.py``). ``gsd`` (metres) and
+    ``tile`` (px; default: the hub config's ``patch_size``) are the raster
+    keys of the config (:mod:`mmretina.cli.options`): the ground sample
+    distance of the model's training imagery (DeepForest's tree model:
+    NEON's 0.1 m) and its window. ``kwargs`` go to
     :func:`torchvision_to_mmretina`. Returns (dst, config_out)."""
     from mmengine.config import Config
     sd = load_weights_file(src)
@@ -788,6 +795,11 @@ def convert_torchvision_file(src: str, dst: str,
         sd, hub_config=hub, source=src, **kwargs)
     meta = cfg.pop('mmretina_meta')
     meta['converted_from'] = osp.basename(src)
+    tile = tile or (hub or {}).get('patch_size')
+    if gsd:
+        cfg['gsd'] = float(gsd)
+    if tile:
+        cfg['tile'] = int(tile)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(dict(meta=meta, state_dict=state), dst)
     if config_out:
@@ -809,7 +821,6 @@ def convert_mmretina_file(src: str, dst: str,
     """Read an mmretina checkpoint and write torchvision's state dict
     (``.pth``, or ``.safetensors`` by extension). ``frozen_bn`` defaults to
     what the checkpoint's conversion metadata records (else False)."""
-    from mmretina.utils.checkpoint import load_checkpoint_file
     if not osp.isfile(src):
         raise FileNotFoundError(f'{src}: no such file')
     try:

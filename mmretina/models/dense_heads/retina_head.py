@@ -16,7 +16,7 @@ the anchors; the jobs around it are small functions in their own modules:
   only those (:mod:`mmretina.models.dense_heads.postprocess`);
 * training monitors (ground truths without a positive anchor over the first
   steps, NaN / inf head outputs) in
-  :mod:`mmretina.engine.hooks.head_monitor`.
+  :mod:`mmretina.models.dense_heads.monitor`.
 
 Anchors are cached by feature sizes, device and dtype, least recently used
 out first once the cache exceeds its byte budget.
@@ -32,10 +32,9 @@ from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
                          OptInstanceList, OptMultiConfig)
 from torch import Tensor, nn
 
-from mmretina.engine.hooks.head_monitor import (UnmatchedGtMonitor,
-                                                check_finite_head_outputs)
 from mmretina.models.losses.focal_loss import cls_maps_to_rows
 from mmretina.registry import MODELS, TASK_UTILS
+from .monitor import UnmatchedGtMonitor, check_finite_head_outputs
 from .postprocess import predict_detections
 from .targets import (BatchTargets, batch_targets, check_gt_finite,
                       positive_stats)

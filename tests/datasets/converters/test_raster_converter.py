@@ -14,7 +14,7 @@ from shapely.geometry import Point, Polygon, box  # noqa: E402
 from mmretina.datasets.converters.raster import (  # noqa: E402
     ConversionError, assign_splits, chip_boxes, parse_length,
     parse_split, raster_to_coco)
-from mmretina.apis.tiling import Window  # noqa: E402
+from mmretina.geo.windows import Window  # noqa: E402
 
 # a 0.1 m raster in UTM 17N (OSBS, Florida)
 ORIGIN = (403000.0, 3285000.0)
@@ -233,7 +233,7 @@ def test_labels_outside_every_raster_are_counted(tmp_path):
 
 
 def test_uint16_chips_follow_the_inference_scaling_rule(tmp_path):
-    from mmretina.apis.raster import RasterSource
+    from mmretina.geo.raster import RasterSource
     raster = write_raster(tmp_path / 'r.tif', count=4, dtype='uint16')
     labels = write_labels(tmp_path / 'l.gpkg', BOXES)
     res = run(tmp_path, raster, labels, chip=300, bands=(4, 3, 2),

@@ -17,9 +17,9 @@ from torch.utils.data import Dataset
 
 from mmengine.config import Config
 
+from mmretina.engine.checkpoint import load_checkpoint_file
 from mmretina.engine.hooks import (CheckFiniteLossHook,
                                    ensure_finite_loss_guard)
-from mmretina.utils import load_checkpoint_file
 
 
 class ToyModel(BaseModel):

@@ -468,7 +468,7 @@ def test_onnx_export_uses_torchvision_strides(tmp_path, capsys):
     from mmdet.structures import DetDataSample
     from mmengine.config import Config
 
-    from mmretina.apis.onnx_export import export_onnx
+    from mmretina.deploy.export import export_onnx
     ref, sd = reference('v1_deepforest')
     state, cfg = torchvision_to_mmretina(sd, coco_labels='coco91')
     cfg.pop('mmretina_meta')
@@ -536,8 +536,9 @@ def test_converted_model_tiled_raster_to_geopackage(tmp_path):
     from mmengine.config import Config
     from rasterio.transform import from_origin
 
-    from mmretina.apis import PytorchBackend, TiledInferencer
-    from mmretina.apis.runner import InferenceRun
+    from mmretina.deploy.pytorch import PytorchBackend
+    from mmretina.inference.tiled import TiledInferencer
+    from mmretina.inference.run import InferenceRun
     ref, sd = reference('v1_deepforest')
     # tiles of 160 px are not resized (torchvision's resize to min_size)
     state, cfg = torchvision_to_mmretina(sd, min_size=160, max_size=1333)

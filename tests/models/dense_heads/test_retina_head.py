@@ -411,7 +411,7 @@ def test_one_warning_when_many_ground_truths_get_no_positive():
 
     from mmengine.logging import MMLogger
 
-    from mmretina.engine.hooks import head_monitor
+    from mmretina.models.dense_heads import monitor
     ours, _ = build_pair()
     metas, gts, pad_hw, gen = make_batch([(128, 128)], [4])
     # two of four boxes unreachable: 50% without a positive anchor
@@ -424,7 +424,7 @@ def test_one_warning_when_many_ground_truths_get_no_positive():
     logger.addHandler(handler)
     try:
         with torch.no_grad():
-            for _ in range(head_monitor.DIAGNOSTIC_ITERS + 5):
+            for _ in range(monitor.DIAGNOSTIC_ITERS + 5):
                 ours.loss_by_feat(*outs, gts, metas)
     finally:
         logger.removeHandler(handler)

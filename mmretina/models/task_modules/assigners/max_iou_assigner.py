@@ -34,17 +34,10 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmretina.registry import TASK_UTILS
-from mmretina.structures import pairwise_iou
 from .iou_engines import (IoUReductions, dense_reductions, low_quality_rank,
-                          shape_windows, windowed_reductions)
+                          windowed_reductions)
 
-__all__ = ['MaxIoUAssigner', 'pad_boxes', 'shape_windows']
-
-# Older names, kept importable from here: the window bound that the anchor
-# analysis shares with training, and the IoU (one implementation, in
-# mmretina.structures).
-_shape_windows = shape_windows
-box_iou = pairwise_iou
+__all__ = ['MaxIoUAssigner', 'pad_boxes']
 
 
 def pad_boxes(boxes: list, multiple: int = 8) -> Tuple[Tensor, Tensor]:

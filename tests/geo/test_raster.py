@@ -17,13 +17,15 @@ pytest.importorskip('rasterio')
 import rasterio  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
-from mmretina.apis import PytorchBackend, TiledInferencer  # noqa: E402
-from mmretina.apis.inference import load_image  # noqa: E402
-from mmretina.apis.raster import (RasterError, RasterSource,  # noqa: E402
-                                  detect_raster, drop_nodata_centres,
-                                  parse_scale, read_georef, scale_to_uint8)
-from mmretina.apis import raster  # noqa: E402
-from mmretina.apis.tiling import Window  # noqa: E402
+from mmretina.deploy.pytorch import PytorchBackend  # noqa: E402
+from mmretina.inference.tiled import TiledInferencer
+from mmretina.inference.tiled import load_image  # noqa: E402
+from mmretina.geo.raster import (  # noqa: E402
+    RasterError, RasterSource, drop_nodata_centres, parse_scale, read_georef,
+    scale_to_uint8)
+from mmretina.inference.tiled import detect_raster  # noqa: E402
+from mmretina.geo import raster  # noqa: E402
+from mmretina.geo.windows import Window  # noqa: E402
 
 YELL = '2019_YELL_2_541000_4977000_image_crop'
 # EPSG:32617 (UTM 17N), 0.1 m pixels, as the DeepForest GeoTIFF
@@ -221,7 +223,7 @@ def test_nodata_only_where_every_band_is_nodata(tmp_path):
 def test_preview_from_the_windows_is_the_overview(yell_tif):
     # filled window by window (no second pass over the raster), it shows
     # what the decimated read shows: same size and factor, close pixels
-    from mmretina.apis.raster import PreviewCanvas
+    from mmretina.geo.raster import PreviewCanvas
     src = RasterSource(yell_tif)
     ref, f = src.overview(120)
     canvas = PreviewCanvas(src.width, src.height, 120)
@@ -301,8 +303,8 @@ def test_import_without_the_geo_extra(tmp_path, df_images):
         '        if name.split(".")[0] in ("rasterio", "geopandas"):\n'
         '            raise ImportError("hidden: " + name)\n'
         'sys.meta_path.insert(0, Block())\n'
-        'import mmretina, mmretina.apis\n'
-        'from mmretina.apis import RasterSource\n'
+        'import mmretina, mmretina.inference, mmretina.geo\n'
+        'from mmretina.geo import RasterSource\n'
         'try:\n'
         f'    RasterSource({df_images["OSBS_029.tif"]!r})\n'
         'except ImportError as e:\n'
@@ -314,4 +316,4 @@ def test_import_without_the_geo_extra(tmp_path, df_images):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'ERR reading rasters needs rasterio (the geo extra): ' \
-        'pip install "mmretina[geo]"' in proc.stdout
+        'pip install -r requirements/geo.txt' in proc.stdout

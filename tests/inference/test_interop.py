@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmretina.apis import load_image
+from mmretina.inference.tiled import load_image
 
 
 @pytest.fixture(scope='module')

@@ -2,9 +2,9 @@
 CSV and, for a georeferenced raster, a GIS layer (GeoPackage, Shapefile,
 GeoJSON, FlatGeobuf or CSV with WKT geometry) in the raster's CRS.
 
-The georeferencing comes from rasterio (:func:`mmretina.apis.raster.
+The georeferencing comes from rasterio (:func:`mmretina.geo.raster.
 read_georef`: affine transform and CRS as WKT); the layers are written with
-geopandas / pyogrio (the ``geo`` extra, ``pip install "mmretina[geo]"``).
+geopandas / pyogrio (the ``geo`` extra, ``pip install -r requirements/geo.txt``).
 """
 import csv
 import json
@@ -16,6 +16,8 @@ import warnings
 from typing import List, Optional, Sequence
 
 import numpy as np
+
+from mmretina.geo.formats import require
 
 __all__ = [
     'write_csv', 'write_coco_json', 'draw_detections', 'CSV_HEADER',
@@ -94,17 +96,6 @@ def write_coco_json(path: str, results: List[dict],
         f.write(']')
 
 
-def _require_geopandas():
-    try:
-        import geopandas
-        import shapely
-    except ImportError as e:
-        raise ImportError('writing GIS layers needs geopandas and shapely '
-                          '(the geo extra): pip install "mmretina[geo]"'
-                          ) from e
-    return geopandas, shapely
-
-
 def detections_frame(results: List[dict], classes: Sequence[str],
                      georefs: Optional[List] = None):
     """A GeoDataFrame of the detections of one or more rasters: one
@@ -125,7 +116,8 @@ def detections_frame(results: List[dict], classes: Sequence[str],
         ``source`` (the raster's path), ``x1, y1, x2, y2`` (the pixel box)
         and ``geometry``; CRS the rasters' (None without one).
     """
-    geopandas, shapely = _require_geopandas()
+    geopandas, shapely = require('writing GIS layers', 'geopandas',
+                                  'shapely')
     georefs = georefs or [None] * len(results)
     crs = {g.crs_wkt if g is not None else None for g in georefs}
     if len(crs) > 1:
@@ -177,7 +169,7 @@ def write_layer(path: str, frame, fmt: str = 'gpkg',
     Returns:
         str: ``path``.
     """
-    _require_geopandas()
+    require('writing GIS layers', 'geopandas', 'shapely')
     if fmt not in VECTOR_FORMATS:
         raise ValueError(f'format {fmt!r}: choose one of '
                          f'{", ".join(VECTOR_FORMATS)}')
@@ -268,7 +260,7 @@ def plot_layer_on_raster(path: str, raster: str, layers: Sequence,
             GeoDataFrame or a file geopandas reads (GeoPackage, Shapefile,
             GeoJSON, FlatGeobuf), ``label`` its legend entry, ``colour`` a
             matplotlib colour.
-        bands, scale: as :class:`~mmretina.apis.raster.RasterSource`.
+        bands, scale: as :class:`~mmretina.geo.raster.RasterSource`.
         max_side (int): the picture's raster at most this many px a side.
         score_thr (float): features with a ``score`` below it are not drawn.
         title (str, optional): the axes' title.
@@ -286,8 +278,9 @@ def plot_layer_on_raster(path: str, raster: str, layers: Sequence,
     from matplotlib.collections import LineCollection
     from pyproj import CRS
 
-    from .raster import RasterSource
-    geopandas, shapely = _require_geopandas()
+    from mmretina.geo.raster import RasterSource
+    geopandas, shapely = require('writing GIS layers', 'geopandas',
+                                  'shapely')
     src = RasterSource(raster, bands=bands, scale=scale)
     g = src.georef
     if g is None or g.crs_wkt is None:

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from mmretina.apis.tiling import (Window, box_iou, cut_mask, drop_cut_boxes,
-                                  merge_nms, tile_starts, tile_windows,
-                                  weighted_boxes_fusion)
+from mmretina.geo.windows import Window, tile_starts, tile_windows
+from mmretina.inference.merge import (cut_mask, drop_cut_boxes, merge_nms,
+                                      weighted_boxes_fusion)
 
 
 def test_windows_cover_the_image_and_end_at_its_border():
@@ -111,16 +111,10 @@ def test_weighted_boxes_fusion_by_hand():
         weighted_boxes_fusion(boxes, scores, labels, iou_thr=1.5)
 
 
-def test_box_iou():
-    a = torch.tensor([[0.0, 0, 10, 10]])
-    b = torch.tensor([[5.0, 0, 15, 10], [20.0, 20, 30, 30]])
-    assert torch.allclose(box_iou(a, b), torch.tensor([[50 / 150, 0.0]]))
-
-
 def _many_boxes(seed=0, size=2000, tile=400, overlap=100, per_window=150):
     """Boxes detected window by window over a ``size`` px image: clusters
     of jittered copies (the duplicates NMS removes), inside their window."""
-    from mmretina.apis.tiling import tile_windows
+    from mmretina.geo.windows import tile_windows
     g = torch.Generator().manual_seed(seed)
     windows = tile_windows(size, size, tile, overlap)
     boxes, tiles = [], []
@@ -142,7 +136,8 @@ def _many_boxes(seed=0, size=2000, tile=400, overlap=100, per_window=150):
 
 
 def test_window_neighbours():
-    from mmretina.apis.tiling import tile_windows, window_neighbours
+    from mmretina.geo.windows import tile_windows
+    from mmretina.inference.merge import window_neighbours
     windows = tile_windows(1000, 700, 400, 100)  # 3 x 2 windows
     nb = window_neighbours(windows)
     for t, w in enumerate(windows):
@@ -153,8 +148,8 @@ def test_window_neighbours():
 
 
 def test_local_merge_equals_the_global_merge():
-    from mmretina.apis.tiling import (drop_cut_boxes_local, merge_nms,
-                                      merge_nms_local)
+    from mmretina.inference.merge import (
+        drop_cut_boxes_local, merge_nms, merge_nms_local)
     boxes, scores, labels, tiles, windows, size = _many_boxes()
     assert len(boxes) > 3000
     cut = torch.cat([cut_mask(boxes[tiles == t], w, size, size)
@@ -174,7 +169,8 @@ def test_local_merge_equals_the_global_merge():
 def test_tiled_inferencer_merges_locally_above_the_threshold(monkeypatch):
     from mmengine.structures import InstanceData
 
-    from mmretina.apis import TiledInferencer, tiling
+    from mmretina.inference.tiled import TiledInferencer
+    from mmretina.inference import merge as tiling
     boxes, scores, labels, tiles, windows, size = _many_boxes(seed=1)
     per_window = {}
     for t, w in enumerate(windows):
@@ -187,7 +183,7 @@ def test_tiled_inferencer_merges_locally_above_the_threshold(monkeypatch):
                           progress=False)
     results = {}
     for name, threshold in (('global', 10**9), ('local', 0)):
-        monkeypatch.setattr('mmretina.apis.inference.LOCAL_MERGE_MIN',
+        monkeypatch.setattr('mmretina.inference.tiled.LOCAL_MERGE_MIN',
                             threshold)
         results[name] = inf.merge_windows(per_window, windows, size, size)
     assert tiling.LOCAL_MERGE_MIN == 10000

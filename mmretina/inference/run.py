@@ -2,8 +2,8 @@
 of ``mmretina predict`` (``tools/infer.py``) and ``tools/dist_infer.sh``.
 
 Every input goes through the one tiled-detection loop
-(:func:`~mmretina.apis.raster.detect_windows`): read window by window by
-:class:`~mmretina.apis.raster.RasterSource` (at the model's ground sample
+(:func:`~mmretina.inference.tiled.detect_windows`): read window by window by
+:class:`~mmretina.geo.raster.RasterSource` (at the model's ground sample
 distance when the raster has a CRS and ``gsd`` is set), or in one window
 when ``tile`` covers it, merged by ``TiledInferencer.merge_windows`` and
 mapped back to the raster's pixels.
@@ -11,7 +11,7 @@ mapped back to the raster's pixels.
 Outputs in ``out_dir``: per input ``<stem>_detections.png`` (the boxes with
 score >= ``score_thr`` over the image, decimated to 4096 px a side for a
 larger raster) and, for a georeferenced raster (or any input when a format
-is asked for), ``<stem>.<format>`` (:func:`~mmretina.apis.outputs.
+is asked for), ``<stem>.<format>`` (:func:`~mmretina.geo.writers.
 write_layer`); for all inputs ``results.json`` (COCO results) and
 ``detections.csv``. ``merge_layers``: one ``detections.<format>`` for all
 inputs instead of one layer each.
@@ -49,14 +49,15 @@ import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
-from .inference import DEFAULT_MAX_PIXELS, TiledInferencer, load_image
-from .outputs import (VECTOR_FORMATS, detections_frame, draw_detections,
-                      write_coco_json, write_csv, write_layer)
-from .progress import progress_bar
-__all__ = ['IMAGE_EXTS', 'list_inputs', 'check_writable', 'InferenceRun']
+from mmretina.geo.formats import IMAGE_EXTS
+from mmretina.inference.tiled import (
+    DEFAULT_MAX_PIXELS, TiledInferencer, load_image)
+from mmretina.geo.writers import (
+    VECTOR_FORMATS, detections_frame, draw_detections, write_coco_json,
+    write_csv, write_layer)
+from mmretina.inference.progress import progress_bar
+__all__ = ['list_inputs', 'check_writable', 'InferenceRun']
 
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.jp2',
-              '.vrt', '.img')
 PREVIEW_SIDE = 4096
 
 
@@ -111,7 +112,7 @@ class InferenceRun:
 
     Args:
         inferencer (TiledInferencer): backend (a
-            :class:`~mmretina.apis.inference.LazyBackend` is loaded only when
+            :class:`~mmretina.inference.tiled.LazyBackend` is loaded only when
             a window has to run) and window / merge settings; a ``tile`` of
             ``1 << 30`` reads each input as one window.
         classes (list[str], optional), palette (list[tuple], optional):
@@ -120,7 +121,7 @@ class InferenceRun:
         out_dir (str, optional): output folder; out (str, optional): one
             PNG (one input, no other output).
         score_thr (float): drawn, CSV and GIS layer detections.
-        bands, scale: :class:`~mmretina.apis.raster.RasterSource`'s.
+        bands, scale: :class:`~mmretina.geo.raster.RasterSource`'s.
         gsd (float, optional): read rasters with a CRS at this GSD (m);
             None: at their own.
         fmt (str, optional): GIS format (:data:`VECTOR_FORMATS`); None:
@@ -207,7 +208,7 @@ class InferenceRun:
                     return None
                 georef = None
                 if z['transform'].size:
-                    from .raster import Georef
+                    from mmretina.geo.raster import Georef
                     wkt = str(z['crs_wkt'])
                     georef = Georef(tuple(float(v) for v in z['transform']),
                                     wkt or None)
@@ -279,7 +280,7 @@ class InferenceRun:
 
     # ------------------------------------------------------------ inputs
     def _source(self, path: str):
-        from .raster import ArraySource, RasterSource
+        from mmretina.geo.raster import ArraySource, RasterSource
         try:
             source = RasterSource(path, self.bands, self.scale, self.gsd)
         except ImportError:
@@ -352,7 +353,8 @@ class InferenceRun:
     def _run_windows(self, todo: List[str], done: Dict[str, dict]) -> None:
         """Windows of ``todo`` not recorded yet, shared across ranks, run
         through the one loop; rank 0 merges each input."""
-        from .raster import PreviewCanvas, detect_windows, to_native
+        from mmretina.geo.raster import PreviewCanvas
+        from mmretina.inference.tiled import detect_windows, to_native
         sources, windows, units = {}, {}, []
         resumed = 0
         for k, path in enumerate(todo):

@@ -1,9 +1,5 @@
-"""Windows over a large image and merging the detections of the windows.
-
-A large raster is cut into square windows of ``tile`` px that overlap by
-``overlap`` px; the last row / column of windows is shifted to end at the
-image border (no padding, no pixel is lost), as
-``tools/dataset_converters/prepare_deepforest.py`` cuts its training tiles.
+"""Merging the detections of the windows of one image (pure functions of
+boxes, scores, labels and the windows of :mod:`mmretina.geo.windows`).
 
 Merging (all boxes in image coordinates, (x1, y1, x2, y2)):
 
@@ -21,83 +17,20 @@ Merging (all boxes in image coordinates, (x1, y1, x2, y2)):
      times ``min(n, T) / T``, with n the cluster's boxes and T the number of
      windows that contain the fused box whole.
 """
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mmretina.geo.windows import Window
 from mmretina.structures import pairwise_iou
 
 __all__ = [
-    'Window', 'tile_starts', 'tile_windows', 'cut_mask', 'drop_cut_boxes',
-    'merge_nms', 'weighted_boxes_fusion', 'box_iou', 'window_neighbours',
+    'cut_mask', 'drop_cut_boxes',
+    'merge_nms', 'weighted_boxes_fusion', 'window_neighbours',
     'drop_cut_boxes_local', 'merge_nms_local', 'LOCAL_MERGE_MIN'
 ]
-
-
-class Window(NamedTuple):
-    """A window ``[x0, x1) x [y0, y1)`` of the image, in pixels."""
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-
-def tile_starts(length: int, tile: int, stride: int) -> List[int]:
-    """Start offsets of windows of size ``tile`` along an axis of
-    ``length`` px, ``stride`` apart, the last one ending at ``length``.
-
-    One window starting at 0 when ``length <= tile``.
-    """
-    if tile <= 0 or stride <= 0:
-        raise ValueError(f'tile ({tile}) and stride ({stride}) must be > 0')
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
-
-
-def tile_windows(width: int, height: int, tile: int,
-                 overlap: float = 0.25) -> List[Window]:
-    """Overlapping windows that cover a ``width`` x ``height`` image.
-
-    Args:
-        width, height (int): image size in px.
-        tile (int): window side in px. A window is never larger than the
-            image: an image no larger than ``tile`` is one window, itself.
-        overlap (float): overlap of neighbouring windows, as a fraction of
-            ``tile`` (``0 <= overlap < 1``) or, if ``>= 1``, in px
-            (``< tile``).
-
-    Returns:
-        list[Window]: row by row, left to right.
-    """
-    if width <= 0 or height <= 0:
-        raise ValueError(f'image size must be positive, got {width}x{height}')
-    if tile <= 0:
-        raise ValueError(f'tile must be a positive size in px, got {tile}')
-    overlap_px = overlap * tile if overlap < 1 else overlap
-    if overlap < 0 or overlap_px >= tile:
-        raise ValueError(
-            f'overlap={overlap} must be a fraction in [0, 1) of the tile or '
-            f'a number of px below the tile size ({tile})')
-    stride = max(1, int(round(tile - overlap_px)))
-    xs = tile_starts(width, tile, stride)
-    ys = tile_starts(height, tile, stride)
-    return [
-        Window(x, y, min(x + tile, width), min(y + tile, height)) for y in ys
-        for x in xs
-    ]
 
 
 def cut_mask(bboxes: Tensor, window: Window, width: int, height: int,
@@ -137,11 +70,6 @@ def _intersection(a: Tensor, b: Tensor) -> Tensor:
 
 def _area(a: Tensor) -> Tensor:
     return (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
-
-
-# The one IoU of the package (mmdet's arithmetic); the name is kept for
-# callers of ``mmretina.apis.box_iou``.
-box_iou = pairwise_iou
 
 
 def drop_cut_boxes(bboxes: Tensor,
@@ -374,7 +302,7 @@ def weighted_boxes_fusion(
             box, score = b64[i], float(scores[i])
             j = -1
             if len(fused):
-                iou = box_iou(box[None], fused)[0]
+                iou = pairwise_iou(box[None], fused)[0]
                 best = int(iou.argmax())
                 if float(iou[best]) > iou_thr:
                     j = best

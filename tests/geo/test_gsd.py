@@ -14,10 +14,11 @@ from mmengine.structures import InstanceData  # noqa: E402
 from rasterio.crs import CRS  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
-from mmretina.apis import TiledInferencer  # noqa: E402
-from mmretina.apis.raster import (RasterError, RasterSource,  # noqa: E402
-                                  detect_raster, gsd_metres, parse_gsd)
-from mmretina.apis.runner import InferenceRun  # noqa: E402
+from mmretina.inference.tiled import TiledInferencer  # noqa: E402
+from mmretina.geo.raster import (RasterError, RasterSource,  # noqa: E402
+                                 gsd_metres, parse_gsd)
+from mmretina.inference.tiled import detect_raster  # noqa: E402
+from mmretina.inference.run import InferenceRun  # noqa: E402
 from mmretina.cli.options import model_gsd, model_window, resolve_gsd  # noqa
 
 ORIGIN = (404211.9, 3285142.9)  # EPSG:32617 (UTM 17N), as OSBS_029.tif
@@ -149,7 +150,7 @@ def test_coarser_raster_is_enlarged_bilinear(tmp_path):
 
 
 def src_window(x0, y0, x1, y1):
-    from mmretina.apis.tiling import Window
+    from mmretina.geo.windows import Window
     return Window(x0, y0, x1, y1)
 
 

@@ -5,8 +5,10 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from mmretina.apis import PytorchBackend, TiledInferencer, load_image
-from mmretina.apis.tiling import box_iou, tile_windows
+from mmretina.deploy.pytorch import PytorchBackend
+from mmretina.geo.windows import tile_windows
+from mmretina.inference.tiled import TiledInferencer, load_image
+from mmretina.structures import pairwise_iou
 
 
 @pytest.mark.parametrize('tile', [400, 512])
@@ -84,7 +86,7 @@ def _squares(width=1000, height=700, num=40, seed=0):
         s = rng.randint(30, 90)  # below the 100 px overlap
         x, y = rng.randint(0, width - s), rng.randint(0, height - s)
         b = [x, y, x + s, y + s]
-        if boxes and box_iou(torch.tensor([b], dtype=torch.float32).add(
+        if boxes and pairwise_iou(torch.tensor([b], dtype=torch.float32).add(
                 torch.tensor([-3.0, -3, 3, 3])), torch.tensor(
                     boxes, dtype=torch.float32)).max() > 0:
             continue  # 3 px apart at least
@@ -107,7 +109,7 @@ def test_objects_on_window_borders_are_reported_once(merge):
     assert crossing >= 15  # the case under test is well represented
     res = TiledInferencer(BrightBlobDetector(), tile=400, overlap=0.25,
                           merge=merge, progress=False)(img)
-    iou = box_iou(res.bboxes, gt)
+    iou = pairwise_iou(res.bboxes, gt)
     assert len(res) == len(gt), (len(res), len(gt))
     assert (iou.max(dim=1).values > 0.999).all()
     assert sorted(iou.argmax(dim=1).tolist()) == list(range(len(gt)))
@@ -134,7 +136,7 @@ def test_bad_arguments(df_model):
 
 def test_optimize_for_cpu_keeps_the_detections(df_model, df_images):
     import copy
-    from mmretina.apis import optimize_for_cpu
+    from mmretina.deploy.pytorch import optimize_for_cpu
     model = copy.deepcopy(df_model)
     g = torch.Generator().manual_seed(0)
     bns = [m for m in model.modules()

@@ -1,68 +1,46 @@
-"""Tiled inference: a detector run window by window over a large image.
+"""Tiled detection: one loop, windows -> batches -> a backend -> merge.
 
-The detector is a *backend*: a callable that takes a list of H x W x 3 uint8
-BGR images (as ``mmcv.imread`` returns them) and returns, per image, an
+A *backend* is a callable that takes a list of H x W x 3 uint8 BGR images
+(as ``mmcv.imread`` returns them) and returns, per image, an
 ``InstanceData`` with ``bboxes`` (M, 4) in that image's pixel coordinates,
-``scores`` (M,) and ``labels`` (M,). :class:`PytorchBackend` wraps an mmdet
-detector (``init_detector``) and the config's test pipeline, exactly as
-mmdet's ``inference_detector`` does; ``mmretina.apis.onnx_runtime.OrtBackend``
-runs an exported ONNX model with onnxruntime.
+``scores`` (M,) and ``labels`` (M,): every runtime of
+:mod:`mmretina.deploy` (``PytorchBackend``, ``OrtBackend`` on onnxruntime or
+OpenVINO) is one.
 
-:class:`TiledInferencer` cuts the image into overlapping windows
-(:func:`~mmretina.apis.tiling.tile_windows`), runs them through the backend
-``batch_size`` at a time (only one batch of window crops exists at a time:
-memory is bounded by the batch, not by the number of windows), shifts the
-boxes back by the window offsets, drops boxes cut by an inner window edge
-when a neighbouring window sees the object whole, and merges the rest by
-class-aware NMS or weighted boxes fusion. An image no larger than one window
-is one window and its result is the backend's result, untouched.
+:func:`detect_windows` is the loop: the windows of a source (a raster read
+from disk, :class:`~mmretina.geo.raster.RasterSource`, possibly at another
+GSD; an image in memory, :class:`~mmretina.geo.raster.ArraySource`) are
+read ``batch_size`` at a time (memory is bounded by the batch, not by the
+number of windows) and run through the backend. The same loop runs in
+memory (:class:`TiledInferencer`), from disk (:func:`detect_raster`) and on
+every rank of a distributed run (:class:`mmretina.inference.run.
+InferenceRun`). :meth:`TiledInferencer.merge_windows` shifts the boxes back
+by the window offsets, drops boxes cut by an inner window edge when a
+neighbouring window sees the object whole, and merges the rest by
+class-aware NMS or weighted boxes fusion (:mod:`.merge`); an image no
+larger than one window is one window and its result is the backend's
+result, untouched.
 """
-import copy
 import os.path as osp
-import sys
-from typing import (Callable, Dict, Iterator, List, Optional, Sequence,
-                    Union)
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
-from .progress import progress_bar
-from .tiling import (LOCAL_MERGE_MIN, Window, cut_mask, drop_cut_boxes,
-                     drop_cut_boxes_local, merge_nms, merge_nms_local,
-                     tile_windows, weighted_boxes_fusion)
+from mmretina.geo.raster import (ArraySource, PreviewCanvas, Source,
+                                 drop_nodata_centres, read_size)
+from mmretina.geo.windows import Window, tile_windows
+from mmretina.inference.merge import (
+    LOCAL_MERGE_MIN, cut_mask, drop_cut_boxes, drop_cut_boxes_local,
+    merge_nms, merge_nms_local, weighted_boxes_fusion)
+from mmretina.inference.progress import progress_bar
 
 __all__ = [
-    'PytorchBackend', 'TiledInferencer', 'load_image', 'image_size',
-    'optimize_for_cpu', 'LazyBackend', 'DEFAULT_MAX_PIXELS'
+    'Backend', 'LazyBackend', 'TiledInferencer', 'load_image', 'image_size',
+    'detect_windows', 'detect_raster', 'to_native', 'DEFAULT_MAX_PIXELS'
 ]
 
-
-def optimize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
-    """Make an eval-mode detector faster on a CPU, in place: every
-    conv + BatchNorm pair fused into one conv (``mmcv.cnn.fuse_conv_bn``)
-    and the weights in channels-last memory format (oneDNN's preferred
-    layout; the convolutions then return channels-last maps, which the
-    head's flattening handles).
-
-    Detections equal the unfused model's up to float rounding (fused
-    features differ by ~1e-5). Measured on the DeepForest demo model,
-    1 x 400 x 400, fp32 with oneDNN limited to AVX2: fused 1.17x, fused +
-    channels-last 1.46x (docs/user_guides/speed.md). Inference only: the fused
-    model has no BatchNorm to train.
-
-    Args:
-        model (nn.Module): a detector on the CPU.
-
-    Returns:
-        nn.Module: ``model``, in eval mode.
-    """
-    from mmcv.cnn import fuse_conv_bn
-    if any(p.device.type != 'cpu' for p in model.parameters()):
-        raise ValueError('optimize_for_cpu: the model is not on the CPU')
-    model.eval()
-    fuse_conv_bn(model)
-    return model.to(memory_format=torch.channels_last)
 
 Backend = Callable[[List[np.ndarray]], List[InstanceData]]
 
@@ -93,7 +71,6 @@ def image_size(path: str) -> Optional[tuple]:
     except Exception:  # not an image PIL reads (BigTIFF, float TIFF, ...)
         pass
     try:
-        from .raster import read_size
         return read_size(path)
     except Exception:
         return None
@@ -130,40 +107,6 @@ def load_image(image: Union[str, np.ndarray],
     if img is None:
         raise OSError(f'image {image!r} cannot be decoded')
     return img
-
-
-class PytorchBackend:
-    """An mmdet detector with its config's test pipeline, as mmdet's
-    ``inference_detector`` runs it on an ndarray (the pipeline's loading
-    transform replaced by ``mmdet.LoadImageFromNDArray``), batched.
-
-    Args:
-        model (nn.Module): a detector from ``mmdet.apis.init_detector``
-            (it carries ``cfg`` and ``dataset_meta``).
-    """
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        from mmcv.transforms import Compose
-        from mmdet.utils import get_test_pipeline_cfg
-        self.model = model
-        pipeline = get_test_pipeline_cfg(copy.deepcopy(model.cfg))
-        pipeline[0].type = 'mmdet.LoadImageFromNDArray'
-        self.pipeline = Compose(pipeline)
-        meta = getattr(model, 'dataset_meta', None) or {}
-        self.classes = tuple(meta.get('classes', ()))
-        self.palette = meta.get('palette')
-        test_cfg = model.cfg.model.get('test_cfg', None) or {}
-        self.nms_iou = float(
-            (test_cfg.get('nms', None) or {}).get('iou_threshold', 0.5))
-
-    def __call__(self, imgs: List[np.ndarray]) -> List[InstanceData]:
-        data = [self.pipeline(dict(img=img, img_id=0)) for img in imgs]
-        batch = dict(
-            inputs=[d['inputs'] for d in data],
-            data_samples=[d['data_samples'] for d in data])
-        with torch.no_grad():
-            results = self.model.test_step(batch)
-        return [r.pred_instances for r in results]
 
 
 class LazyBackend:
@@ -251,7 +194,7 @@ class TiledInferencer:
     def __call__(self, image: Union[str, np.ndarray]) -> InstanceData:
         """Detections of one image in memory (or decoded from a path by
         :func:`load_image`), through the same loop as a raster read from
-        disk (:func:`~mmretina.apis.raster.detect_raster`).
+        disk (:func:`~mmretina.inference.tiled.detect_raster`).
 
         Returns:
             InstanceData: ``bboxes`` (K, 4) float32 in image pixels,
@@ -259,7 +202,6 @@ class TiledInferencer:
             metainfo holds ``ori_shape`` (H, W), ``windows`` and, for a
             path, ``img_path``.
         """
-        from .raster import ArraySource, detect_raster
         path = image if isinstance(image, str) else None
         return detect_raster(self, ArraySource(load_image(image), path))
 
@@ -353,3 +295,107 @@ class TiledInferencer:
         result.scores = scores
         result.labels = labels
         return result
+
+
+def detect_windows(backend, source: Source, windows: Sequence[Window],
+                   ids: Optional[Sequence[int]] = None, batch_size: int = 4,
+                   progress=None,
+                   preview: Optional[PreviewCanvas] = None,
+                   on_batch: Optional[Callable[[List[int], Dict[
+                       int, 'InstanceData']], None]] = None
+                   ) -> Dict[int, 'InstanceData']:
+    """The tiled-detection loop: windows of ``source`` -> batches ->
+    ``backend``. In memory, from disk and on every rank of a distributed
+    run, this is the one loop; :meth:`TiledInferencer.merge_windows`
+    merges its result.
+
+    Args:
+        backend (callable): list of h x w x 3 uint8 BGR -> list of
+            ``InstanceData`` (``bboxes`` (M, 4) in the window's pixels,
+            ``scores`` (M,), ``labels`` (M,)).
+        source (RasterSource | ArraySource): the image.
+        windows (list[Window]): all windows of the image (model px).
+        ids (list[int], optional): the windows to run (default: all).
+        batch_size (int): windows per backend call.
+        progress: an object with ``update(n)`` (:func:`progress_bar`), or
+            None.
+        preview (PreviewCanvas, optional): filled with the windows read.
+        on_batch (callable, optional): called after each batch with the
+            window ids it accounts for (nodata windows included) and their
+            detections (what a run's record keeps, batch by batch).
+
+    Returns:
+        dict[int, InstanceData]: per window run and not entirely nodata,
+        its detections in the **window's** pixels, those centred on nodata
+        dropped. Windows left out (nodata) have no entry.
+    """
+    ids = list(range(len(windows))) if ids is None else list(ids)
+    out = {}
+    for batch in source.batches(windows, ids, batch_size):
+        results = backend(batch.imgs) if batch.imgs else []
+        if preview is not None:
+            for i, img in zip(batch.ids, batch.imgs):
+                preview.paste(source.native_bounds(windows[i]), img)
+        done = {}
+        for i, inst, valid in zip(batch.ids, results, batch.valid):
+            if valid is not None and len(inst):
+                keep = drop_nodata_centres(
+                    torch.as_tensor(inst.bboxes).cpu().numpy(), valid)
+                inst = inst[torch.from_numpy(keep)]
+            done[i] = inst
+        out.update(done)
+        if on_batch is not None:
+            on_batch(batch.covered, done)
+        if progress is not None:  # skipped windows count as done
+            progress.update(len(batch.covered))
+    return out
+
+
+def to_native(inst: 'InstanceData', source: Source) -> 'InstanceData':
+    """A merged result in the model px grid of ``source`` -> its raster
+    px (boxes scaled by ``fx, fy``; ``ori_shape`` the raster's)."""
+    if source.resampled:
+        inst.bboxes = source.to_native(inst.bboxes)
+    inst.set_metainfo(dict(ori_shape=(source.native_height,
+                                      source.native_width),
+                           gsd=source.gsd))
+    return inst
+
+
+def detect_raster(inferencer, source: Source,
+                  progress: bool = True,
+                  preview: Optional[PreviewCanvas] = None) -> 'InstanceData':
+    """Detections over a whole raster (or image), window by window,
+    merged across windows (cut-box rule, NMS / WBF) and mapped back to the
+    raster's pixels.
+
+    Args:
+        inferencer (TiledInferencer): backend, tile, overlap, batch size
+            and merge settings.
+        source (RasterSource | ArraySource): the raster.
+        progress (bool): a progress bar over windows on stderr.
+        preview (PreviewCanvas, optional): filled with the windows read.
+
+    Returns:
+        InstanceData: ``bboxes`` (K, 4) float32 in the raster's pixels,
+        ``scores`` (K,), ``labels`` (K,) by descending score; metainfo
+        ``ori_shape`` (H, W) of the raster, ``windows`` (model px),
+        ``img_path``, ``gsd`` (the GSD read at, None: the raster's own),
+        ``skipped`` (the number of windows left out as entirely nodata).
+    """
+    windows = inferencer.windows(source.width, source.height)
+    bar = progress_bar(
+        len(windows),
+        desc=f'{osp.basename(source.path or "image")} '
+        f'{source.width}x{source.height} px',
+        enabled=progress and inferencer.progress)
+    try:
+        per_window = detect_windows(inferencer.backend, source, windows,
+                                    batch_size=inferencer.batch_size,
+                                    progress=bar, preview=preview)
+    finally:
+        bar.close()
+    inst = inferencer.merge_windows(
+        per_window, windows, source.width, source.height,
+        dict(img_path=source.path, skipped=len(windows) - len(per_window)))
+    return to_native(inst, source)

@@ -3,8 +3,8 @@
 rasterio is the one reader of rasters and of their georeferencing here:
 GeoTIFF, Cloud-Optimized GeoTIFF, BigTIFF, JPEG 2000, VRT, and PNG / JPEG
 through the same path. A raster is never decoded whole: its windows
-(:func:`~mmretina.apis.tiling.tile_windows`, the same windows and merge
-rules as the in-memory :class:`~mmretina.apis.inference.TiledInferencer`)
+(:func:`~mmretina.geo.windows.tile_windows`; the tiled-detection loop,
+:mod:`mmretina.inference.tiled`, runs them)
 are read by a background thread into a bounded queue, ``batch_size``
 windows at a time, so that peak memory follows the batch, not the raster.
 
@@ -46,17 +46,15 @@ import numpy as np
 if TYPE_CHECKING:
     from mmengine.structures import InstanceData
 
-from .tiling import Window
+from mmretina.geo.formats import require
+from mmretina.geo.windows import Window
 
 __all__ = [
-    'GEO_INSTALL_HINT', 'RasterError', 'Georef', 'RasterSource',
-    'require_geo', 'read_georef', 'percentile_ranges', 'scale_to_uint8',
+    'RasterError', 'Georef', 'RasterSource', 'read_georef', 'percentile_ranges', 'scale_to_uint8',
     'parse_scale', 'parse_bands', 'parse_gsd', 'gsd_metres',
-    'drop_nodata_centres', 'ArraySource', 'detect_windows', 'to_native',
-    'detect_raster', 'PreviewCanvas'
+    'drop_nodata_centres', 'ArraySource', 'Source', 'PreviewCanvas'
 ]
 
-GEO_INSTALL_HINT = 'pip install "mmretina[geo]"'
 DEFAULT_PERCENTILES = (2.0, 98.0)
 SAMPLE_SIDE = 1024
 # GDAL's block cache defaults to 5% of the RAM (1.2 GB of a 24 GB machine,
@@ -64,9 +62,8 @@ SAMPLE_SIDE = 1024
 # row by row, so what pays is the rows of blocks one row of windows spans,
 # plus one: RasterSource.cache_bytes sizes the cache to the raster's internal
 # tiling while its windows are read (unless GDAL_CACHEMAX is set in the
-# environment). GDAL_CACHEMAX_MB bounds whatever else GDAL reads (samples,
-# overviews, georeferencing).
-GDAL_CACHEMAX_MB = 256
+# environment); mmretina.geo.formats.GDAL_CACHEMAX_MB bounds whatever else
+# GDAL reads (samples, overviews, georeferencing).
 MIN_CACHE_BYTES = 32 * 2**20
 _USER_CACHEMAX = 'GDAL_CACHEMAX' in os.environ
 
@@ -81,18 +78,6 @@ GSD_TOLERANCE = 0.02
 class RasterError(ValueError):
     """A raster that cannot be used as asked; the message is one line that
     names the file and says what to change."""
-
-
-def require_geo(feature: str = 'reading rasters'):
-    """Import rasterio, or raise an ImportError saying which extra
-    installs it."""
-    os.environ.setdefault('GDAL_CACHEMAX', str(GDAL_CACHEMAX_MB))
-    try:
-        import rasterio
-    except ImportError as e:
-        raise ImportError(f'{feature} needs rasterio (the geo extra): '
-                          f'{GEO_INSTALL_HINT}') from e
-    return rasterio
 
 
 class Georef(NamedTuple):
@@ -169,7 +154,7 @@ def gsd_metres(transform: Sequence[float], crs) -> Optional[float]:
 
 
 def _open(path: str):
-    rasterio = require_geo()
+    rasterio = require('reading rasters')
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
     if not os.path.isfile(path):
         raise RasterError(f'{path}: no such file')
@@ -585,7 +570,7 @@ class RasterSource:
                 max(windows[i].height for i in ids))
 
         def work() -> None:
-            rasterio = require_geo()
+            rasterio = require('reading rasters')
             try:
                 with rasterio.Env(**env), _open(self.path) as ds:
                     batch = _Batch([], [], [], [])
@@ -697,109 +682,3 @@ class ArraySource:
 
 
 Source = Union[RasterSource, ArraySource]
-
-
-def detect_windows(backend, source: Source, windows: Sequence[Window],
-                   ids: Optional[Sequence[int]] = None, batch_size: int = 4,
-                   progress=None,
-                   preview: Optional[PreviewCanvas] = None,
-                   on_batch: Optional[Callable[[List[int], Dict[
-                       int, 'InstanceData']], None]] = None
-                   ) -> Dict[int, 'InstanceData']:
-    """The tiled-detection loop: windows of ``source`` -> batches ->
-    ``backend``. In memory, from disk and on every rank of a distributed
-    run, this is the one loop; :meth:`TiledInferencer.merge_windows`
-    merges its result.
-
-    Args:
-        backend (callable): list of h x w x 3 uint8 BGR -> list of
-            ``InstanceData`` (``bboxes`` (M, 4) in the window's pixels,
-            ``scores`` (M,), ``labels`` (M,)).
-        source (RasterSource | ArraySource): the image.
-        windows (list[Window]): all windows of the image (model px).
-        ids (list[int], optional): the windows to run (default: all).
-        batch_size (int): windows per backend call.
-        progress: an object with ``update(n)`` (:func:`progress_bar`), or
-            None.
-        preview (PreviewCanvas, optional): filled with the windows read.
-        on_batch (callable, optional): called after each batch with the
-            window ids it accounts for (nodata windows included) and their
-            detections (what a run's record keeps, batch by batch).
-
-    Returns:
-        dict[int, InstanceData]: per window run and not entirely nodata,
-        its detections in the **window's** pixels, those centred on nodata
-        dropped. Windows left out (nodata) have no entry.
-    """
-    import torch
-    ids = list(range(len(windows))) if ids is None else list(ids)
-    out = {}
-    for batch in source.batches(windows, ids, batch_size):
-        results = backend(batch.imgs) if batch.imgs else []
-        if preview is not None:
-            for i, img in zip(batch.ids, batch.imgs):
-                preview.paste(source.native_bounds(windows[i]), img)
-        done = {}
-        for i, inst, valid in zip(batch.ids, results, batch.valid):
-            if valid is not None and len(inst):
-                keep = drop_nodata_centres(
-                    torch.as_tensor(inst.bboxes).cpu().numpy(), valid)
-                inst = inst[torch.from_numpy(keep)]
-            done[i] = inst
-        out.update(done)
-        if on_batch is not None:
-            on_batch(batch.covered, done)
-        if progress is not None:  # skipped windows count as done
-            progress.update(len(batch.covered))
-    return out
-
-
-def to_native(inst: 'InstanceData', source: Source) -> 'InstanceData':
-    """A merged result in the model px grid of ``source`` -> its raster
-    px (boxes scaled by ``fx, fy``; ``ori_shape`` the raster's)."""
-    if source.resampled:
-        inst.bboxes = source.to_native(inst.bboxes)
-    inst.set_metainfo(dict(ori_shape=(source.native_height,
-                                      source.native_width),
-                           gsd=source.gsd))
-    return inst
-
-
-def detect_raster(inferencer, source: Source,
-                  progress: bool = True,
-                  preview: Optional[PreviewCanvas] = None) -> 'InstanceData':
-    """Detections over a whole raster (or image), window by window,
-    merged across windows (cut-box rule, NMS / WBF) and mapped back to the
-    raster's pixels.
-
-    Args:
-        inferencer (TiledInferencer): backend, tile, overlap, batch size
-            and merge settings.
-        source (RasterSource | ArraySource): the raster.
-        progress (bool): a progress bar over windows on stderr.
-        preview (PreviewCanvas, optional): filled with the windows read.
-
-    Returns:
-        InstanceData: ``bboxes`` (K, 4) float32 in the raster's pixels,
-        ``scores`` (K,), ``labels`` (K,) by descending score; metainfo
-        ``ori_shape`` (H, W) of the raster, ``windows`` (model px),
-        ``img_path``, ``gsd`` (the GSD read at, None: the raster's own),
-        ``skipped`` (the number of windows left out as entirely nodata).
-    """
-    from .progress import progress_bar
-    windows = inferencer.windows(source.width, source.height)
-    bar = progress_bar(
-        len(windows),
-        desc=f'{osp.basename(source.path or "image")} '
-        f'{source.width}x{source.height} px',
-        enabled=progress and inferencer.progress)
-    try:
-        per_window = detect_windows(inferencer.backend, source, windows,
-                                    batch_size=inferencer.batch_size,
-                                    progress=bar, preview=preview)
-    finally:
-        bar.close()
-    inst = inferencer.merge_windows(
-        per_window, windows, source.width, source.height,
-        dict(img_path=source.path, skipped=len(windows) - len(per_window)))
-    return to_native(inst, source)

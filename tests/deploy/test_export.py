@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmretina.apis import PytorchBackend
+from mmretina.deploy.pytorch import PytorchBackend
 
 pytest.importorskip('onnxruntime')
 
@@ -48,7 +48,7 @@ def test_export_cli_check(df_onnx):
     ['SOAP_061.png', 'OSBS_029.png'],
 ])
 def test_onnxruntime_matches_pytorch(df_onnx, df_model, df_images, names):
-    from mmretina.apis.onnx_runtime import OrtBackend
+    from mmretina.deploy.runtime import OrtBackend
     imgs = [mmcv.imread(df_images[n]) for n in names]
     ref = PytorchBackend(df_model)(imgs)
     ort = OrtBackend(df_onnx[0], num_threads=1)
@@ -68,7 +68,7 @@ def test_onnxruntime_matches_pytorch(df_onnx, df_model, df_images, names):
 
 
 def test_export_refuses_what_it_cannot_express(df_model):
-    from mmretina.apis.onnx_export import RetinaNetONNX
+    from mmretina.deploy.export import RetinaNetONNX
     cfg = dict(df_model.bbox_head.test_cfg)
     with pytest.raises(ValueError, match='nms_pre'):
         RetinaNetONNX(df_model, dict(cfg, nms_pre=-1))
@@ -78,7 +78,7 @@ def test_export_refuses_what_it_cannot_express(df_model):
 
 def test_nms_op_matches_mmcv():
     from mmcv.ops import batched_nms
-    from mmretina.apis.onnx_export import nonmax_suppression
+    from mmretina.deploy.export import nonmax_suppression
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(2, 60, 2, generator=g) * 50
     boxes = torch.cat([xy, xy + 5 + torch.rand(2, 60, 2, generator=g) * 20],
@@ -102,7 +102,7 @@ def test_nms_op_matches_mmcv():
 def test_ort_backend_refuses_foreign_models(tmp_path):
     import onnx
     from onnx import TensorProto, helper
-    from mmretina.apis.onnx_runtime import OrtBackend
+    from mmretina.deploy.runtime import OrtBackend
     node = helper.make_node('Identity', ['x'], ['y'])
     graph = helper.make_graph(
         [node], 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT,
@@ -121,7 +121,7 @@ def test_export_refuses_an_output_folder_it_cannot_create(df_model,
                                                           tmp_path):
     """Refused before tracing (an export takes 20-60 s); a missing folder
     is created (the deploy tests export into one)."""
-    from mmretina.apis.onnx_export import export_onnx
+    from mmretina.deploy.export import export_onnx
     blocker = tmp_path / 'a_file'
     blocker.write_text('not a folder')
     with pytest.raises(OSError, match='cannot create the folder .*a_file'):

@@ -4,8 +4,9 @@
 annotations in original image pixels."""
 from typing import Dict, Optional
 
-from .inference import PytorchBackend, TiledInferencer
-from .progress import progress_bar
+from mmretina.deploy.pytorch import PytorchBackend
+from mmretina.inference.tiled import TiledInferencer
+from mmretina.inference.progress import progress_bar
 
 __all__ = ['tiled_evaluate']
 

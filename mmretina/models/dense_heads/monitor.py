@@ -1,9 +1,10 @@
 """Training monitors of a dense head, kept out of the head's module.
 
 Only the head sees its targets and its raw output maps, so it calls these
-monitors from ``loss_by_feat``; what they watch and what they say lives here,
-beside :class:`~.check_finite_loss_hook.CheckFiniteLossHook` (which guards
-the logged losses of any model after the iteration):
+monitors from ``loss_by_feat``; what they watch and what they say lives here.
+They are not hooks: the model package does not import the training engine.
+:class:`mmretina.engine.hooks.CheckFiniteLossHook` guards the logged losses
+of any model after the iteration:
 
 * :class:`UnmatchedGtMonitor`: over the first training steps, the share of
   ground truths that got no positive anchor (learnt as background), summed
@@ -96,7 +97,7 @@ def check_finite_head_outputs(owner: str, cls_scores: Sequence[Tensor],
     background anchor, a -inf logit, which the focal loss maps to 0) in one
     reduction pass each, where ``isfinite`` would take three; all in one
     host sync. The iteration and the checkpoint to resume from are added by
-    ``tools/train.py`` (:func:`~.check_finite_loss_hook.non_finite_message`),
+    ``tools/train.py`` (:func:`mmretina.engine.hooks.non_finite_message`),
     which knows them.
 
     Args:

@@ -1,4 +1,5 @@
-"""Fixtures for the inference / deployment tests: real DeepForest images
+"""Fixtures for the geo / inference / deployment tests (a pytest plugin of
+tests/conftest.py): real DeepForest images
 (from the ``deepforest==2.1.0`` wheel, downloaded once with pip into
 ``~/.cache/mmretina``, or ``$MMRETINA_DEEPFOREST_WHEEL``) and the DeepForest
 RetinaNet with random weights whose classifier bias is raised, so that it
@@ -14,7 +15,7 @@ import zipfile
 import pytest
 import torch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DF_CONFIG = osp.join(REPO_ROOT, 'configs', 'retinanet_r18_fpn_deepforest.py')
 WHEEL = 'deepforest-2.1.0-py3-none-any.whl'
 YELL = '2019_YELL_2_541000_4977000_image_crop'

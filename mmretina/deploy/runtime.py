@@ -30,7 +30,7 @@ class OrtBackend:
     """An exported RetinaNet in an onnxruntime session.
 
     Args:
-        onnx_file (str): model from :func:`mmretina.apis.export_onnx`.
+        onnx_file (str): model from :func:`mmretina.deploy.export.export_onnx`.
         providers (list[str], optional): onnxruntime execution providers
             (default: CPU).
         num_threads (int, optional): intra-op threads (default: ORT's).

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from mmretina.engine.hooks.head_monitor import (UnmatchedGtMonitor,
+from mmretina.models.dense_heads.monitor import (UnmatchedGtMonitor,
                                                 check_finite_head_outputs)
 
 

@@ -16,10 +16,11 @@ geopandas = pytest.importorskip('geopandas')
 import rasterio  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
-from mmretina.apis import (LazyBackend, PytorchBackend,  # noqa: E402
-                           TiledInferencer)
-from mmretina.apis.inference import load_image  # noqa: E402
-from mmretina.apis.runner import InferenceRun  # noqa: E402
+from mmretina.inference.tiled import (LazyBackend,  # noqa: E402
+                                      TiledInferencer)
+from mmretina.deploy.pytorch import PytorchBackend
+from mmretina.inference.tiled import load_image  # noqa: E402
+from mmretina.inference.run import InferenceRun  # noqa: E402
 
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -1,5 +1,5 @@
 """Result writers: CSV, COCO JSON and GIS layers (georeferencing is read
-by mmretina.apis.raster: tests/apis/test_raster.py)."""
+by mmretina.geo.raster: tests/geo/test_raster.py)."""
 import csv
 import json
 import os
@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from mmretina.apis.outputs import (CSV_HEADER, VECTOR_FORMATS,
-                                   detections_frame, write_coco_json,
-                                   write_csv, write_layer)
-from mmretina.apis.raster import Georef
+from mmretina.geo.writers import (
+    CSV_HEADER, VECTOR_FORMATS, detections_frame, write_coco_json, write_csv,
+    write_layer)
+from mmretina.geo.raster import Georef
 
 RESULT = dict(
     image_path='a.tif',
@@ -122,7 +122,7 @@ def _tif(path, crs='EPSG:32617'):
 
 
 def test_layers_drawn_over_the_raster_in_map_coordinates(tmp_path):
-    from mmretina.apis.outputs import plot_layer_on_raster
+    from mmretina.geo.writers import plot_layer_on_raster
     tif = _tif(tmp_path / 'r.tif')
     frame = detections_frame([RESULT], ('tree', 'snag'), [_utm()])
 
@@ -150,7 +150,7 @@ def test_map_plot_of_a_raster_without_crs(tmp_path):
     pytest.importorskip('rasterio')
     from PIL import Image
 
-    from mmretina.apis.outputs import plot_layer_on_raster
+    from mmretina.geo.writers import plot_layer_on_raster
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / 'p.png')
     frame = detections_frame([RESULT], ('tree', 'snag'), [_utm()])
     with pytest.raises(ValueError, match='p.png: the raster has no CRS'):

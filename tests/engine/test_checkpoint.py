@@ -14,8 +14,9 @@ from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.utils import digit_version
 
-from mmretina.utils import (allow_checkpoint_globals, load_checkpoint_file,
-                            safe_checkpoint_globals)
+from mmretina.engine.checkpoint import (allow_checkpoint_globals,
+                                        load_checkpoint_file,
+                                        safe_checkpoint_globals)
 
 # torch>=2.6: weights_only=True by default, scoped allowlists available
 needs_safe_globals = pytest.mark.skipif(
