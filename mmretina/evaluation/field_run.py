@@ -119,13 +119,13 @@ class FieldEvaluator:
                                self.log) if lab_path else shared)
             source, pred = self.detect(path)
             boxes, idx, on = pixel_boxes(lab, path, source.georef,
-                                         source.width, source.height,
+                                         source.native_width, source.native_height,
                                          point_radius)
             if lab_path and not on.any():
                 raise ConversionError(extent_message(
-                    lab, path, source.georef, source.width, source.height))
-            boxes, verdicts = box_verdicts(boxes[on], source.width,
-                                           source.height, clip=True)
+                    lab, path, source.georef, source.native_width, source.native_height))
+            boxes, verdicts = box_verdicts(boxes[on], source.native_width,
+                                           source.native_height, clip=True)
             keep = np.array([v not in DROPPED for v in verdicts], bool)
             frame = lab.frame.iloc[idx[on][keep]]
             gt_labels = self._label_index(
@@ -138,8 +138,8 @@ class FieldEvaluator:
                            .most_common(1)[0][0])
             m = match_image(path, boxes[keep], gt_labels, *pred,
                             score_thr=self.score_thr, iou_thr=self.iou_thr,
-                            site=site, width=source.width,
-                            height=source.height)
+                            site=site, width=source.native_width,
+                            height=source.native_height)
             m.source = source
             out.append(m)
             self.log(f'{path}: {m.n_gt} labels, {m.n_pred} detections >= '
@@ -148,7 +148,7 @@ class FieldEvaluator:
         if shared is not None and not any(m.n_gt for m in out):
             s = out[0].source
             raise ConversionError(extent_message(shared, s.path, s.georef,
-                                                 s.width, s.height))
+                                                 s.native_width, s.native_height))
         return out
 
     # --------------------------------------------------------- COCO split
@@ -182,7 +182,7 @@ class FieldEvaluator:
             m = match_image(path, boxes, labels, *pred,
                             score_thr=self.score_thr, iou_thr=self.iou_thr,
                             site=site_of(im.get('raster', path)),
-                            width=source.width, height=source.height)
+                            width=source.native_width, height=source.native_height)
             m.source = source
             m.raster = im.get('raster', path)
             out.append(m)

@@ -273,3 +273,31 @@ def test_chips_cut_at_a_chosen_gsd(rasters, tmp_path):
 def osp_join(*parts):
     import os.path as osp
     return osp.join(*(str(p) for p in parts))
+
+
+def test_field_evaluation_at_the_model_gsd(rasters, tmp_path):
+    """mmretina evaluate's rule: the x4 raster read at the model's GSD is
+    matched against the labels (in the raster's own pixels) exactly as
+    the original is; read as it is, it collapses."""
+    from shapely.geometry import box
+    from mmretina.evaluation.field_run import FieldEvaluator
+    paths, squares = rasters
+    with rasterio.open(paths[1.0]) as ds:
+        t = ds.transform
+    labels = tmp_path / 'squares.gpkg'
+    geopandas.GeoDataFrame(
+        {'label': ['square'] * len(squares)},
+        geometry=[box(*(t * (x, y + 20)), *(t * (x + 20, y)))
+                  for x, y in squares],
+        crs='EPSG:32617').to_crs('EPSG:4326').to_file(labels)
+    inf = TiledInferencer(SquareDetector(), tile=128, progress=False)
+    got = {}
+    for f, gsd in ((1.0, GSD), (4.0, GSD), (4.0, None)):
+        ev = FieldEvaluator(inf, ('square', ), 0.3, 0.4, gsd=gsd,
+                            log=lambda s: None)
+        images = ev.rasters(paths[f], str(labels))
+        got[f, gsd] = ev.write(images, str(tmp_path / f'e{f}{gsd}'))[
+            'overall']
+    assert got[1.0, GSD]['precision'] == got[1.0, GSD]['recall'] == 1.0
+    assert got[4.0, GSD]['precision'] == got[4.0, GSD]['recall'] == 1.0
+    assert got[4.0, None]['recall'] == 0.0

@@ -636,13 +636,14 @@ def raster_to_coco(rasters: str,
             report['labels outside their raster'] += int((~on).sum())
             if not on.any():
                 raise ConversionError(extent_message(
-                    lab, raster, source.georef, source.width, source.height))
+                    lab, raster, source.georef, source.native_width,
+                    source.native_height))
         jobs.append((source, lab, boxes[on], idx[on]))
     if shared is not None:
         if not met.any():
             s = jobs[0][0]
             raise ConversionError(
-                extent_message(shared, s.path, s.georef, s.width, s.height)
+                extent_message(shared, s.path, s.georef, s.native_width, s.native_height)
                 + (f' (nor any of the other {len(jobs) - 1} rasters)'
                    if len(jobs) > 1 else ''))
         if not met.all():
