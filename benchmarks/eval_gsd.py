@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import sys
 import time
 
@@ -59,6 +58,7 @@ def main(argv=None) -> int:
     from mmretina.evaluation.field_run import FieldEvaluator
     from mmretina.inference.tiled import TiledInferencer
     from mmretina.utils.cpu_info import describe_cpu
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # report
 
     os.makedirs(args.out_dir, exist_ok=True)
     model = init_detector(args.config, args.checkpoint, device='cpu')
@@ -93,14 +93,24 @@ def main(argv=None) -> int:
                   f"{r['precision']:.3f}  recall {r['recall']:.3f}  mAP50 "
                   f"{r['mAP50']:.3f}  {r['detections']} detections  "
                   f"{r['seconds']} s", flush=True)
-    cpu = describe_cpu()
-    record = dict(cpu=getattr(cpu, '_asdict', lambda: str(cpu))(), torch=torch.__version__,
-                  python=platform.python_version(), model_gsd=gsd,
-                  checkpoint=args.checkpoint, rows=rows,
-                  date=time.strftime('%Y-%m-%d'))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(record, f, indent=1)
+        import report
+        cpu = describe_cpu()
+        columns = ['raster', 'GSD (m)', '--gsd', 'precision@0.4',
+                   'recall@0.4', 'mAP50', 'detections >= 0.3']
+        table = [[r['raster'], str(r['gsd']), r['rule'],
+                  f"{r['precision']:.3f}", f"{r['recall']:.3f}",
+                  f"{r['mAP50']:.3f}", str(r['detections'])] for r in rows]
+        report.write_record(args.json, report.table_record(
+            'benchmarks/eval_gsd.py',
+            f"{cpu.model}, {cpu.cores} cores, bf16 "
+            f"{'native' if cpu.bf16_native else 'not native'}",
+            columns, table,
+            [f'model GSD {gsd} m ({osp.basename(args.checkpoint)}); '
+             'rasters resampled from the first with GDAL bilinear; read '
+             'with --gsd auto (resampled to the model\'s GSD, GDAL average) '
+             'or off (as they are)'],
+            torch=torch.__version__))
     return 0
 
 

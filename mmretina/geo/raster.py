@@ -34,17 +34,13 @@ Pixels the model sees (the rule training data must follow too):
   detection whose box centre lies on nodata is dropped.
 """
 import os
-import os.path as osp
 import queue
 import threading
 import warnings
-from typing import (TYPE_CHECKING, Callable, Dict, Iterator, List,
-                    NamedTuple, Optional, Sequence, Tuple, Union)
+from typing import (Iterator, List, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from mmengine.structures import InstanceData
 
 from mmretina.geo.formats import require
 from mmretina.geo.windows import Window

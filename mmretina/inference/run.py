@@ -35,27 +35,21 @@ windows are spread over the ranks like a folder's rasters); each rank
 records its batches in the same parts folders; after a barrier, rank 0
 merges each input's windows and writes the outputs.
 """
-import glob
-import hashlib
-import json
 import os
 import os.path as osp
-import shutil
-import uuid
-import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
 from mmengine.structures import InstanceData
 
 from mmretina.geo.formats import IMAGE_EXTS
-from mmretina.inference.tiled import (
-    DEFAULT_MAX_PIXELS, TiledInferencer, load_image)
-from mmretina.geo.writers import (
-    VECTOR_FORMATS, detections_frame, draw_detections, write_coco_json,
-    write_csv, write_layer)
+from mmretina.geo.writers import (VECTOR_FORMATS, detections_frame,
+                                  draw_detections, write_coco_json,
+                                  write_csv, write_layer)
 from mmretina.inference.progress import progress_bar
+from mmretina.inference.records import RunRecord, as_arrays, fingerprint
+from mmretina.inference.tiled import (DEFAULT_MAX_PIXELS, TiledInferencer,
+                                      load_image)
+
 __all__ = ['list_inputs', 'check_writable', 'InferenceRun']
 
 PREVIEW_SIDE = 4096
@@ -91,20 +85,8 @@ def check_writable(out_dir: str) -> None:
                          ) from None
 
 
-def _fingerprint(settings: dict) -> str:
-    return hashlib.sha1(
-        json.dumps(settings, sort_keys=True, default=str).encode()
-    ).hexdigest()[:16]
-
-
 def _stem(path: str) -> str:
     return osp.splitext(osp.basename(path))[0]
-
-
-def _numpy(inst: InstanceData) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (torch.as_tensor(inst.bboxes).float().cpu().numpy().reshape(-1, 4),
-            torch.as_tensor(inst.scores).float().cpu().numpy(),
-            torch.as_tensor(inst.labels).long().cpu().numpy())
 
 
 class InferenceRun:
@@ -171,7 +153,7 @@ class InferenceRun:
         self.merge_layers = merge_layers
         self.max_pixels = max_pixels
         inf = inferencer
-        self.fingerprint = _fingerprint(dict(
+        self.fingerprint = fingerprint(dict(
             settings or {}, tile=inf.tile, overlap=inf.overlap,
             merge=inf.merge, merge_iou=inf._iou_thr, border=inf.border,
             min_cover=inf.min_cover, max_dets=inf.max_dets, bands=bands,
@@ -180,6 +162,8 @@ class InferenceRun:
         self._log = log
         self.progress = progress and rank == 0
         self.state_dir = osp.join(out_dir, '.mmretina') if out_dir else None
+        self.record = (RunRecord(self.state_dir, self.fingerprint, rank)
+                       if out_dir else None)
 
     def log(self, line: str) -> None:
         if self.rank == 0:
@@ -189,94 +173,6 @@ class InferenceRun:
     def whole(self) -> bool:
         """Each input read as one window."""
         return self.inferencer.tile >= 1 << 30
-
-    # ------------------------------------------------------------ records
-    def _record_path(self, path: str) -> str:
-        return osp.join(self.state_dir, osp.basename(path) + '.npz')
-
-    def _parts_dir(self, path: str) -> str:
-        return osp.join(self.state_dir,
-                        f'{osp.basename(path)}.{self.fingerprint}.parts')
-
-    def _load_record(self, path: str) -> Optional[dict]:
-        rec = self._record_path(path)
-        if not osp.isfile(rec):
-            return None
-        try:
-            with np.load(rec, allow_pickle=False) as z:
-                if str(z['fingerprint']) != self.fingerprint:
-                    return None
-                georef = None
-                if z['transform'].size:
-                    from mmretina.geo.raster import Georef
-                    wkt = str(z['crs_wkt'])
-                    georef = Georef(tuple(float(v) for v in z['transform']),
-                                    wkt or None)
-                meta = json.loads(str(z['meta'])) if 'meta' in z else {}
-                return dict(image_path=path, bboxes=z['bboxes'],
-                            scores=z['scores'], labels=z['labels'],
-                            georef=georef, meta=meta)
-        except Exception:  # a record from an older version, or damaged
-            return None
-
-    def _save_record(self, res: dict, meta: dict) -> None:
-        rec = self._record_path(res['image_path'])
-        os.makedirs(osp.dirname(rec), exist_ok=True)
-        g = res['georef']
-        tmp = rec + f'.tmp{os.getpid()}.npz'
-        np.savez(tmp, bboxes=res['bboxes'], scores=res['scores'],
-                 labels=res['labels'], fingerprint=self.fingerprint,
-                 transform=np.array(g.transform if g else [], float),
-                 crs_wkt=(g.crs_wkt or '') if g else '',
-                 meta=json.dumps(meta))
-        os.replace(tmp, rec)
-
-    def _part_writer(self, path: str) -> Callable:
-        """on_batch callback of :func:`detect_windows`: one file per batch
-        in the input's parts folder (written whole, then renamed)."""
-        folder = self._parts_dir(path)
-        os.makedirs(folder, exist_ok=True)
-        count = [0]
-        run_id = uuid.uuid4().hex[:8]  # parts of earlier runs are kept
-
-        def write(covered: List[int], done: Dict[int, InstanceData]) -> None:
-            ids = sorted(done)
-            arrays = [_numpy(done[i]) for i in ids]
-            name = osp.join(folder, f'r{self.rank}-{run_id}-'
-                            f'{count[0]:07d}.npz')
-            count[0] += 1
-            np.savez(name + '.tmp.npz',
-                     covered=np.asarray(covered, np.int64),
-                     ids=np.asarray(ids, np.int64),
-                     counts=np.asarray([len(a[1]) for a in arrays], np.int64),
-                     bboxes=np.concatenate([a[0] for a in arrays])
-                     if arrays else np.zeros((0, 4), np.float32),
-                     scores=np.concatenate([a[1] for a in arrays])
-                     if arrays else np.zeros(0, np.float32),
-                     labels=np.concatenate([a[2] for a in arrays])
-                     if arrays else np.zeros(0, np.int64))
-            os.replace(name + '.tmp.npz', name)
-
-        return write
-
-    def _load_parts(self, path: str) -> Tuple[set, Dict[int, InstanceData]]:
-        """(window ids recorded, their detections) of an input's parts."""
-        covered, per_window = set(), {}
-        for name in sorted(glob.glob(osp.join(self._parts_dir(path),
-                                              '*[0-9].npz'))):
-            try:
-                with np.load(name, allow_pickle=False) as z:
-                    part = {k: z[k] for k in z.files}
-            except Exception:  # cut short by a kill: its windows run again
-                continue
-            starts = np.concatenate([[0], np.cumsum(part['counts'])])
-            for k, i in enumerate(part['ids']):
-                s, e = starts[k], starts[k + 1]
-                per_window[int(i)] = _instance(part['bboxes'][s:e],
-                                               part['scores'][s:e],
-                                               part['labels'][s:e])
-            covered.update(int(i) for i in part['covered'])
-        return covered, per_window
 
     # ------------------------------------------------------------ inputs
     def _source(self, path: str):
@@ -328,7 +224,7 @@ class InferenceRun:
         done, records = {}, {}
         if self.out_dir:
             for p in inputs:
-                rec = self._load_record(p)
+                rec = self.record.load(p)
                 if rec is not None:
                     records[p] = rec
             if records:
@@ -363,8 +259,7 @@ class InferenceRun:
                 self._note_source(sources[k])
             windows[k] = self.inferencer.windows(sources[k].width,
                                                  sources[k].height)
-            covered = (self._load_parts(path)[0]
-                       if self.state_dir else set())
+            covered = self.record.parts(path)[0] if self.record else set()
             resumed += len(covered)
             units += [(k, w) for w in range(len(windows[k]))
                       if w not in covered]
@@ -390,8 +285,8 @@ class InferenceRun:
                     self.inferencer.backend, src, windows[k], ids,
                     self.inferencer.batch_size, progress=bar,
                     preview=canvases.get(k),
-                    on_batch=(self._part_writer(todo[k])
-                              if self.state_dir else None))
+                    on_batch=(self.record.part_writer(todo[k])
+                              if self.record else None))
             finally:
                 bar.close()
             merged[k] = per_window  # without a record: merged from memory
@@ -400,7 +295,7 @@ class InferenceRun:
             return
         for k, path in enumerate(todo):
             src = sources[k]
-            per_window = (self._load_parts(path)[1] if self.state_dir
+            per_window = (self.record.parts(path)[1] if self.record
                           else merged.get(k, {}))
             inst = self.inferencer.merge_windows(
                 per_window, windows[k], src.width, src.height,
@@ -412,8 +307,8 @@ class InferenceRun:
             else:
                 preview, f = src.overview(PREVIEW_SIDE)
             done[path] = self._finish(path, inst, src.georef, preview, f)
-            if self.state_dir:
-                shutil.rmtree(self._parts_dir(path), ignore_errors=True)
+            if self.record:
+                self.record.clear_parts(path)
 
     def _barrier(self) -> None:
         if self.world_size > 1:
@@ -449,15 +344,15 @@ class InferenceRun:
         if self.rank != 0:
             return rec
         import cv2
-        preview = cv2.imread(self._record_path(rec['image_path'])[:-4]
-                             + '.preview.png', cv2.IMREAD_COLOR)
+        preview = cv2.imread(self.record.preview_path(rec['image_path']),
+                             cv2.IMREAD_COLOR)
         self._outputs(rec, preview, meta.get('factor', 1.0), meta)
         return rec
 
     def _finish(self, path: str, inst: InstanceData, georef, preview,
                 factor: float) -> dict:
         """Per-input outputs (PNG, GIS layer) and the finished record."""
-        bboxes, scores, labels = _numpy(inst)
+        bboxes, scores, labels = as_arrays(inst)
         res = dict(image_path=path, bboxes=bboxes, scores=scores,
                    labels=labels, georef=georef)
         windows = inst.metainfo.get('windows', [None])
@@ -468,11 +363,8 @@ class InferenceRun:
                     skipped=int(inst.metainfo.get('skipped', 0)),
                     gsd=inst.metainfo.get('gsd'))
         self._outputs(res, preview, factor, meta)
-        if self.out_dir:
-            import cv2
-            cv2.imwrite(self._record_path(path)[:-4] + '.preview.png',
-                        preview, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-            self._save_record(res, meta)
+        if self.record:
+            self.record.save(res, meta, preview)
         return res
 
     def _outputs(self, res: dict, preview, factor: float,
@@ -550,14 +442,6 @@ class InferenceRun:
                               osp.join(self.out_dir, 'detections'))
         self.log(f'wrote {js} (all detections) and {csv_path} '
                  f'(score >= {self.score_thr})')
-
-
-def _instance(bboxes, scores, labels) -> InstanceData:
-    inst = InstanceData()
-    inst.bboxes = torch.as_tensor(bboxes)
-    inst.scores = torch.as_tensor(scores)
-    inst.labels = torch.as_tensor(labels)
-    return inst
 
 
 def _common_crs(georefs: list, log) -> list:

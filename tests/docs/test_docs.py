@@ -156,11 +156,12 @@ def test_site_nav_lists_every_page_once():
         f'in docs/: {sorted(set(nav) - on_disk)}')
 
 
-def test_speed_tables_are_their_benchmark_records():
-    """The speed guide's tables are renderings of the benchmarks' JSON
+@pytest.mark.parametrize('page', ['speed.md', 'large_rasters.md'])
+def test_tables_are_their_benchmark_records(page):
+    """The guides' figure tables are renderings of the benchmarks' JSON
     records (benchmarks/report.py); a hand edit or a new record without
     ``update`` fails here."""
-    page = osp.join('docs', 'user_guides', 'speed.md')
+    page = osp.join('docs', 'user_guides', page)
     assert '<!-- benchmark: ' in read(page)
     proc = subprocess.run(
         [sys.executable, osp.join('benchmarks', 'report.py'), 'update',
