@@ -19,7 +19,15 @@ from collections import Counter, OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
 
+from mmretina.datasets.converters.raster import (ConversionError,
+                                                 extent_message, list_layers,
+                                                 list_rasters, load_labels,
+                                                 pixel_boxes)
+from mmretina.geo.raster import RasterSource
+from mmretina.inference.tiled import detect_raster
+from mmretina.structures.box_validity import DROPPED, box_verdicts
 from .field import (ImageMatches, draw_matches, field_summary, format_table,
                     match_image, write_matches_csv, write_summary)
 
@@ -62,9 +70,6 @@ class FieldEvaluator:
 
     def detect(self, path: str):
         """(RasterSource, (boxes K x 4 raster px, scores K, labels K))."""
-        import torch
-        from mmretina.geo.raster import RasterSource
-        from mmretina.inference.tiled import detect_raster
         source = RasterSource(path, self.bands, self.scale, self.gsd)
         if source.resampled:
             self.log(f'{path}: {source.native_gsd:.4g} m pixels read at the '
@@ -98,10 +103,6 @@ class FieldEvaluator:
                 label_crs: Optional[str] = None) -> List[ImageMatches]:
         """Match the detections of each raster of ``rasters`` (a file, a
         folder, a CSV of raster,labels rows) to ``labels``."""
-        from mmretina.datasets.converters.raster import (
-            ConversionError, extent_message, list_layers, list_rasters,
-            load_labels, pixel_boxes)
-        from mmretina.structures.box_validity import DROPPED, box_verdicts
         pairs = list_rasters(rasters)
         if labels is None and any(lab is None for _, lab in pairs):
             raise ConversionError('give --labels, or RASTERS as a CSV of '

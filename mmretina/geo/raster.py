@@ -69,6 +69,11 @@ ScaleSpec = Union[None, str, Sequence[Sequence[float]]]
 # anchors cover (2^(1/3) = 26% between octave scales), and resampling
 # would only blur it.
 GSD_TOLERANCE = 0.02
+# A raster coarser than the model by more than this is refused rather than
+# enlarged: 10 m satellite pixels read at a 0.1 m tree model's GSD would be
+# 100 x 100 times the windows (time without bound) for objects the raster
+# cannot show.
+MAX_ENLARGEMENT = 8.0
 
 
 class RasterError(ValueError):
@@ -411,6 +416,13 @@ class RasterSource:
         factor = gsd / self.native_gsd  # raster px per model px
         if abs(factor - 1) <= GSD_TOLERANCE:
             return
+        if factor < 1 / MAX_ENLARGEMENT:
+            raise RasterError(
+                f'{self.path}: its {self.native_gsd:.4g} m pixels would be '
+                f'enlarged {1 / factor:.0f}x to be read at {gsd:.4g} m (the '
+                'model\'s ground sample distance): the raster is far coarser '
+                'than the imagery the model learned; use a model for this '
+                'resolution, or --gsd off to read it as it is')
         self.gsd = float(gsd)
         self.width = max(1, int(round(self.native_width / factor)))
         self.height = max(1, int(round(self.native_height / factor)))

@@ -18,6 +18,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from mmretina.geo.formats import require
+from mmretina.geo.raster import RasterSource
 
 __all__ = [
     'write_csv', 'write_coco_json', 'draw_detections', 'CSV_HEADER',
@@ -278,7 +279,6 @@ def plot_layer_on_raster(path: str, raster: str, layers: Sequence,
     from matplotlib.collections import LineCollection
     from pyproj import CRS
 
-    from mmretina.geo.raster import RasterSource
     geopandas, shapely = require('writing GIS layers', 'geopandas',
                                   'shapely')
     src = RasterSource(raster, bands=bands, scale=scale)

@@ -42,13 +42,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.structures import InstanceData
 
 from mmretina.geo.formats import IMAGE_EXTS
+from mmretina.geo.raster import ArraySource, PreviewCanvas, RasterSource
 from mmretina.geo.writers import (VECTOR_FORMATS, detections_frame,
                                   draw_detections, write_coco_json,
                                   write_csv, write_layer)
 from mmretina.inference.progress import progress_bar
 from mmretina.inference.records import RunRecord, as_arrays, fingerprint
 from mmretina.inference.tiled import (DEFAULT_MAX_PIXELS, TiledInferencer,
-                                      load_image)
+                                      detect_windows, load_image, to_native)
 
 __all__ = ['list_inputs', 'check_writable', 'InferenceRun']
 
@@ -176,7 +177,6 @@ class InferenceRun:
 
     # ------------------------------------------------------------ inputs
     def _source(self, path: str):
-        from mmretina.geo.raster import ArraySource, RasterSource
         try:
             source = RasterSource(path, self.bands, self.scale, self.gsd)
         except ImportError:
@@ -249,8 +249,6 @@ class InferenceRun:
     def _run_windows(self, todo: List[str], done: Dict[str, dict]) -> None:
         """Windows of ``todo`` not recorded yet, shared across ranks, run
         through the one loop; rank 0 merges each input."""
-        from mmretina.geo.raster import PreviewCanvas
-        from mmretina.inference.tiled import detect_windows, to_native
         sources, windows, units = {}, {}, []
         resumed = 0
         for k, path in enumerate(todo):

@@ -301,3 +301,13 @@ def test_field_evaluation_at_the_model_gsd(rasters, tmp_path):
     assert got[1.0, GSD]['precision'] == got[1.0, GSD]['recall'] == 1.0
     assert got[4.0, GSD]['precision'] == got[4.0, GSD]['recall'] == 1.0
     assert got[4.0, None]['recall'] == 0.0
+
+
+def test_far_coarser_raster_is_refused_not_enlarged(tmp_path):
+    img, _ = _scene((100, 120))
+    path = _write(tmp_path / 'sentinel.tif', img, 10.0)
+    with pytest.raises(RasterError, match=r'sentinel.tif: its 10 m pixels '
+                       r'would be enlarged 100x .* --gsd off'):
+        RasterSource(path, gsd=GSD)
+    assert RasterSource(path, gsd=None).width == 120  # --gsd off
+    assert RasterSource(path, gsd=2.0).resampled  # 5x: read enlarged

@@ -56,6 +56,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from mmretina.geo.formats import IMAGE_EXTS, require
+from mmretina.geo.raster import RasterError, RasterSource
+from mmretina.geo.windows import tile_windows
 from mmretina.structures.box_validity import DROPPED, box_verdicts
 from .coco_writer import CocoWriter, write_json
 from .records import ConversionError
@@ -586,8 +588,6 @@ def raster_to_coco(rasters: str,
         chips).
     """
     import cv2
-    from mmretina.geo.raster import RasterError, RasterSource
-    from mmretina.geo.windows import tile_windows
     if chip <= 0:
         raise ConversionError(f'--chip {chip}: give a positive size in px')
     if not 0 <= min_visible <= 1:
