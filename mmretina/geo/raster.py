@@ -111,6 +111,7 @@ def parse_gsd(value: Union[None, str, float]) -> Union[str, float]:
     read at its own pixel size) or a GSD in metres (> 0)."""
     if value is None:
         return 'auto'
+    given = value
     if isinstance(value, str):
         if value.strip().lower() in ('auto', 'off'):
             return value.strip().lower()
@@ -119,7 +120,7 @@ def parse_gsd(value: Union[None, str, float]) -> Union[str, float]:
         except ValueError:
             value = -1.0
     if not value > 0:
-        raise RasterError(f'--gsd {value!r}: give auto (the model\'s '
+        raise RasterError(f'--gsd {given!r}: give auto (the model\'s '
                           'ground sample distance), off (rasters read at '
                           'their own pixel size) or metres, e.g. 0.1')
     return float(value)
