@@ -1,0 +1,440 @@
+"""The three algorithms: Detect objects, Evaluate against labels, Make
+training chips. Each is a thin layer over one mmretina command run by
+:mod:`.runner`; layer sources are handed over as the paths GDAL reads."""
+import csv
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+
+from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields,
+                       QgsGeometry, QgsPointXY, QgsProcessing,
+                       QgsProcessingAlgorithm, QgsProcessingException,
+                       QgsProcessingLayerPostProcessorInterface,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString,
+                       QgsProcessingParameterVectorDestination,
+                       QgsProcessingParameterVectorLayer,
+                       QgsProcessingOutputNumber, QgsProviderRegistry,
+                       QgsVectorFileWriter, QgsWkbTypes)
+from qgis.PyQt.QtCore import QVariant
+
+from . import runner
+
+BACKENDS = ('pytorch', 'onnxruntime', 'openvino')
+
+
+# -- layer sources as paths ------------------------------------------------
+
+def absolute(path: str) -> str:
+    """An existing relative file as an absolute path (mmretina runs in
+    another working folder); GDAL virtual paths and the rest as they are."""
+    if path and not path.startswith('/vsi') and osp.exists(path):
+        return osp.abspath(path)
+    return path
+
+
+def raster_path(layer) -> str:
+    """A raster layer's source as GDAL opens it: a file path, a /vsi...
+    virtual path or a GDAL connection string, passed as it is."""
+    if layer is None:
+        raise QgsProcessingException('mmretina: no raster layer given')
+    if layer.providerType() != 'gdal':
+        raise QgsProcessingException(
+            f'mmretina: the raster layer "{layer.name()}" is not read by GDAL '
+            f'({layer.providerType()}); save it as a GeoTIFF first')
+    return absolute(layer.source())
+
+
+def vector_path(layer, tmp_dir: str, feedback=None) -> str:
+    """A vector layer as a file mmretina reads: the file itself when the
+    layer is the whole of an OGR file (``|layername=`` and the like
+    stripped), else a GeoPackage copy of the layer (other providers, a
+    filter, one layer of several in a file)."""
+    if layer is None:
+        raise QgsProcessingException('mmretina: no label layer given')
+    if layer.providerType() == 'ogr':
+        parts = QgsProviderRegistry.instance().decodeUri('ogr',
+                                                         layer.source())
+        path = parts.get('path', '')
+        whole = not layer.subsetString() and osp.isfile(path)
+        if whole and parts.get('layerName'):
+            try:
+                from osgeo import ogr
+                ds = ogr.Open(path)
+                whole = ds is not None and ds.GetLayerCount() == 1
+            except ImportError:
+                whole = False
+        if path and (whole or path.startswith('/vsi')) \
+                and not layer.subsetString():
+            return absolute(path)
+    out = osp.join(tmp_dir, 'labels.gpkg')
+    if feedback is not None:
+        feedback.pushInfo(f'writing the layer "{layer.name()}" to {out}')
+    opts = QgsVectorFileWriter.SaveVectorOptions()
+    opts.driverName = 'GPKG'
+    from qgis.core import QgsCoordinateTransformContext
+    res = QgsVectorFileWriter.writeAsVectorFormatV2(
+        layer, out, QgsCoordinateTransformContext(), opts)
+    if res[0] != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(
+            f'mmretina: cannot write the layer "{layer.name()}" to {out}: '
+            f'{res[1]}')
+    return out
+
+
+def gsd_arg(text: str) -> str:
+    """The GSD rule: auto, off or metres (checked here, as mmretina does)."""
+    text = (text or 'auto').strip().lower()
+    if text in ('auto', 'off'):
+        return text
+    try:
+        if float(text) > 0:
+            return text
+    except ValueError:
+        pass
+    raise QgsProcessingException(
+        f'mmretina: GSD rule "{text}": give auto, off or metres (e.g. 0.1)')
+
+
+# -- style -------------------------------------------------------------------
+
+def score_renderer():
+    """Box outlines coloured by score: yellow (0.3) to red (1.0)."""
+    from qgis.core import (QgsFillSymbol, QgsGraduatedSymbolRenderer,
+                           QgsRendererRange)
+    colors = ('#ffd92f', '#fdae61', '#f46d43', '#d73027')
+    bounds = (0.0, 0.5, 0.7, 0.9, 1.0)
+    ranges = []
+    for lo, hi, color in zip(bounds, bounds[1:], colors):
+        symbol = QgsFillSymbol.createSimple(
+            dict(color='0,0,0,0', outline_color=color, outline_width='0.6'))
+        ranges.append(QgsRendererRange(lo, hi, symbol,
+                                       f'{lo:.1f} - {hi:.1f}'))
+    return QgsGraduatedSymbolRenderer('score', ranges)
+
+
+class _ScoreStyle(QgsProcessingLayerPostProcessorInterface):
+    instance = None  # kept alive until QGIS calls it
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if layer is not None and layer.fields().indexOf('score') >= 0:
+            layer.setRenderer(score_renderer())
+            layer.triggerRepaint()
+
+    @staticmethod
+    def create():
+        _ScoreStyle.instance = _ScoreStyle()
+        return _ScoreStyle.instance
+
+
+# -- algorithms --------------------------------------------------------------
+
+class _Base(QgsProcessingAlgorithm):
+
+    def group(self):
+        return ''
+
+    def groupId(self):  # noqa: N802
+        return ''
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def _model_params(self):
+        self.addParameter(QgsProcessingParameterFile(
+            'MODEL', 'Model: config (.py), or an exported model (.onnx, '
+            'OpenVINO .xml)', extension='', optional=False))
+        self.addParameter(QgsProcessingParameterFile(
+            'CHECKPOINT', 'Checkpoint (.pth) of the config', optional=True))
+
+    def _model_args(self, parameters, context, backend='pytorch'):
+        model = absolute(self.parameterAsFile(parameters, 'MODEL', context))
+        ckpt = absolute(self.parameterAsFile(parameters, 'CHECKPOINT',
+                                             context))
+        if backend == 'pytorch':
+            if not ckpt:
+                raise QgsProcessingException(
+                    'mmretina: the pytorch backend needs a config and a '
+                    'checkpoint (.pth); for an exported model choose the '
+                    'onnxruntime or openvino backend')
+            return [model, ckpt]
+        return [model]
+
+    def _raster_params(self):
+        self.addParameter(QgsProcessingParameterString(
+            'GSD', 'GSD rule: auto (the model\'s), off (the raster\'s own) or '
+            'metres', defaultValue='auto'))
+        self.addParameter(QgsProcessingParameterString(
+            'BANDS', 'Bands read as R,G,B (1-based, e.g. 4,3,2; empty: the '
+            'model\'s or 1,2,3)', defaultValue='', optional=True))
+
+    def _raster_args(self, parameters, context):
+        args = ['--gsd', gsd_arg(self.parameterAsString(parameters, 'GSD',
+                                                        context))]
+        bands = self.parameterAsString(parameters, 'BANDS', context).strip()
+        if bands:
+            args += ['--bands', bands]
+        return args
+
+
+class DetectAlgorithm(_Base):
+
+    def name(self):
+        return 'detect'
+
+    def displayName(self):  # noqa: N802
+        return 'Detect objects'
+
+    def shortHelpString(self):  # noqa: N802
+        return ('Detects objects in a raster layer with an mmretina model '
+                '(config + checkpoint, or an exported ONNX / OpenVINO '
+                'model), window by window, and returns a GeoPackage of boxes '
+                'in the raster\'s CRS (fields label, class_name, score, '
+                'source, x1, y1, x2, y2: the pixel box), styled by score. '
+                'Runs "mmretina predict" in the Python environment set in '
+                'Processing > Options > Providers > mmretina.')
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            'INPUT', 'Raster layer'))
+        self._model_params()
+        self.addParameter(QgsProcessingParameterEnum(
+            'BACKEND', 'Backend', options=list(BACKENDS), defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            'SCORE_THR', 'Score threshold',
+            QgsProcessingParameterNumber.Double, 0.3, minValue=0.0,
+            maxValue=1.0))
+        self._raster_params()
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            'OUTPUT', 'Detections (GeoPackage)',
+            QgsProcessing.TypeVectorPolygon))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        raster = raster_path(self.parameterAsRasterLayer(
+            parameters, 'INPUT', context))
+        backend = BACKENDS[self.parameterAsEnum(parameters, 'BACKEND',
+                                                context)]
+        out = osp.abspath(self.parameterAsOutputLayer(parameters, 'OUTPUT',
+                                                      context))
+        if not out.lower().endswith('.gpkg'):
+            raise QgsProcessingException(
+                f'mmretina: the output {out} must be a GeoPackage (.gpkg)')
+        thr = self.parameterAsDouble(parameters, 'SCORE_THR', context)
+        work = tempfile.mkdtemp(prefix='mmretina_detect_')
+        try:
+            runner.run(['predict', raster]
+                       + self._model_args(parameters, context, backend)
+                       + ['--backend', backend, '--out-dir', work,
+                          '--score-thr', repr(thr), '--format', 'gpkg']
+                       + self._raster_args(parameters, context), feedback)
+            layers = [f for f in os.listdir(work) if f.endswith('.gpkg')]
+            if len(layers) != 1:
+                raise QgsProcessingException(
+                    f'mmretina: predict wrote no GeoPackage for {raster} '
+                    '(a raster without CRS gets none)')
+            os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+            shutil.move(osp.join(work, layers[0]), out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if context.willLoadLayerOnCompletion(out):
+            context.layerToLoadOnCompletionDetails(out).setPostProcessor(
+                _ScoreStyle.create())
+        return {'OUTPUT': out}
+
+
+class EvaluateAlgorithm(_Base):
+
+    def name(self):
+        return 'evaluate'
+
+    def displayName(self):  # noqa: N802
+        return 'Evaluate against labels'
+
+    def shortHelpString(self):  # noqa: N802
+        return ('Runs the model on a raster and compares its boxes with a '
+                'label layer (any CRS) as the field reports it: precision '
+                'and recall at IoU 0.4, mAP. Returns the summary table (one '
+                'row per raster, site and overall), the matches as a layer '
+                '(status tp / fp / miss) in the raster\'s CRS, and the '
+                'folder of "mmretina evaluate" (summary.json, matches.csv, '
+                'pictures).')
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            'INPUT', 'Raster layer'))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            'LABELS', 'Label layer (boxes or polygons)'))
+        self._model_params()
+        self.addParameter(QgsProcessingParameterNumber(
+            'SCORE_THR', 'Score threshold',
+            QgsProcessingParameterNumber.Double, 0.3, minValue=0.0,
+            maxValue=1.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            'IOU', 'A match has IoU above',
+            QgsProcessingParameterNumber.Double, 0.4, minValue=0.0,
+            maxValue=1.0))
+        self._raster_params()
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            'SUMMARY', 'Summary', QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            'MATCHES', 'Matches', QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            'OUTPUT_FOLDER', 'Evaluation folder'))
+        self.addOutput(QgsProcessingOutputNumber('PRECISION', 'Precision'))
+        self.addOutput(QgsProcessingOutputNumber('RECALL', 'Recall'))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        layer = self.parameterAsRasterLayer(parameters, 'INPUT', context)
+        raster = raster_path(layer)
+        folder = osp.abspath(self.parameterAsString(
+            parameters, 'OUTPUT_FOLDER', context))
+        os.makedirs(folder, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix='mmretina_eval_')
+        try:
+            labels = vector_path(self.parameterAsVectorLayer(
+                parameters, 'LABELS', context), tmp, feedback)
+            runner.run(['evaluate'] + self._model_args(parameters, context)
+                       + ['--rasters', raster, '--labels', labels,
+                          '--out-dir', folder, '--score-thr',
+                          repr(self.parameterAsDouble(parameters,
+                                                      'SCORE_THR', context)),
+                          '--iou', repr(self.parameterAsDouble(
+                              parameters, 'IOU', context))]
+                       + self._raster_args(parameters, context), feedback)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with open(osp.join(folder, 'summary.json')) as f:
+            summary = json.load(f)
+        results = {'OUTPUT_FOLDER': folder,
+                   'PRECISION': summary['overall']['precision'],
+                   'RECALL': summary['overall']['recall']}
+        results['SUMMARY'] = self._summary(summary, parameters, context)
+        results['MATCHES'] = self._matches(folder, layer, parameters,
+                                           context)
+        return results
+
+    def _summary(self, summary, parameters, context):
+        names = ('precision', 'recall', 'tp', 'n_gt', 'n_pred', 'mAP',
+                 'mAP50')
+        fields = QgsFields()
+        fields.append(QgsField('level', QVariant.String))
+        fields.append(QgsField('name', QVariant.String))
+        for n in names:
+            fields.append(QgsField(n, QVariant.Int if n in (
+                'tp', 'n_gt', 'n_pred') else QVariant.Double))
+        sink, dest = self.parameterAsSink(parameters, 'SUMMARY', context,
+                                          fields, QgsWkbTypes.NoGeometry)
+        rows = [('raster', k, v) for k, v in summary['per_raster'].items()]
+        rows += [('site', k, v) for k, v in summary['per_site'].items()]
+        rows += [('overall', 'all', summary['overall'])]
+        for level, name, row in rows:
+            feat = QgsFeature(fields)
+            feat.setAttributes([level, name] + [row.get(n) for n in names])
+            sink.addFeature(feat, QgsFeatureSink.FastInsert)
+        return dest
+
+    def _matches(self, folder, layer, parameters, context):
+        """matches.csv (pixel boxes) as polygons in the raster's CRS."""
+        from osgeo import gdal
+        gt = gdal.Open(layer.source()).GetGeoTransform()
+
+        def to_map(x, y):
+            return QgsPointXY(gt[0] + x * gt[1] + y * gt[2],
+                              gt[3] + x * gt[4] + y * gt[5])
+
+        fields = QgsFields()
+        for n, t in (('status', QVariant.String), ('iou', QVariant.Double),
+                     ('score', QVariant.Double),
+                     ('true_label', QVariant.String),
+                     ('predicted_label', QVariant.String),
+                     ('truth_id', QVariant.Int),
+                     ('prediction_id', QVariant.Int)):
+            fields.append(QgsField(n, t))
+        sink, dest = self.parameterAsSink(parameters, 'MATCHES', context,
+                                          fields, QgsWkbTypes.Polygon,
+                                          layer.crs())
+        with open(osp.join(folder, 'matches.csv'), newline='') as f:
+            for row in csv.DictReader(f):
+                side = 'gt' if row['status'] == 'miss' else 'pred'
+                x1, y1, x2, y2 = (float(row[f'{side}_{k}'])
+                                  for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+                feat = QgsFeature(fields)
+                feat.setGeometry(QgsGeometry.fromPolygonXY([[
+                    to_map(x1, y1), to_map(x2, y1), to_map(x2, y2),
+                    to_map(x1, y2), to_map(x1, y1)]]))
+                feat.setAttributes([
+                    row['status'], float(row['iou'] or 0),
+                    float(row['score']) if row['score'] else None,
+                    row['true_label'] or None, row['predicted_label'] or None,
+                    int(row['truth_id']) if row['truth_id'] else None,
+                    int(row['prediction_id']) if row['prediction_id']
+                    else None])
+                sink.addFeature(feat, QgsFeatureSink.FastInsert)
+        return dest
+
+
+class ChipsAlgorithm(_Base):
+
+    def name(self):
+        return 'chips'
+
+    def displayName(self):  # noqa: N802
+        return 'Make training chips'
+
+    def shortHelpString(self):  # noqa: N802
+        return ('Cuts training chips and COCO annotations from a raster and a '
+                'label layer (any CRS), split by spatial blocks (e.g. '
+                'train=0.8,val=0.2): the folder "mmretina convert raster" '
+                'writes (images/, annotations/*.json).')
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            'INPUT', 'Raster layer'))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            'LABELS', 'Label layer (boxes, polygons or points)'))
+        self.addParameter(QgsProcessingParameterNumber(
+            'CHIP', 'Chip side (px)', QgsProcessingParameterNumber.Integer,
+            400, minValue=16))
+        self.addParameter(QgsProcessingParameterString(
+            'SPLIT', 'Split (e.g. train=0.8,val=0.2; empty: one file, '
+            'all.json)', defaultValue='', optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            'CLASS_FIELD', 'Class attribute (empty: one class)',
+            defaultValue='', optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            'BANDS', 'Bands read as R,G,B (1-based; empty: 1,2,3)',
+            defaultValue='', optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            'GSD', 'Resample to this GSD in metres (empty: the raster\'s own)',
+            defaultValue='', optional=True))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            'OUTPUT', 'Chip folder'))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        raster = raster_path(self.parameterAsRasterLayer(parameters, 'INPUT',
+                                                         context))
+        folder = osp.abspath(self.parameterAsString(parameters, 'OUTPUT',
+                                                    context))
+        args = ['--out-dir', folder, '--chip',
+                str(self.parameterAsInt(parameters, 'CHIP', context))]
+        for key, flag in (('SPLIT', '--split'),
+                          ('CLASS_FIELD', '--class-field'),
+                          ('BANDS', '--bands'), ('GSD', '--gsd')):
+            value = self.parameterAsString(parameters, key, context).strip()
+            if value:
+                args += [flag, value]
+        tmp = tempfile.mkdtemp(prefix='mmretina_chips_')
+        try:
+            labels = vector_path(self.parameterAsVectorLayer(
+                parameters, 'LABELS', context), tmp, feedback)
+            runner.run(['convert', 'raster', raster, labels] + args,
+                       feedback)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return {'OUTPUT': folder}

@@ -1,0 +1,168 @@
+"""The provider in real QGIS (``qgis_process``, headless): it is listed, its
+algorithms give the command line's outputs on the DeepForest wheel's
+OSBS_029.tif, and a wrong interpreter gives the one-line fix."""
+import json
+import os.path as osp
+
+import pytest
+
+from qgis_harness import DF_CONFIG, mmretina_cli, qgis_process
+
+FIX = ('set Processing > Options > Providers > mmretina > Python interpreter '
+       'to the python of the environment where mmretina is installed')
+
+
+def test_plugins_lists_it_and_list_shows_three_algorithms(qgis_profile):
+    plugins = qgis_process(qgis_profile, 'plugins')
+    assert plugins.returncode == 0, plugins.stdout[-2000:]
+    assert '* mmretina_qgis' in plugins.stdout  # enabled, with a provider
+    listed = qgis_process(qgis_profile, 'list')
+    assert listed.returncode == 0, listed.stdout[-2000:]
+    algs = {line.split()[0] for line in listed.stdout.splitlines()
+            if line.strip().startswith('mmretina:')}
+    assert algs == {'mmretina:detect', 'mmretina:evaluate',
+                    'mmretina:chips'}
+
+
+def test_detect_gives_the_features_of_mmretina_predict(
+        qgis_profile, osbs, df_checkpoint, tmp_path):
+    gpd = pytest.importorskip('geopandas')
+    tif, _ = osbs
+    config, ckpt = df_checkpoint
+    out = tmp_path / 'qgis' / 'detections.gpkg'
+    # paths relative to qgis_process's working folder, as a user types them
+    proc = qgis_process(qgis_profile, 'run', 'mmretina:detect', '--',
+                        f'INPUT={osp.basename(tif)}', f'MODEL={config}',
+                        f'CHECKPOINT={ckpt}', 'SCORE_THR=0.3', 'GSD=auto',
+                        'OUTPUT=' + osp.relpath(out, osp.dirname(tif)),
+                        cwd=osp.dirname(tif))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert '[mmretina] OSBS_029.tif 1/1: 1/1 windows (100%)' in proc.stdout
+    mmretina_cli('predict', tif, config, ckpt, '--out-dir', tmp_path / 'cli',
+                 '--score-thr', 0.3)
+    ours = gpd.read_file(out)
+    cli = gpd.read_file(tmp_path / 'cli' / 'OSBS_029.gpkg')
+    assert len(ours) == len(cli) > 0
+    assert ours.crs == cli.crs and ours.crs.to_epsg() == 32617
+    assert list(ours.columns) == list(cli.columns)
+    assert (ours[['x1', 'y1', 'x2', 'y2']].values
+            == pytest.approx(cli[['x1', 'y1', 'x2', 'y2']].values))
+    assert list(ours.score) == pytest.approx(list(cli.score), abs=1e-6)
+    for a, b in zip(ours.geometry, cli.geometry):
+        assert a.equals_exact(b, 1e-6)
+
+
+def test_evaluate_gives_the_command_line_summary_and_matches(
+        qgis_profile, osbs, df_checkpoint, tmp_path):
+    gpd = pytest.importorskip('geopandas')
+    tif, labels = osbs
+    config, ckpt = df_checkpoint
+    proc = qgis_process(
+        qgis_profile, 'run', 'mmretina:evaluate', '--', f'INPUT={tif}',
+        f'LABELS={labels}', f'MODEL={config}', f'CHECKPOINT={ckpt}',
+        'SCORE_THR=0.1', f'SUMMARY={tmp_path / "summary.gpkg"}',
+        f'MATCHES={tmp_path / "matches.gpkg"}',
+        f'OUTPUT_FOLDER={tmp_path / "qgis"}')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    mmretina_cli('evaluate', config, ckpt, '--rasters', tif, '--labels',
+                 labels, '--out-dir', tmp_path / 'cli', '--score-thr', 0.1)
+    cli = json.load(open(tmp_path / 'cli' / 'summary.json'))
+    ours = json.load(open(tmp_path / 'qgis' / 'summary.json'))
+    assert ours['overall'] == cli['overall']
+    assert cli['overall']['n_gt'] == 61
+    table = gpd.read_file(tmp_path / 'summary.gpkg')
+    overall = table[table.level == 'overall'].iloc[0]
+    assert overall.precision == pytest.approx(cli['overall']['precision'])
+    assert overall.recall == pytest.approx(cli['overall']['recall'])
+    assert f"RECALL:\t{cli['overall']['recall']}" in proc.stdout
+    matches = gpd.read_file(tmp_path / 'matches.gpkg')
+    rows = open(tmp_path / 'cli' / 'matches.csv').read().splitlines()[1:]
+    assert len(matches) == len(rows)
+    assert matches.crs.to_epsg() == 32617
+    counts = matches.status.value_counts()
+    assert counts['tp'] == cli['overall']['tp']
+    assert counts['tp'] + counts['miss'] == 61
+    # pixel boxes mapped through the raster's transform: on the raster
+    import rasterio
+    with rasterio.open(tif) as r:
+        left, bottom, right, top = r.bounds
+    x0, y0, x1, y1 = matches.total_bounds
+    assert left - 1e-6 <= x0 and x1 <= right + 1e-6
+    assert bottom - 1e-6 <= y0 and y1 <= top + 1e-6
+    assert (matches.geometry.area > 0).all()
+
+
+def test_chips_give_the_command_line_chip_folder(qgis_profile, osbs,
+                                                 tmp_path):
+    tif, labels = osbs
+    # a layer source as QGIS writes it: mmretina gets the file
+    proc = qgis_process(qgis_profile, 'run', 'mmretina:chips', '--',
+                        f'INPUT={tif}', f'LABELS={labels}|layername=crowns',
+                        'CHIP=200',
+                        'SPLIT=train=0.5,val=0.5',
+                        f'OUTPUT={tmp_path / "qgis"}')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    ran = [line for line in proc.stdout.splitlines()
+           if '-m mmretina convert raster' in line]
+    assert ran and f' {labels} ' in ran[0] and '|' not in ran[0], ran
+    mmretina_cli('convert', 'raster', tif, labels, '--out-dir',
+                 tmp_path / 'cli', '--chip', 200, '--split',
+                 'train=0.5,val=0.5')
+    for split in ('train', 'val'):
+        ours = json.load(open(tmp_path / 'qgis' / 'annotations'
+                              / f'{split}.json'))
+        cli = json.load(open(tmp_path / 'cli' / 'annotations'
+                             / f'{split}.json'))
+        assert ours['annotations'] == cli['annotations']
+        assert ([i['file_name'] for i in ours['images']]
+                == [i['file_name'] for i in cli['images']])
+    assert sorted(p.name for p in (tmp_path / 'qgis' / 'images').iterdir()) \
+        == sorted(p.name for p in (tmp_path / 'cli' / 'images').iterdir())
+
+
+@pytest.mark.parametrize('python', ['/usr/bin/python3', '/no/such/python'])
+def test_a_wrong_interpreter_gives_the_fix_and_fails(qgis_profile, osbs,
+                                                      tmp_path, python):
+    tif, _ = osbs
+    out = tmp_path / 'detections.gpkg'
+    proc = qgis_process(qgis_profile, 'run', 'mmretina:detect', '--',
+                        f'INPUT={tif}', f'MODEL={DF_CONFIG}',
+                        'CHECKPOINT=/tmp/x.pth', f'OUTPUT={out}',
+                        MMRETINA_PYTHON=python)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stdout.splitlines()
+              if line.startswith('ERROR:')]
+    assert len(errors) == 1 and FIX in errors[0] and python in errors[0], \
+        proc.stdout[-2000:]
+    assert not osp.exists(out)
+
+
+@pytest.mark.slow  # the ONNX export (df_onnx) takes 30-40 s on 2 cores
+def test_detect_runs_an_exported_onnx_model(qgis_profile, osbs, df_onnx,
+                                            tmp_path):
+    gpd = pytest.importorskip('geopandas')
+    pytest.importorskip('onnxruntime')
+    tif, _ = osbs
+    onnx, _ = df_onnx
+    out = tmp_path / 'qgis.gpkg'
+    proc = qgis_process(qgis_profile, 'run', 'mmretina:detect', '--',
+                        f'INPUT={tif}', f'MODEL={onnx}', 'BACKEND=1',
+                        f'OUTPUT={out}')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    mmretina_cli('predict', tif, onnx, '--backend', 'onnxruntime',
+                 '--out-dir', tmp_path / 'cli')
+    ours = gpd.read_file(out)
+    cli = gpd.read_file(tmp_path / 'cli' / 'OSBS_029.gpkg')
+    assert len(ours) == len(cli) > 0 and ours.crs == cli.crs
+    for a, b in zip(ours.geometry, cli.geometry):
+        assert a.equals_exact(b, 1e-6)
+
+
+def test_pytorch_backend_without_checkpoint_says_what_to_choose(
+        qgis_profile, osbs, tmp_path):
+    tif, _ = osbs
+    proc = qgis_process(qgis_profile, 'run', 'mmretina:detect', '--',
+                        f'INPUT={tif}', f'MODEL={DF_CONFIG}',
+                        f'OUTPUT={tmp_path / "x.gpkg"}')
+    assert proc.returncode != 0
+    assert 'choose the onnxruntime or openvino backend' in proc.stdout
