@@ -8,11 +8,14 @@ import os.path as osp
 import shutil
 import tempfile
 
-from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields,
-                       QgsGeometry, QgsPointXY, QgsProcessing,
+from qgis.core import (QgsCoordinateTransform, QgsFeature, QgsFeatureSink,
+                       QgsField, QgsFields, QgsGeometry, QgsPointXY,
+                       QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface,
-                       QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterEnum,
+                       QgsProcessingParameterExtent,
+                       QgsProcessingParameterFile,
                        QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber,
@@ -21,7 +24,8 @@ from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields,
                        QgsProcessingParameterVectorDestination,
                        QgsProcessingParameterVectorLayer,
                        QgsProcessingOutputNumber, QgsProviderRegistry,
-                       QgsVectorFileWriter, QgsWkbTypes)
+                       QgsRectangle, QgsSpatialIndex, QgsVectorFileWriter,
+                       QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
 from . import runner
@@ -183,6 +187,80 @@ class _Base(QgsProcessingAlgorithm):
         return args
 
 
+def subset(layer, rect: QgsRectangle, work: str, what: str) -> str:
+    """A GDAL VRT of the raster layer cut to ``rect`` (in the layer's CRS,
+    clipped to the raster; GDAL snaps it to whole pixels), written in
+    ``work``: mmretina reads it like the raster and maps its boxes through
+    the VRT's geotransform, so the detections stay in map coordinates."""
+    from osgeo import gdal
+    full = layer.extent()
+    part = rect.intersect(full)
+    if rect.isEmpty() or part.isEmpty() or part.width() <= 0 \
+            or part.height() <= 0:
+        raise QgsProcessingException(
+            f'mmretina: the {what} ({rect.toString(3)} in '
+            f'{layer.crs().authid() or "the raster CRS"}) does not overlap '
+            f'the raster layer "{layer.name()}" ({full.toString(3)}); '
+            f'choose {"an" if what[0] in "aeiou" else "a"} {what} on the '
+            'raster')
+    src = raster_path(layer)
+    stem = osp.splitext(osp.basename(src.split('|')[0]))[0] or 'raster'
+    os.makedirs(work, exist_ok=True)
+    vrt = osp.join(work, stem + '.vrt')
+    ds = gdal.Translate(vrt, src, format='VRT', projWin=[
+        part.xMinimum(), part.yMaximum(), part.xMaximum(),
+        part.yMinimum()])
+    if ds is None:
+        raise QgsProcessingException(
+            f'mmretina: GDAL could not cut {src} to the {what} '
+            f'{part.toString(3)}: {gdal.GetLastErrorMsg()} (a {what} '
+            'smaller than a pixel?)')
+    ds = None  # written on close
+    return vrt
+
+
+def keep_inside(path: str, crs, mask, context, feedback=None) -> int:
+    """Delete from the GeoPackage ``path`` (boxes in ``crs``) the boxes
+    whose centre is in no polygon of the layer ``mask`` (any CRS:
+    reprojected to ``crs``). OGR edits the file (closed on return, so it
+    can be moved). Returns how many boxes remain."""
+    from osgeo import ogr
+    xform = QgsCoordinateTransform(mask.crs(), crs,
+                                   context.transformContext())
+    polygons = {}
+    index = QgsSpatialIndex()
+    for feat in mask.getFeatures():
+        geom = QgsGeometry(feat.geometry())
+        if geom.isEmpty():
+            continue
+        geom.transform(xform)
+        polygons[feat.id()] = geom
+        index.addFeature(feat.id(), geom.boundingBox())
+    ds = ogr.Open(path, 1)
+    if ds is None:
+        raise QgsProcessingException(f'mmretina: cannot open {path}')
+    boxes = ds.GetLayer(0)
+    drop, kept = [], 0
+    for feat in boxes:
+        x0, x1, y0, y1 = feat.GetGeometryRef().GetEnvelope()
+        centre = QgsGeometry.fromPointXY(QgsPointXY((x0 + x1) / 2,
+                                                    (y0 + y1) / 2))
+        if any(polygons[i].contains(centre)
+               for i in index.intersects(centre.boundingBox())):
+            kept += 1
+        else:
+            drop.append(feat.GetFID())
+    boxes.StartTransaction()
+    for fid in drop:
+        boxes.DeleteFeature(fid)
+    boxes.CommitTransaction()
+    boxes = ds = None  # closed: written
+    if feedback is not None:
+        feedback.pushInfo(f'mask: {kept} boxes with their centre inside '
+                          f'kept, {len(drop)} outside removed')
+    return kept
+
+
 class DetectAlgorithm(_Base):
 
     def name(self):
@@ -192,17 +270,26 @@ class DetectAlgorithm(_Base):
         return 'Detect objects'
 
     def shortHelpString(self):  # noqa: N802
-        return ('Detects objects in a raster layer with an mmretina model '
+        return ('Detects objects in a raster layer (or in every raster of a '
+                'folder, into one layer) with an mmretina model '
                 '(config + checkpoint, or an exported ONNX / OpenVINO '
                 'model), window by window, and returns a GeoPackage of boxes '
                 'in the raster\'s CRS (fields label, class_name, score, '
                 'source, x1, y1, x2, y2: the pixel box), styled by score. '
+                'An extent (any CRS) limits the detection to it; a polygon '
+                'mask (any CRS) keeps the boxes whose centre is inside a '
+                'polygon (and, without an extent, runs the model on the '
+                'mask\'s bounding box only). '
                 'Runs "mmretina predict" in the Python environment set in '
                 'Processing > Options > Providers > mmretina.')
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(
-            'INPUT', 'Raster layer'))
+            'INPUT', 'Raster layer', optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            'INPUT_FOLDER', 'Or a folder of rasters (one layer for all; '
+            'they share one CRS)',
+            behavior=QgsProcessingParameterFile.Folder, optional=True))
         self._model_params()
         self.addParameter(QgsProcessingParameterEnum(
             'BACKEND', 'Backend', options=list(BACKENDS), defaultValue=0))
@@ -211,13 +298,55 @@ class DetectAlgorithm(_Base):
             QgsProcessingParameterNumber.Double, 0.3, minValue=0.0,
             maxValue=1.0))
         self._raster_params()
+        self.addParameter(QgsProcessingParameterExtent(
+            'EXTENT', 'Detect only inside this extent', optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            'MASK', 'Keep only boxes whose centre is inside these polygons',
+            [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterVectorDestination(
             'OUTPUT', 'Detections (GeoPackage)',
             QgsProcessing.TypeVectorPolygon))
 
+    def _inputs(self, parameters, context, work):
+        """The path mmretina predict reads (the raster, its VRT subset, or
+        the folder), whether it is a folder, the mask layer (or None) and
+        the raster's CRS."""
+        layer = self.parameterAsRasterLayer(parameters, 'INPUT', context)
+        folder = self.parameterAsFile(parameters, 'INPUT_FOLDER',
+                                      context).strip()
+        if (layer is None) == (not folder):
+            raise QgsProcessingException(
+                'mmretina: give either a raster layer (INPUT) or a folder of '
+                'rasters (INPUT_FOLDER), not '
+                + ('both' if folder else 'neither'))
+        has_extent = parameters.get('EXTENT') not in (None, '')
+        mask = (self.parameterAsVectorLayer(parameters, 'MASK', context)
+                if parameters.get('MASK') not in (None, '') else None)
+        if folder:
+            if has_extent or mask is not None:
+                raise QgsProcessingException(
+                    'mmretina: EXTENT and MASK apply to a raster layer '
+                    '(INPUT), not to a folder; run the rasters one by one '
+                    '(Run as Batch Process)')
+            folder = absolute(folder)
+            if not osp.isdir(folder):
+                raise QgsProcessingException(
+                    f'mmretina: the folder {folder} does not exist')
+            return folder, True, None, None
+        if has_extent:
+            rect = self.parameterAsExtent(parameters, 'EXTENT', context,
+                                          layer.crs())
+            return (subset(layer, rect, osp.join(work, 'subset'), 'extent'),
+                    False, mask, layer.crs())
+        if mask is not None:
+            xform = QgsCoordinateTransform(mask.crs(), layer.crs(),
+                                           context.transformContext())
+            rect = xform.transformBoundingBox(mask.extent())
+            return (subset(layer, rect, osp.join(work, 'subset'),
+                           'mask\'s bounding box'), False, mask, layer.crs())
+        return raster_path(layer), False, None, layer.crs()
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = raster_path(self.parameterAsRasterLayer(
-            parameters, 'INPUT', context))
         backend = BACKENDS[self.parameterAsEnum(parameters, 'BACKEND',
                                                 context)]
         out = osp.abspath(self.parameterAsOutputLayer(parameters, 'OUTPUT',
@@ -228,18 +357,25 @@ class DetectAlgorithm(_Base):
         thr = self.parameterAsDouble(parameters, 'SCORE_THR', context)
         work = tempfile.mkdtemp(prefix='mmretina_detect_')
         try:
+            raster, is_folder, mask, crs = self._inputs(parameters, context, work)
+            found = osp.join(work, 'found')
             runner.run(['predict', raster]
                        + self._model_args(parameters, context, backend)
-                       + ['--backend', backend, '--out-dir', work,
+                       + ['--backend', backend, '--out-dir', found,
                           '--score-thr', repr(thr), '--format', 'gpkg']
+                       + (['--merge-layers'] if is_folder else [])
                        + self._raster_args(parameters, context), feedback)
-            layers = [f for f in os.listdir(work) if f.endswith('.gpkg')]
+            # --merge-layers writes one detections.gpkg for all rasters
+            layers = [f for f in os.listdir(found) if f.endswith('.gpkg')]
             if len(layers) != 1:
                 raise QgsProcessingException(
                     f'mmretina: predict wrote no GeoPackage for {raster} '
                     '(a raster without CRS gets none)')
+            if mask is not None:
+                keep_inside(osp.join(found, layers[0]), crs, mask, context,
+                            feedback)
             os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-            shutil.move(osp.join(work, layers[0]), out)
+            shutil.move(osp.join(found, layers[0]), out)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         if context.willLoadLayerOnCompletion(out):
