@@ -106,6 +106,32 @@ def gsd_arg(text: str) -> str:
         f'mmretina: GSD rule "{text}": give auto, off or metres (e.g. 0.1)')
 
 
+def raster_or_folder(alg, parameters, context):
+    """The raster layer (INPUT) or the folder of rasters (INPUT_FOLDER):
+    exactly one of them. Returns (path mmretina reads, layer or None)."""
+    layer = alg.parameterAsRasterLayer(parameters, 'INPUT', context)
+    folder = alg.parameterAsFile(parameters, 'INPUT_FOLDER', context).strip()
+    if (layer is None) == (not folder):
+        raise QgsProcessingException(
+            'mmretina: give either a raster layer (INPUT) or a folder of '
+            'rasters (INPUT_FOLDER), not ' + ('both' if folder else 'neither'))
+    if folder:
+        folder = absolute(folder)
+        if not osp.isdir(folder):
+            raise QgsProcessingException(
+                f'mmretina: the folder {folder} does not exist')
+        return folder, None
+    return raster_path(layer), layer
+
+
+def input_params(alg, what):
+    alg.addParameter(QgsProcessingParameterRasterLayer(
+        'INPUT', 'Raster layer', optional=True))
+    alg.addParameter(QgsProcessingParameterFile(
+        'INPUT_FOLDER', f'Or a folder of rasters ({what})',
+        behavior=QgsProcessingParameterFile.Folder, optional=True))
+
+
 # -- style -------------------------------------------------------------------
 
 def score_renderer():
@@ -393,17 +419,18 @@ class EvaluateAlgorithm(_Base):
         return 'Evaluate against labels'
 
     def shortHelpString(self):  # noqa: N802
-        return ('Runs the model on a raster and compares its boxes with a '
-                'label layer (any CRS) as the field reports it: precision '
-                'and recall at IoU 0.4, mAP. Returns the summary table (one '
-                'row per raster, site and overall), the matches as a layer '
-                '(status tp / fp / miss) in the raster\'s CRS, and the '
+        return ('Runs the model on a raster (or every raster of a folder) '
+                'and compares its boxes with a label layer (any CRS) as the '
+                'field reports it: precision and recall at IoU 0.4, mAP. '
+                'Returns the summary table (one row per raster, site and '
+                'overall), the matches of all rasters as one layer (status '
+                'tp / fp / miss, raster) in the rasters\' CRS, and the '
                 'folder of "mmretina evaluate" (summary.json, matches.csv, '
                 'pictures).')
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            'INPUT', 'Raster layer'))
+        input_params(self, 'a summary row each and overall; they share '
+                     'one CRS')
         self.addParameter(QgsProcessingParameterVectorLayer(
             'LABELS', 'Label layer (boxes or polygons)'))
         self._model_params()
@@ -426,8 +453,7 @@ class EvaluateAlgorithm(_Base):
         self.addOutput(QgsProcessingOutputNumber('RECALL', 'Recall'))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        layer = self.parameterAsRasterLayer(parameters, 'INPUT', context)
-        raster = raster_path(layer)
+        raster, layer = raster_or_folder(self, parameters, context)
         folder = osp.abspath(self.parameterAsString(
             parameters, 'OUTPUT_FOLDER', context))
         os.makedirs(folder, exist_ok=True)
@@ -476,13 +502,38 @@ class EvaluateAlgorithm(_Base):
         return dest
 
     def _matches(self, folder, layer, parameters, context):
-        """matches.csv (pixel boxes) as polygons in the raster's CRS."""
+        """matches.csv (pixel boxes) as polygons in the raster's CRS; each
+        row's boxes through the geotransform of its own raster (the
+        ``image`` column; with a folder, the rasters share one CRS: the
+        first's)."""
         from osgeo import gdal
-        gt = gdal.Open(layer.source()).GetGeoTransform()
+        from qgis.core import QgsCoordinateReferenceSystem
+        transforms = {}
 
-        def to_map(x, y):
-            return QgsPointXY(gt[0] + x * gt[1] + y * gt[2],
-                              gt[3] + x * gt[4] + y * gt[5])
+        def geotransform(image):
+            if image not in transforms:
+                path = (layer.source() if layer is not None
+                        else absolute(image))
+                ds = gdal.Open(path)
+                if ds is None:
+                    raise QgsProcessingException(
+                        f'mmretina: cannot open the raster {path} of '
+                        'matches.csv')
+                transforms[image] = (ds.GetGeoTransform(),
+                                     ds.GetProjection())
+            return transforms[image][0]
+
+        with open(osp.join(folder, 'matches.csv'), newline='') as f:
+            rows = list(csv.DictReader(f))
+        if layer is not None:
+            crs = layer.crs()
+        else:
+            crs = QgsCoordinateReferenceSystem()
+            if rows:
+                geotransform(rows[0]['image'])
+                wkt = transforms[rows[0]['image']][1]
+                if wkt:
+                    crs = QgsCoordinateReferenceSystem.fromWkt(wkt)
 
         fields = QgsFields()
         for n, t in (('status', QVariant.String), ('iou', QVariant.Double),
@@ -490,28 +541,33 @@ class EvaluateAlgorithm(_Base):
                      ('true_label', QVariant.String),
                      ('predicted_label', QVariant.String),
                      ('truth_id', QVariant.Int),
-                     ('prediction_id', QVariant.Int)):
+                     ('prediction_id', QVariant.Int),
+                     ('raster', QVariant.String)):
             fields.append(QgsField(n, t))
         sink, dest = self.parameterAsSink(parameters, 'MATCHES', context,
-                                          fields, QgsWkbTypes.Polygon,
-                                          layer.crs())
-        with open(osp.join(folder, 'matches.csv'), newline='') as f:
-            for row in csv.DictReader(f):
-                side = 'gt' if row['status'] == 'miss' else 'pred'
-                x1, y1, x2, y2 = (float(row[f'{side}_{k}'])
-                                  for k in ('xmin', 'ymin', 'xmax', 'ymax'))
-                feat = QgsFeature(fields)
-                feat.setGeometry(QgsGeometry.fromPolygonXY([[
-                    to_map(x1, y1), to_map(x2, y1), to_map(x2, y2),
-                    to_map(x1, y2), to_map(x1, y1)]]))
-                feat.setAttributes([
-                    row['status'], float(row['iou'] or 0),
-                    float(row['score']) if row['score'] else None,
-                    row['true_label'] or None, row['predicted_label'] or None,
-                    int(row['truth_id']) if row['truth_id'] else None,
-                    int(row['prediction_id']) if row['prediction_id']
-                    else None])
-                sink.addFeature(feat, QgsFeatureSink.FastInsert)
+                                          fields, QgsWkbTypes.Polygon, crs)
+        for row in rows:
+            gt = geotransform(row['image'])
+
+            def to_map(x, y):
+                return QgsPointXY(gt[0] + x * gt[1] + y * gt[2],
+                                  gt[3] + x * gt[4] + y * gt[5])
+
+            side = 'gt' if row['status'] == 'miss' else 'pred'
+            x1, y1, x2, y2 = (float(row[f'{side}_{k}'])
+                              for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+            feat = QgsFeature(fields)
+            feat.setGeometry(QgsGeometry.fromPolygonXY([[
+                to_map(x1, y1), to_map(x2, y1), to_map(x2, y2),
+                to_map(x1, y2), to_map(x1, y1)]]))
+            feat.setAttributes([
+                row['status'], float(row['iou'] or 0),
+                float(row['score']) if row['score'] else None,
+                row['true_label'] or None, row['predicted_label'] or None,
+                int(row['truth_id']) if row['truth_id'] else None,
+                int(row['prediction_id']) if row['prediction_id']
+                else None, osp.basename(row['image'])])
+            sink.addFeature(feat, QgsFeatureSink.FastInsert)
         return dest
 
 
@@ -524,14 +580,15 @@ class ChipsAlgorithm(_Base):
         return 'Make training chips'
 
     def shortHelpString(self):  # noqa: N802
-        return ('Cuts training chips and COCO annotations from a raster and a '
+        return ('Cuts training chips and COCO annotations from a raster (or '
+                'a folder of rasters) and a '
                 'label layer (any CRS), split by spatial blocks (e.g. '
-                'train=0.8,val=0.2): the folder "mmretina convert raster" '
+                'train=0.8,val=0.2); a folder of rasters gives the chips of '
+                'all in one COCO: the folder "mmretina convert raster" '
                 'writes (images/, annotations/*.json).')
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            'INPUT', 'Raster layer'))
+        input_params(self, 'chips of all in one COCO')
         self.addParameter(QgsProcessingParameterVectorLayer(
             'LABELS', 'Label layer (boxes, polygons or points)'))
         self.addParameter(QgsProcessingParameterNumber(
@@ -553,8 +610,7 @@ class ChipsAlgorithm(_Base):
             'OUTPUT', 'Chip folder'))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster = raster_path(self.parameterAsRasterLayer(parameters, 'INPUT',
-                                                         context))
+        raster, _ = raster_or_folder(self, parameters, context)
         folder = osp.abspath(self.parameterAsString(parameters, 'OUTPUT',
                                                     context))
         args = ['--out-dir', folder, '--chip',
