@@ -61,3 +61,19 @@ def mmretina_cli(*args, timeout=300):
                           timeout=timeout, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout[-3000:]
     return proc
+
+
+def shifted_folder(tif, root):
+    """``root/rasters`` holding ``tif`` as OSBS_029.tif and a copy of it
+    100 m east, shifted.tif (the same pixels, the origin moved)."""
+    import rasterio
+    from rasterio.transform import Affine
+    folder = root / 'rasters'
+    folder.mkdir()
+    shutil.copy(tif, folder / 'OSBS_029.tif')
+    with rasterio.open(tif) as r:
+        profile = dict(r.profile,
+                       transform=Affine.translation(100, 0) @ r.transform)
+        with rasterio.open(folder / 'shifted.tif', 'w', **profile) as w:
+            w.write(r.read())
+    return folder

@@ -4,11 +4,10 @@
 (boxes whose centre is inside the polygons) and INPUT_FOLDER (one layer for
 all rasters)."""
 import os.path as osp
-import shutil
 
 import pytest
 
-from qgis_harness import mmretina_cli, qgis_process
+from qgis_harness import mmretina_cli, qgis_process, shifted_folder
 
 # pixel columns 100-300, rows 50-250 of OSBS_029.tif: an extent on whole
 # pixels, so the VRT QGIS cuts and the window rasterio cuts are the same
@@ -128,18 +127,9 @@ def test_a_folder_of_rasters_gives_one_layer(qgis_profile, osbs,
     """OSBS_029.tif and a copy shifted 100 m east: one layer, both sources,
     the same boxes in each, the copy's 100 m east."""
     gpd = pytest.importorskip('geopandas')
-    import rasterio
-    from rasterio.transform import Affine
     tif, _ = osbs
     config, ckpt = df_checkpoint
-    folder = tmp_path / 'rasters'
-    folder.mkdir()
-    shutil.copy(tif, folder / 'OSBS_029.tif')
-    with rasterio.open(tif) as r:
-        profile = dict(r.profile,
-                       transform=Affine.translation(100, 0) @ r.transform)
-        with rasterio.open(folder / 'shifted.tif', 'w', **profile) as w:
-            w.write(r.read())
+    folder = shifted_folder(tif, tmp_path)
     out = tmp_path / 'folder.gpkg'
     proc = qgis_process(qgis_profile, 'run', 'mmretina:detect', '--',
                         f'INPUT_FOLDER={folder}', f'MODEL={config}',

@@ -4,28 +4,18 @@ covering both (the crowns and a copy shifted 100 m east) give what the
 command line gives on the same folder."""
 import json
 import os.path as osp
-import shutil
 
 import pytest
 
-from qgis_harness import mmretina_cli, qgis_process
+from qgis_harness import mmretina_cli, qgis_process, shifted_folder
 
 
 @pytest.fixture
 def two_rasters(osbs, tmp_path):
     gpd = pytest.importorskip('geopandas')
     import pandas as pd
-    import rasterio
-    from rasterio.transform import Affine
     tif, labels = osbs
-    folder = tmp_path / 'rasters'
-    folder.mkdir()
-    shutil.copy(tif, folder / 'OSBS_029.tif')
-    with rasterio.open(tif) as r:
-        profile = dict(r.profile,
-                       transform=Affine.translation(100, 0) @ r.transform)
-        with rasterio.open(folder / 'shifted.tif', 'w', **profile) as w:
-            w.write(r.read())
+    folder = shifted_folder(tif, tmp_path)
     crowns = gpd.read_file(labels).to_crs('EPSG:32617')
     moved = crowns.copy()
     moved['geometry'] = crowns.geometry.translate(xoff=100)
