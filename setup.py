@@ -101,6 +101,7 @@ setup(
         'deploy': requirements('deploy.txt'),
         'convert': requirements('convert.txt'),
         'geo': requirements('geo.txt'),
+        'rotated': requirements('rotated.txt'),
     },
     zip_safe=False,
 )

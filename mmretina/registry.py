@@ -8,6 +8,12 @@ through to mmdet. We never register over mmdet's own names.
 ``MMRetinaRegistry`` is mmengine's ``Registry`` whose errors list our names
 on a typo and name ``mmretina.<Class>`` and the argument on a wrong keyword
 (see ``mmretina/utils/checked_registry.py``).
+
+mmengine resolves a prefixed type (``mmretina.RetinaHead``) from another
+scope only among the root registry's direct children. Ours are children of
+mmdet's, so from a sibling of mmdet (mmrotate, mmyolo) the lookup would fail;
+each registry is therefore also indexed under the root by its scope
+(:func:`_index_under_root`), its parent staying mmdet's.
 """
 from mmdet.registry import DATASETS as MMDET_DATASETS
 from mmdet.registry import HOOKS as MMDET_HOOKS
@@ -48,3 +54,18 @@ OPTIM_WRAPPERS = MMRetinaRegistry(
     parent=MMDET_OPTIM_WRAPPERS,
     scope='mmretina',
     locations=['mmretina.engine.optimizers'])
+
+
+def _index_under_root(registry) -> None:
+    """Make ``mmretina.<Name>`` resolve from every scope: the root registry
+    looks a prefixed key up in its ``_children`` by scope, so ours is added
+    there too (its parent, hence the fall-through to mmdet, is unchanged)."""
+    root = registry.parent
+    while root.parent is not None:
+        root = root.parent
+    root._children.setdefault(registry.scope, registry)
+
+
+for _registry in (MODELS, TASK_UTILS, DATASETS, TRANSFORMS, HOOKS,
+                  OPTIM_WRAPPERS):
+    _index_under_root(_registry)

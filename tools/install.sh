@@ -84,6 +84,15 @@ else
   pip_q --only-binary=:all: -r requirements/geo.txt
 fi
 
+# Oriented boxes (the 'rotated' extra): mmrotate-dev, pure Python; its
+# dependencies beyond torch / mmcv / mmdet are small (terminaltables, six).
+if "$PY" -c "import mmrotate" 2>/dev/null; then
+  step "mmrotate present"
+else
+  step "installing requirements/rotated.txt (mmrotate-dev 1.0.1)"
+  pip_q -r requirements/rotated.txt
+fi
+
 # every package of requirements/tests.txt (a machine that ships pytest may
 # still lack safetensors)
 if "$PY" -c "import pytest, safetensors" 2>/dev/null; then :; else pip_q -r requirements/tests.txt; fi
