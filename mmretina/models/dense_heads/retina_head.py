@@ -27,7 +27,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from mmcv.cnn import ConvModule
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-from mmdet.structures.bbox import get_box_tensor
+from mmdet.structures.bbox import BaseBoxes, get_box_tensor
 from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
                          OptInstanceList, OptMultiConfig)
 from torch import Tensor, nn
@@ -180,6 +180,8 @@ class RetinaHead(BaseDenseHead):
                     f'paper sec. 4); got sampler {sampler["type"]}. Use '
                     "dict(type='PseudoSampler') or leave it out.")
         self._prior_cache = PriorCache()
+        # the box type of the generator's priors, if any (set with them)
+        self._prior_box_type = None
         # warns once if the anchors miss many objects in the first steps
         self._unmatched_monitor = UnmatchedGtMonitor('mmretina.RetinaHead')
         self._init_layers()
@@ -270,7 +272,8 @@ class RetinaHead(BaseDenseHead):
         """Anchors per level and concatenated, cached.
 
         Returns:
-            tuple[list[Tensor], Tensor]: (N_l, 4) per level and (N, 4).
+            tuple[list[Tensor], Tensor]: (N_l, D) per level and (N, D),
+            D = 4, or 5 for rotated anchors.
         """
         key = (tuple(tuple(int(s) for s in size) for size in featmap_sizes),
                dtype, str(device))
@@ -278,6 +281,10 @@ class RetinaHead(BaseDenseHead):
         def make():
             levels = self.prior_generator.grid_priors(
                 featmap_sizes, dtype=dtype, device=device)
+            if isinstance(levels[0], BaseBoxes):
+                # mmdet's HorizontalBoxes, mmrotate's RotatedBoxes: the
+                # coder gets this type back (batch_targets' box_type)
+                self._prior_box_type = type(levels[0])
             levels = [get_box_tensor(p) for p in levels]
             return levels, torch.cat(levels)
 
@@ -362,7 +369,8 @@ class RetinaHead(BaseDenseHead):
             allowed_border=self.train_cfg.get('allowed_border', 0),
             pos_weight=self.train_cfg.get('pos_weight', -1),
             reg_decoded_bbox=self.reg_decoded_bbox,
-            prior_layout=layout)
+            prior_layout=layout,
+            box_type=self._prior_box_type)
 
     # ------------------------------------------------------------------
     # loss

@@ -66,7 +66,9 @@ def inside_flags(anchors: Tensor, valid: Tensor, img_shapes: Sequence[tuple],
     """Anchors that take part in training (mmdet's ``anchor_inside_flags``).
 
     Args:
-        anchors (Tensor): (N, 4) anchors of all levels.
+        anchors (Tensor): (N, 4) anchors of all levels, or (N, 5) rotated
+            ones, which are inside when their centre is (mmrotate's
+            ``RotatedBoxes.is_inside``).
         valid (Tensor): (B, N) valid flags (the anchor's cell is on the
             padded image).
         img_shapes (list[tuple]): (h, w, ...) per image.
@@ -79,6 +81,11 @@ def inside_flags(anchors: Tensor, valid: Tensor, img_shapes: Sequence[tuple],
     if allowed_border < 0:
         return valid
     img_hw = anchors.new_tensor([s[:2] for s in img_shapes])  # B, 2
+    if anchors.size(-1) == 5:
+        cx, cy = anchors[None, :, 0], anchors[None, :, 1]
+        return valid & (cx >= -allowed_border) & (cy >= -allowed_border) & \
+            (cx <= img_hw[:, 1:2] + allowed_border) & \
+            (cy <= img_hw[:, 0:1] + allowed_border)
     return valid & (anchors[None, :, 0] >= -allowed_border) & \
         (anchors[None, :, 1] >= -allowed_border) & \
         (anchors[None, :, 2] < img_hw[:, 1:2] + allowed_border) & \
@@ -133,7 +140,7 @@ def _assign_batched(assigner: MaxIoUAssigner, anchors: Tensor,
     if batch_gt_instances_ignore is not None and any(
             g is not None for g in batch_gt_instances_ignore):
         ignore, ignore_valid = pad_boxes([
-            anchors.new_zeros((0, 4)) if g is None else
+            anchors.new_zeros((0, anchors.size(-1))) if g is None else
             get_box_tensor(g.bboxes).to(anchors)
             for g in batch_gt_instances_ignore
         ])
@@ -158,7 +165,8 @@ def batch_targets(assigner,
                   allowed_border: int = 0,
                   pos_weight: float = -1,
                   reg_decoded_bbox: bool = False,
-                  prior_layout: Optional[list] = None) -> BatchTargets:
+                  prior_layout: Optional[list] = None,
+                  box_type: Optional[type] = None) -> BatchTargets:
     """Targets of every anchor of every image.
 
     Args:
@@ -166,9 +174,10 @@ def batch_targets(assigner,
             assigner (per image).
         bbox_coder: encodes the regression targets of positives.
         num_classes (int): K; background is labelled K.
-        anchors (Tensor): (N, 4) anchors of all levels.
+        anchors (Tensor): (N, D) anchors of all levels (D = 4, or 5
+            rotated: (cx, cy, w, h, angle)).
         valid (Tensor): (B, N) valid flags.
-        batch_gt_instances (list[InstanceData]): ``bboxes`` (G_i, 4) and
+        batch_gt_instances (list[InstanceData]): ``bboxes`` (G_i, D) and
             ``labels`` (G_i,) per image.
         batch_img_metas (list[dict]): ``img_shape`` per image.
         batch_gt_instances_ignore (list[InstanceData], optional):
@@ -179,6 +188,11 @@ def batch_targets(assigner,
         prior_layout (list[GridLevel], optional): the regular grid of
             ``anchors`` (``AnchorGenerator.grid_layout``), for the windowed
             assignment of ``mmretina.MaxIoUAssigner``.
+        box_type (type, optional): the box type the prior generator made
+            (mmdet's ``HorizontalBoxes``, mmrotate's ``RotatedBoxes``):
+            anchors and ground truths are wrapped in it for the coder, as
+            mmdet's ``AnchorHead`` hands them over (mmrotate's coder needs
+            ``RotatedBoxes``).
 
     Returns:
         BatchTargets
@@ -217,6 +231,10 @@ def batch_targets(assigner,
     pos_gt_boxes = gt_boxes[pos_img, pos_gt]
     if reg_decoded_bbox:
         bbox_targets = pos_gt_boxes
+    elif box_type is not None:
+        bbox_targets = bbox_coder.encode(
+            box_type(anchors[pos_anchor], clone=False),
+            box_type(pos_gt_boxes, clone=False))
     else:
         bbox_targets = bbox_coder.encode(anchors[pos_anchor], pos_gt_boxes)
     avg_factor = pos.sum(dim=1).clamp(min=1).sum()

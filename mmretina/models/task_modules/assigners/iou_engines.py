@@ -17,13 +17,17 @@ matrix. Two engines give the same reductions:
 Boxes are (x1, y1, x2, y2) in pixels of the padded batch input; the IoU is
 :func:`mmretina.structures.pairwise_iou` / :func:`~mmretina.structures.
 aligned_iou` (mmdet's ``bbox_overlaps`` arithmetic, hence mmdet's floats).
+Rotated boxes (cx, cy, w, h, angle) take mmrotate's rotated IoU
+(:func:`mmretina.structures.rotated.rotated_iou`) in both engines.
 """
+from functools import partial
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from mmretina.structures import aligned_iou, pairwise_iou
+from mmretina.structures.rotated import rbox_to_hbox, rotated_iou
 
 __all__ = [
     'IoUReductions', 'dense_reductions', 'windowed_reductions',
@@ -188,7 +192,8 @@ def dense_reductions(
 
 
 # ------------------------------------------------------------- windowed
-def shape_windows(boxes: Tensor, level, floor: float) -> Tuple[Tensor, ...]:
+def shape_windows(boxes: Tensor, level, floor: float,
+                  areas: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
     """Per box and anchor shape, the cells of one level whose anchor can
     reach IoU >= ``floor`` with the box (> 0 when ``floor`` is 0).
 
@@ -202,10 +207,17 @@ def shape_windows(boxes: Tensor, level, floor: float) -> Tuple[Tensor, ...]:
     computed exactly on the window. The bound holds for any box, so it also
     answers "which anchors can reach IoU t with this box" outside training.
 
+    For a rotated ground truth, ``boxes`` is its enclosing axis-aligned box
+    and ``areas`` its own area: the intersection with an anchor is at most
+    ``ox * oy`` of the enclosing box, and the union at least the larger of
+    the two true areas, so the same bound holds.
+
     Args:
         boxes (Tensor): M x 4 float64 boxes, pixels of the padded input.
         level (GridLevel): the level (``AnchorGenerator.grid_layout``).
         floor (float): IoU the anchors must be able to reach.
+        areas (Tensor, optional): M float64 areas of the objects (default:
+            those of ``boxes``).
 
     Returns:
         tuple[Tensor, ...]: int64 M x A each: first column x0, first row
@@ -216,7 +228,8 @@ def shape_windows(boxes: Tensor, level, floor: float) -> Tuple[Tensor, ...]:
     gw = (boxes[:, 2] - boxes[:, 0])[:, None]
     gh = (boxes[:, 3] - boxes[:, 1])[:, None]
     t = max(floor, 0.) * (1 - _FLOOR_SLACK)
-    need = t * torch.maximum(bw * bh, gw * gh)  # M, A
+    area = gw * gh if areas is None else areas[:, None]
+    need = t * torch.maximum(bw * bh, area)  # M, A
     ox_min = need / torch.minimum(bh, gh).clamp(min=1e-12)
     oy_min = need / torch.minimum(bw, gw).clamp(min=1e-12)
     reachable = (ox_min <= torch.minimum(bw, gw)) & \
@@ -279,8 +292,8 @@ def _pairs_per_gt(windows: Windows) -> Tensor:
 class _WindowProblem(NamedTuple):
     """The fixed inputs of one windowed assignment, flattened: the real
     ground truths are numbered 0 .. M-1 in ``b * G + g`` order."""
-    priors: Tensor  # N x 4
-    boxes: Tensor  # M x 4, the real ground truths
+    priors: Tensor  # N x D
+    boxes: Tensor  # M x D, the real ground truths
     flat_gts: Tensor  # (M,) their index b * G + g in the padded B x G
     img_of: Tensor  # (M,) b
     gt_of: Tensor  # (M,) g
@@ -289,6 +302,7 @@ class _WindowProblem(NamedTuple):
     num_imgs: int
     num_gts: int
     min_pos_iou: float
+    pair_iou: Callable[[Tensor, Tensor], Tensor]  # aligned IoU of pairs
 
 
 def _reduce_windows(problem: _WindowProblem, acc: IoUReductions,
@@ -314,7 +328,7 @@ def _reduce_windows(problem: _WindowProblem, acc: IoUReductions,
         gts = members[c0:c1]
         local_gt, pair_anchor = window_pairs(windows, pr.layout, gts)
         pair_gt = gts[local_gt]
-        iou = aligned_iou(pr.boxes[pair_gt], pr.priors[pair_anchor])
+        iou = pr.pair_iou(pr.boxes[pair_gt], pr.priors[pair_anchor])
         flat_anchor = pr.img_of[pair_gt] * num_priors + pair_anchor
         keep = iou > 0
         if pr.excluded is not None:
@@ -369,7 +383,8 @@ def windowed_reductions(priors: Tensor,
                         layout: Sequence,
                         min_pos_iou: float,
                         assign_all: bool,
-                        iou_floor: float = 0.) -> Optional[IoUReductions]:
+                        iou_floor: float = 0.,
+                        rotated: bool = False) -> Optional[IoUReductions]:
     """:func:`dense_reductions` from the IoUs near each ground truth only.
 
     Only the pairs in the windows of :func:`shape_windows` are computed,
@@ -387,9 +402,19 @@ def windowed_reductions(priors: Tensor,
     redone with its full window, so ``gt_max``, ``gt_argmax`` and ``low`` are
     exact for every ground truth.
 
+    Rotated boxes (``rotated=True``: ground truths and anchors
+    ``(cx, cy, w, h, angle)``, the anchors those of the horizontal grid, as
+    ``FakeRotatedAnchorGenerator`` makes them) take their windows from the
+    ground truth's enclosing box and true area (:func:`shape_windows`) and
+    their IoUs from :func:`~mmretina.structures.rotated.rotated_iou`
+    (mmrotate's arithmetic; the aligned kernel gives the pairwise one's
+    floats). A rotated IoU costs far more than the window bookkeeping, so
+    the windows are used whatever their share of the dense matrix.
+
     Args:
-        priors (Tensor): N x 4, the grid's anchors concatenated.
-        gt_bboxes (Tensor): B x G x 4 padded ground truths.
+        priors (Tensor): N x D (D = 4, or 5 rotated), the grid's anchors
+            concatenated.
+        gt_bboxes (Tensor): B x G x D padded ground truths.
         gt_valid (Tensor): B x G bool mask of real ground truths.
         excluded (Tensor, optional): B x N bool, priors at IoU -1, already
             restricted to images with ground truth.
@@ -397,6 +422,7 @@ def windowed_reductions(priors: Tensor,
         min_pos_iou (float): low-quality matching threshold.
         assign_all (bool): compute ``low`` (``gt_max_assign_all``).
         iou_floor (float): see above.
+        rotated (bool): boxes are rotated (D = 5).
 
     Returns:
         IoUReductions | None: as :func:`dense_reductions`, or None where the
@@ -411,15 +437,24 @@ def windowed_reductions(priors: Tensor,
         return None
     device = priors.device
     flat_gts = gt_valid.reshape(-1).nonzero().squeeze(1)  # b * G + g order
-    boxes = gt_bboxes.reshape(-1, 4)[flat_gts]
+    boxes = gt_bboxes.reshape(-1, gt_bboxes.size(-1))[flat_gts]
     if not bool(torch.isfinite(boxes).all()):
         return None
-    boxes64 = boxes.double()
+    areas = None
+    if rotated:
+        pair_iou = partial(rotated_iou, aligned=True)
+        wh = boxes[:, 2:4].double().clamp(min=1e-3)  # mmrotate's clamp
+        areas = wh[:, 0] * wh[:, 1]
+        boxes64 = rbox_to_hbox(boxes.double())
+    else:
+        pair_iou = aligned_iou
+        boxes64 = boxes.double()
 
-    windows = [shape_windows(boxes64, level, iou_floor) for level in layout]
+    windows = [shape_windows(boxes64, level, iou_floor, areas)
+               for level in layout]
     counts = _pairs_per_gt(windows)
-    if int(counts.sum()) > _WINDOWED_MAX_SHARE * num_imgs * num_gts * \
-            num_priors:
+    if not rotated and int(counts.sum()) > \
+            _WINDOWED_MAX_SHARE * num_imgs * num_gts * num_priors:
         return None
 
     problem = _WindowProblem(
@@ -427,7 +462,7 @@ def windowed_reductions(priors: Tensor,
         img_of=flat_gts // num_gts, gt_of=flat_gts % num_gts,
         excluded=None if excluded is None else excluded.reshape(-1),
         layout=layout, num_imgs=num_imgs, num_gts=num_gts,
-        min_pos_iou=min_pos_iou)
+        min_pos_iou=min_pos_iou, pair_iou=pair_iou)
     # Anchors that reach no ground truth: IoU 0 with all (dense: the max
     # over G of zeros, first index 0), or -1 where excluded.
     max_flat = priors.new_zeros(num_imgs * num_priors)
@@ -451,7 +486,8 @@ def windowed_reductions(priors: Tensor,
         # overlapping anchor, for their exact best IoU and its ties.
         weak = (acc.gt_max[flat_gts] < iou_floor).nonzero().squeeze(1)
         if len(weak):
-            full = [shape_windows(boxes64, level, 0.) for level in layout]
+            full = [shape_windows(boxes64, level, 0., areas)
+                    for level in layout]
             acc = _reduce_windows(problem, acc, weak, full,
                                   _pairs_per_gt(full), 0.)
     return IoUReductions(

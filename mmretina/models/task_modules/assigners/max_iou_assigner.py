@@ -34,6 +34,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmretina.registry import TASK_UTILS
+from mmretina.structures.rotated import rotated_iou
 from .iou_engines import (IoUReductions, dense_reductions, low_quality_rank,
                           windowed_reductions)
 
@@ -47,16 +48,17 @@ def pad_boxes(boxes: list, multiple: int = 8) -> Tuple[Tensor, Tensor]:
     similar counts share shapes, without padding to a fixed large maximum.
 
     Args:
-        boxes (list[Tensor]): B tensors of shape (G_i, 4).
+        boxes (list[Tensor]): B tensors of shape (G_i, D) (D = 4, or 5 for
+            rotated boxes).
 
     Returns:
-        tuple[Tensor, Tensor]: (B, G, 4) boxes (zeros where padded) and
+        tuple[Tensor, Tensor]: (B, G, D) boxes (zeros where padded) and
         (B, G) bool mask of real boxes.
     """
     num = max([b.size(0) for b in boxes] + [0])
     size = -(-num // multiple) * multiple
     ref = boxes[0]
-    padded = ref.new_zeros((len(boxes), size, 4))
+    padded = ref.new_zeros((len(boxes), size, ref.size(-1)))
     valid = torch.zeros((len(boxes), size),
                         dtype=torch.bool,
                         device=ref.device)
@@ -85,7 +87,11 @@ class MaxIoUAssigner:
         match_low_quality (bool): enable low-quality matching.
         gpu_assign_thr (float): above this many ground truths, assign on the
             CPU to save device memory; negative disables it.
-        iou_calculator (dict): config of the overlaps calculator.
+        iou_calculator (dict): config of the overlaps calculator. mmrotate's
+            ``RBboxOverlaps2D`` (or ``mmretina.RBboxOverlaps2D``) makes this
+            a rotated assigner: priors and ground truths (cx, cy, w, h,
+            angle), IoUs with mmrotate's arithmetic, computed only near each
+            ground truth where the priors come with their grid.
     """
 
     def __init__(self,
@@ -112,6 +118,8 @@ class MaxIoUAssigner:
         self.match_low_quality = match_low_quality
         self.gpu_assign_thr = gpu_assign_thr
         self.iou_calculator = TASK_UTILS.build(iou_calculator)
+        iou_type = str(iou_calculator.get('type')).split('.')[-1]
+        self.rotated = iou_type == 'RBboxOverlaps2D'
         # mmdet's plain IoU has a faster equivalent here.
         self._plain_iou = (iou_calculator.get('type') in (
             'BboxOverlaps2D', 'mmdet.BboxOverlaps2D')
@@ -142,7 +150,8 @@ class MaxIoUAssigner:
         """Assign the priors of one image.
 
         Args:
-            pred_instances (InstanceData): ``priors`` (N, 4), a tensor or
+            pred_instances (InstanceData): ``priors`` (N, 4) (or (N, 5)
+                rotated), a tensor or
                 mmdet's ``HorizontalBoxes``.
             gt_instances (InstanceData): ``bboxes`` (G, 4) (tensor or
                 ``HorizontalBoxes``), ``labels`` (G,).
@@ -213,12 +222,13 @@ class MaxIoUAssigner:
                 or priors.size(1) == 0 or not ignore_valid.any()):
             return None
         priors = priors.expand(ignore.size(0), -1, -1)
+        overlaps = rotated_iou if self.rotated else self.iou_calculator
         if self.ignore_wrt_candidates:
-            iof = self.iou_calculator(priors, ignore, mode='iof')  # B, N, I
+            iof = overlaps(priors, ignore, mode='iof')  # B, N, I
             iof = iof.masked_fill(~ignore_valid[:, None, :], -1)
             max_iof = iof.max(dim=2).values
         else:
-            iof = self.iou_calculator(ignore, priors, mode='iof')  # B, I, N
+            iof = overlaps(ignore, priors, mode='iof')  # B, I, N
             iof = iof.masked_fill(~ignore_valid[:, :, None], -1)
             max_iof = iof.max(dim=1).values
         return max_iof > self.ignore_iof_thr
@@ -234,8 +244,9 @@ class MaxIoUAssigner:
         """Assign one set of priors in every image of a batch.
 
         Args:
-            priors (Tensor): (N, 4) priors shared by all images.
-            gt_bboxes (Tensor): (B, G, 4) padded ground truths.
+            priors (Tensor): (N, D) priors shared by all images (D = 4, or
+                5 for a rotated assigner).
+            gt_bboxes (Tensor): (B, G, D) padded ground truths.
             gt_valid (Tensor): (B, G) mask of real ground truths.
             excluded (Tensor, optional): (B, N) priors that take no part
                 (outside the image or ignored): their IoU counts as -1, so
@@ -320,16 +331,21 @@ class MaxIoUAssigner:
         else from the dense one; arguments as :meth:`assign_batch`."""
         assign_all = self.match_low_quality and self.gt_max_assign_all
         reduced = None
-        if layout is not None and self._plain_iou:
+        if layout is not None and (self._plain_iou or self.rotated):
             reduced = windowed_reductions(
                 priors, gt_bboxes, gt_valid, excluded, layout,
                 self.min_pos_iou, assign_all,
-                0. if exact_overlaps else self.label_iou_floor)
+                0. if exact_overlaps else self.label_iou_floor,
+                rotated=self.rotated)
         path = 'windowed'
         if reduced is None:
+            if self.rotated:
+                iou = rotated_iou
+            else:
+                iou = None if self._plain_iou else self.iou_calculator
             reduced = dense_reductions(
                 priors, gt_bboxes, gt_valid, excluded, self.min_pos_iou,
-                assign_all, None if self._plain_iou else self.iou_calculator)
+                assign_all, iou)
             path = 'dense'
         num_imgs, num_gts = gt_valid.shape
         print_log(f'MaxIoUAssigner: {path} IoU for {num_imgs} images x '
