@@ -43,6 +43,11 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
                            'an mmretina checkpoint to a torchvision state '
                            'dict'),
     },
+    'dota': {
+        'split': ('mmretina.cli.dota_split',
+                  "DOTA images and labels cut into patches (mmrotate's "
+                  'img_split rules)'),
+    },
     'export': ('mmretina.cli.export_onnx',
                'export a model to ONNX (decoding and NMS in the graph)'),
     'quantize': ('mmretina.cli.quantize',
@@ -69,6 +74,7 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
 _GROUP_HELP = {
     'convert': 'labels, rasters and weights from other formats',
     'analyze': 'anchors, logs, loss distribution, ablations, datasets',
+    'dota': 'DOTA data for oriented detectors: patches of large images',
 }
 
 _EXAMPLES = """\

@@ -27,6 +27,14 @@ Writes OUT_DIR/images/*.png (or .tif with --keep-geo) and
 OUT_DIR/annotations/<split>.json, checks each with mmretina.CocoDataset and
 prints the lines to paste into a config. The library:
 :mod:`mmretina.datasets.converters.raster`.
+
+--rotated (oriented detectors, mmrotate): each label becomes the
+minimum-area rotated rectangle of its vertices in the raster's pixels,
+written as DOTA label files (four corners, class, difficult) in the layout
+of mmrotate's DOTADataset: OUT_DIR/<split>/images/ and
+OUT_DIR/<split>/annfiles/. A rectangle with at least --min-visible of its
+area in a chip is kept whole, with difficult 2 where the chip's edge cuts
+it (the rule of DOTA's patches); below, it is left out.
 """
 import argparse
 import sys
@@ -44,7 +52,10 @@ def parse_args(argv=None):
         '  mmretina convert raster ortho.tif crowns.gpkg \\\n'
         '      --out-dir data/chips --chip 400 --split train=0.8,val=0.2 '
         '\\\n'
-        '      --block 50m\n')
+        '      --block 50m\n'
+        '  mmretina convert raster ortho.tif ships.gpkg --out-dir data/ships '
+        '\\\n'
+        '      --rotated --class-field type --chip 1024 --min-visible 0.7\n')
     p.add_argument('rasters', help='a raster, a folder of rasters, or a CSV '
                    'of raster,labels rows')
     p.add_argument('labels', nargs='?', help='a vector layer or a folder of '
@@ -87,9 +98,13 @@ def parse_args(argv=None):
     p.add_argument('--keep-geo', action='store_true',
                    help='write GeoTIFF chips with their georeferencing '
                    '(default PNG)')
+    p.add_argument('--rotated', action='store_true',
+                   help='minimum-area rotated rectangles in the DOTA layout '
+                   '(mmrotate\'s DOTADataset) instead of COCO boxes')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-check', action='store_true',
-                   help='do not load the output with mmretina.CocoDataset')
+                   help='do not load the output with mmretina.CocoDataset '
+                   '(--rotated: mmrotate\'s DOTADataset)')
     return p.parse_args(argv)
 
 
@@ -97,6 +112,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmretina.geo.raster import RasterError, parse_bands
     from mmretina.datasets.converters.convert import check_with_mmretina
+    from mmretina.datasets.converters.dota import check_dota_layout
     from mmretina.datasets.converters.raster import (raster_config_lines,
                                                      raster_to_coco)
     try:
@@ -110,11 +126,22 @@ def main(argv=None) -> int:
             split=args.split, block=args.block,
             bands=parse_bands(args.bands), scale=args.scale,
             gsd=None if args.gsd == 'off' else args.gsd,
-            keep_geo=args.keep_geo, seed=args.seed)
+            keep_geo=args.keep_geo, seed=args.seed, rotated=args.rotated)
         for reason, n in sorted(result['report'].items()):
             if n:
                 print(f'  {reason}: {n}')
         for name, o in result['splits'].items():
+            if args.rotated:
+                line = (f"{name}: {o['path']}: {o['chips']} chips, "
+                        f"{o['objects']} rotated boxes ({o['cut']} cut by a "
+                        'chip edge, difficult 2)')
+                if not args.no_check and o['chips']:
+                    line += ("; mmrotate's DOTADataset loads it: "
+                             + check_dota_layout(o['path'], o['img_dir'],
+                                                 result['classes'],
+                                                 result['img_suffix']))
+                print(line)
+                continue
             coco = o['coco']
             crowd = sum(a['iscrowd'] for a in coco['annotations'])
             line = (f"{name}: {o['path']}: {len(coco['images'])} chips, "

@@ -1,4 +1,5 @@
-"""Rasters + vector labels (a GIS project) -> COCO training chips.
+"""Rasters + vector labels (a GIS project) -> COCO (or DOTA) training
+chips.
 
 ``tools/dataset_converters/raster_to_coco.py`` is the command line over
 :func:`raster_to_coco`; :func:`load_labels` and :func:`pixel_boxes` are also
@@ -36,6 +37,20 @@ puts it in ``ignored_instances``, and the assigner with
 Kept boxes then go through the one validity rule
 (:mod:`mmretina.structures.box_validity`; below 1 px a side: dropped).
 
+Rotated boxes (``rotated=True``)
+--------------------------------
+For oriented detectors (mmrotate): each label's vertices in raster pixels
+(as above) become their minimum-area rotated rectangle
+(:func:`min_area_rboxes`: the rectangle OpenCV picks, as mmrotate's
+``qbox2rbox``, computed in float64), ``(cx, cy, w, h, angle)``, le90. A chip
+keeps a rectangle with at least ``min_visible`` of its area inside, whole
+(not clipped), with the difficult flag 2 where the chip's edge cuts it: the
+rule of DOTA's patches (:mod:`.dota_split`). Below, it is left out: the DOTA
+layout has no ignore regions. Rectangles under 1 px a side are dropped.
+Chips and labels are written in the layout of mmrotate's ``DOTADataset``:
+``<split>/images/`` and ``<split>/annfiles/`` (a DOTA label file per chip,
+the four corners in the chip's pixels).
+
 Splits
 ------
 ``split={'train': 0.8, 'val': 0.2}``: each raster is cut into square blocks
@@ -58,14 +73,18 @@ import numpy as np
 from mmretina.geo.formats import IMAGE_EXTS, require
 from mmretina.geo.raster import RasterError, RasterSource
 from mmretina.geo.windows import tile_windows
-from mmretina.structures.box_validity import DROPPED, box_verdicts
+from mmretina.structures.box_validity import DROPPED, MIN_SIDE, box_verdicts
+from mmretina.structures.rotated import rbox_corners
 from .coco_writer import CocoWriter, write_json
+from .dota import dota_config_lines, write_dota_labels
+from .dota_split import TRUNCATED, polygon_iof
 from .records import ConversionError
 
 __all__ = [
     'LABEL_EXTS', 'Labels', 'list_rasters', 'list_layers',
-    'load_labels', 'pixel_boxes', 'parse_split', 'parse_length',
-    'chip_boxes', 'assign_splits', 'raster_to_coco', 'raster_config_lines'
+    'load_labels', 'pixel_vertices', 'pixel_boxes', 'pixel_rboxes',
+    'min_area_rboxes', 'parse_split', 'parse_length', 'chip_boxes',
+    'chip_rboxes', 'assign_splits', 'raster_to_coco', 'raster_config_lines'
 ]
 
 LABEL_EXTS = ('.gpkg', '.shp', '.geojson', '.json', '.fgb', '.csv')
@@ -301,34 +320,27 @@ def _crs_name(crs) -> str:
     return f'EPSG:{epsg}' if epsg else crs.name
 
 
-def pixel_boxes(labels: Labels,
-                raster: str,
-                georef,
-                width: int,
-                height: int,
-                point_radius: Optional[float] = None
-                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The labels in a raster's pixels.
+def pixel_vertices(labels: Labels,
+                   raster: str,
+                   georef,
+                   point_radius: Optional[float] = None
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """The vertices of the labels in a raster's pixels: each label
+    reprojected to the raster's CRS, a point buffered to a square of
+    ``point_radius`` metres each side, then every vertex through the inverse
+    of the raster's affine transform.
 
     Args:
-        labels (Labels): from :func:`load_labels`.
-        raster (str): its path (for messages).
-        georef (Georef | None): the raster's transform and CRS
-            (:func:`mmretina.geo.raster.read_georef`); None: a plain image,
-            whose labels must be in pixels (a layer without CRS, y down).
-        width, height (int): raster size in px.
-        point_radius (float, optional): half the side of a point's box, in
-            metres; required for point labels.
+        labels, raster, georef, point_radius: as :func:`pixel_boxes`.
 
     Returns:
-        tuple: ``(boxes, index, on_raster)``: boxes N x 4 float64
-        ``(x1, y1, x2, y2)`` in continuous raster pixels, for every label;
-        ``index`` (N,) positions in ``labels.frame``; ``on_raster`` (N,)
-        bool, the box meets ``[0, width] x [0, height]``.
+        tuple: ``(coords, which)``: V x 2 float64 ``(col, row)`` in
+        continuous raster pixels (NaN or inf where a vertex does not
+        project); (V,) the position of each vertex's label in
+        ``labels.frame`` (non-decreasing).
 
     Raises:
-        ConversionError: map labels over a raster without CRS, points
-            without ``point_radius``.
+        ConversionError: as :func:`pixel_boxes`.
     """
     import shapely
     from pyproj import CRS
@@ -373,7 +385,48 @@ def pixel_boxes(labels: Labels,
         det = a * e - b * d
         x, y = coords[:, 0] - c, coords[:, 1] - f
         coords = np.stack([(e * x - b * y) / det, (-d * x + a * y) / det], 1)
-    bounds = np.full((len(frame), 4), np.nan)
+    return coords, which
+
+
+def pixel_boxes(labels: Labels,
+                raster: str,
+                georef,
+                width: int,
+                height: int,
+                point_radius: Optional[float] = None
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labels in a raster's pixels.
+
+    Args:
+        labels (Labels): from :func:`load_labels`.
+        raster (str): its path (for messages).
+        georef (Georef | None): the raster's transform and CRS
+            (:func:`mmretina.geo.raster.read_georef`); None: a plain image,
+            whose labels must be in pixels (a layer without CRS, y down).
+        width, height (int): raster size in px.
+        point_radius (float, optional): half the side of a point's box, in
+            metres; required for point labels.
+
+    Returns:
+        tuple: ``(boxes, index, on_raster)``: boxes N x 4 float64
+        ``(x1, y1, x2, y2)`` in continuous raster pixels, for every label;
+        ``index`` (N,) positions in ``labels.frame``; ``on_raster`` (N,)
+        bool, the box meets ``[0, width] x [0, height]``.
+
+    Raises:
+        ConversionError: map labels over a raster without CRS, points
+            without ``point_radius``.
+    """
+    coords, which = pixel_vertices(labels, raster, georef, point_radius)
+    bounds, on = _envelopes(coords, which, len(labels.frame), width, height)
+    return bounds, np.arange(len(labels.frame)), on
+
+
+def _envelopes(coords: np.ndarray, which: np.ndarray, n: int, width: int,
+               height: int) -> Tuple[np.ndarray, np.ndarray]:
+    """N x 4 envelopes of the vertices of N labels (NaN for a label with a
+    vertex that does not project) and whether each meets the raster."""
+    bounds = np.full((n, 4), np.nan)
     with np.errstate(invalid='ignore'):
         np.fmin.at(bounds[:, 0], which, coords[:, 0])
         np.fmin.at(bounds[:, 1], which, coords[:, 1])
@@ -381,12 +434,132 @@ def pixel_boxes(labels: Labels,
         np.fmax.at(bounds[:, 3], which, coords[:, 1])
         # a vertex that does not project (far outside the CRS's area) makes
         # the label unplaceable: off the raster
-        bad = np.zeros(len(frame), bool)
+        bad = np.zeros(n, bool)
         np.logical_or.at(bad, which, ~np.isfinite(coords).all(axis=1))
         bounds[bad] = np.nan
         on = ((bounds[:, 2] > 0) & (bounds[:, 0] < width)
               & (bounds[:, 3] > 0) & (bounds[:, 1] < height))
-    return bounds, np.arange(len(frame)), on
+    return bounds, on
+
+
+def pixel_rboxes(labels: Labels,
+                 raster: str,
+                 georef,
+                 width: int,
+                 height: int,
+                 point_radius: Optional[float] = None,
+                 scale: Tuple[float, float] = (1.0, 1.0)
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labels as minimum-area rotated rectangles in a raster's pixels
+    (the ground truth of oriented detectors).
+
+    Each label's vertices in raster pixels (:func:`pixel_vertices`: from
+    the layer's CRS to the raster's, then through the inverse affine
+    transform), divided by ``scale``, and their minimum-area rectangle
+    (:func:`min_area_rboxes`).
+
+    Args:
+        labels, raster, georef, width, height, point_radius: as
+            :func:`pixel_boxes`.
+        scale (tuple): ``(fx, fy)``: the rectangles in the pixels of a grid
+            ``fx`` x ``fy`` times coarser than the raster's (chips cut at
+            another GSD); the vertices are scaled before the rectangle is
+            fitted, so it stays the minimum-area one.
+
+    Returns:
+        tuple: ``(rboxes, index, on_raster)``: N x 5 float64 ``(cx, cy, w,
+        h, angle)`` (le90, radians) in pixels of the grid, NaN for a label
+        with a vertex that does not project; ``index`` and ``on_raster`` as
+        :func:`pixel_boxes`.
+    """
+    coords, which = pixel_vertices(labels, raster, georef, point_radius)
+    n = len(labels.frame)
+    _, on = _envelopes(coords, which, n, width, height)
+    coords = coords / np.asarray(scale, np.float64)
+    return min_area_rboxes(coords, which, n), np.arange(n), on
+
+
+def min_area_rboxes(coords: np.ndarray,
+                    which: np.ndarray,
+                    n: int,
+                    angle_version: str = 'le90') -> np.ndarray:
+    """The minimum-area rectangle of each of ``n`` point sets, in float64.
+
+    The rectangle is the one :func:`~mmretina.structures.rotated.
+    corners_to_rbox` picks (OpenCV's ``minAreaRect``, as mmrotate's
+    ``qbox2rbox``), whose float32 arithmetic leaves errors of 1e-5 px at
+    100 px from the origin. One side of a minimum-area rectangle lies along
+    an edge of the points' convex hull (Freeman and Shapira, 1975), so the
+    angle is taken from the hull edge nearest OpenCV's, and the rectangle's
+    extent from the float64 projections of the points on its axes.
+
+    Args:
+        coords (ndarray): V x 2 points ``(x, y)`` in pixels.
+        which (ndarray): (V,) the set of each point, in ``[0, n)``,
+            non-decreasing.
+        n (int): the number of sets.
+        angle_version (str): the angle convention of the result.
+
+    Returns:
+        ndarray: n x 5 float64 ``(cx, cy, w, h, angle)``; NaN for a set with
+        a non-finite point or no point.
+    """
+    import shapely
+    import torch
+
+    from mmretina.structures.rotated import (corners_to_rbox,
+                                             regularize_rboxes)
+    coords = np.asarray(coords, np.float64).reshape(-1, 2)
+    which = np.asarray(which, np.int64).reshape(-1)
+    out = np.full((n, 5), np.nan)
+    bad = np.zeros(n, bool)
+    np.logical_or.at(bad, which, ~np.isfinite(coords).all(axis=1))
+    keep = ~bad[which]
+    pts, sets = coords[keep], which[keep]
+    if not len(pts):
+        return out
+    ids, first, counts = np.unique(sets, return_index=True,
+                                   return_counts=True)
+    dense = np.searchsorted(ids, sets)  # 0 .. len(ids) - 1
+    # each set about its first point: small numbers for OpenCV's float32
+    origin = pts[first]
+    rel = pts - origin[dense]
+    theta = np.zeros(len(ids))
+    for p in np.unique(counts):
+        members = counts == p
+        group = rel[members[dense]].reshape(-1, p, 2)
+        if p < 3:  # a point or a segment: repeat the last point
+            group = np.concatenate(
+                [group, np.repeat(group[:, -1:], 3 - p, axis=1)], axis=1)
+        theta[members] = corners_to_rbox(group, None)[:, 4].double().numpy()
+    # the hull edge nearest OpenCV's angle (modulo 90 degrees)
+    hulls = shapely.convex_hull(shapely.multipoints(rel, indices=dense))
+    hc, hi = shapely.get_coordinates(hulls, return_index=True)
+    edge = hc[1:] - hc[:-1]
+    real = (hi[1:] == hi[:-1]) & (np.hypot(edge[:, 0], edge[:, 1]) > 0)
+    edge, owner = edge[real], hi[1:][real]
+    delta = np.mod(np.arctan2(edge[:, 1], edge[:, 0]) - theta[owner]
+                   + np.pi / 4, np.pi / 2) - np.pi / 4
+    order = np.lexsort((np.abs(delta), owner))
+    owners, nearest = np.unique(owner[order], return_index=True)
+    theta[owners] += delta[order][nearest]
+    cos, sin = np.cos(theta)[dense], np.sin(theta)[dense]
+    u = rel[:, 0] * cos + rel[:, 1] * sin
+    v = rel[:, 1] * cos - rel[:, 0] * sin
+    lo_u, hi_u = np.full(len(ids), np.inf), np.full(len(ids), -np.inf)
+    lo_v, hi_v = lo_u.copy(), hi_u.copy()
+    np.minimum.at(lo_u, dense, u)
+    np.maximum.at(hi_u, dense, u)
+    np.minimum.at(lo_v, dense, v)
+    np.maximum.at(hi_v, dense, v)
+    mid_u, mid_v = (lo_u + hi_u) / 2, (lo_v + hi_v) / 2
+    c, s = np.cos(theta), np.sin(theta)
+    boxes = np.stack([origin[:, 0] + mid_u * c - mid_v * s,
+                      origin[:, 1] + mid_u * s + mid_v * c,
+                      hi_u - lo_u, hi_v - lo_v, theta], axis=1)
+    out[ids] = regularize_rboxes(torch.from_numpy(boxes),
+                                 angle_version).numpy()
+    return out
 
 
 def extent_message(labels: Labels, raster: str, georef, width: int,
@@ -496,6 +669,40 @@ def chip_boxes(boxes: np.ndarray, window, min_visible: float = 0.5
     return clipped[idx].reshape(-1, 4), idx, np.asarray(crowd, bool), report
 
 
+def chip_rboxes(polys: np.ndarray, window, min_visible: float = 0.5
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Counter]:
+    """The rotated boxes of one chip, by the rule of DOTA's patches
+    (:func:`~.dota_split.window_objects`: the IoF of the rectangle with the
+    chip), ``min_visible`` as its ``iof_thr``.
+
+    Args:
+        polys (ndarray): N x 8 corners of the rectangles in raster pixels.
+        window (Window): the chip, ``[x0, x1) x [y0, y1)`` raster pixels.
+        min_visible (float): the smallest fraction of a rectangle's area
+            inside the chip for it to be kept (unclipped; marked cut);
+            below, it is left out (the DOTA layout has no ignore regions).
+
+    Returns:
+        tuple: ``(polys, index, cut, report)``: K x 8 corners in the chip's
+        pixels; K indices into ``polys``; K bool, True where the chip's
+        edge cuts the rectangle; ``report`` counts by reason.
+    """
+    win = np.array([[window.x0, window.y0, window.x1, window.y1]])
+    p = np.asarray(polys, np.float64).reshape(-1, 8)
+    iof, inside = polygon_iof(p, win)
+    iof, inside = iof[:, 0], inside[:, 0]
+    keep = (iof > 0) & (iof >= min_visible - 1e-9)
+    report = Counter({
+        'kept': int((keep & inside).sum()),
+        f'kept, cut by the chip edge (difficult {TRUNCATED})':
+        int((keep & ~inside).sum()),
+        'left out: less than --min-visible inside (the DOTA layout has no '
+        'ignore regions)': int(((iof > 0) & ~keep).sum())})
+    idx = np.nonzero(keep)[0]
+    local = p[idx] - np.tile([window.x0, window.y0], 4)
+    return local, idx, ~inside[idx], report
+
+
 def assign_splits(blocks: Sequence[tuple], ratios: 'OrderedDict[str, float]',
                   seed: int = 0) -> Dict[tuple, str]:
     """Deal ``blocks`` (hashable keys, e.g. ``(raster, bx, by)``) to the
@@ -548,9 +755,11 @@ def raster_to_coco(rasters: str,
                    gsd: Optional[float] = None,
                    keep_geo: bool = False,
                    seed: int = 0,
+                   rotated: bool = False,
                    log=print) -> dict:
-    """Cut training chips and their COCO annotations from rasters and
-    vector labels (see the module docstring for the rules).
+    """Cut training chips and their COCO annotations (or, ``rotated``,
+    DOTA label files) from rasters and vector labels (see the module
+    docstring for the rules).
 
     Args:
         rasters (str): a raster, a folder of rasters, or a CSV of
@@ -581,13 +790,22 @@ def raster_to_coco(rasters: str,
             state the chips' GSD.
         keep_geo (bool): GeoTIFF chips with their georeferencing instead of
             PNG.
+        rotated (bool): labels as minimum-area rotated rectangles
+            (:func:`pixel_rboxes`), chosen per chip by :func:`chip_rboxes`
+            and written in the layout of mmrotate's ``DOTADataset``:
+            ``<split>/images/`` and ``<split>/annfiles/`` (one DOTA label
+            file per chip, the four corners in the chip's pixels).
 
     Returns:
-        dict: ``splits`` (name -> ``path``, ``coco``), ``classes``,
-        ``img_dir``, ``report`` (Counter of what happened to labels and
-        chips).
+        dict: ``splits`` (name -> ``path``, ``coco``; rotated: name ->
+        ``path`` (the annfiles folder), ``img_dir``, ``chips``,
+        ``objects``, ``cut``), ``classes``, ``img_dir``, ``report``
+        (Counter of what happened to labels and chips), ``gsd`` (the
+        chips', metres, or None), ``rotated``, ``img_suffix``,
+        ``out_dir``.
     """
     import cv2
+    import torch
     if chip <= 0:
         raise ConversionError(f'--chip {chip}: give a positive size in px')
     if not 0 <= min_visible <= 1:
@@ -624,12 +842,20 @@ def raster_to_coco(rasters: str,
             report['invalid geometries repaired'] += lab.repaired
         else:
             lab = shared
-        boxes, idx, on = pixel_boxes(lab, raster, source.georef,
-                                     source.native_width,
-                                     source.native_height, point_radius)
-        if source.resampled:  # raster px -> the chips' grid
-            boxes = boxes / np.array([source.fx, source.fy, source.fx,
-                                      source.fy])
+        if rotated:  # N x 8 corners of the rectangles in the chips' grid
+            grid = (source.fx, source.fy) if source.resampled else (1, 1)
+            rboxes, idx, on = pixel_rboxes(
+                lab, raster, source.georef, source.native_width,
+                source.native_height, point_radius, grid)
+            boxes = rbox_corners(torch.from_numpy(rboxes)).reshape(
+                -1, 8).numpy()
+        else:
+            boxes, idx, on = pixel_boxes(lab, raster, source.georef,
+                                         source.native_width,
+                                         source.native_height, point_radius)
+            if source.resampled:  # raster px -> the chips' grid
+                boxes = boxes / np.array([source.fx, source.fy, source.fx,
+                                          source.fy])
         if lab is shared:
             met |= on
         elif not on.all():
@@ -638,12 +864,20 @@ def raster_to_coco(rasters: str,
                 raise ConversionError(extent_message(
                     lab, raster, source.georef, source.native_width,
                     source.native_height))
-        jobs.append((source, lab, boxes[on], idx[on]))
+        use = on
+        if rotated:  # mmdet's rule, w < 1 or h < 1 px, on the rectangle
+            small = on & ~((rboxes[:, 2] >= MIN_SIDE) &
+                           (rboxes[:, 3] >= MIN_SIDE))
+            report['dropped: rotated rectangles less than 1 px wide or '
+                   'high'] += int(small.sum())
+            use = on & ~small
+        jobs.append((source, lab, boxes[use], idx[use]))
     if shared is not None:
         if not met.any():
             s = jobs[0][0]
             raise ConversionError(
-                extent_message(shared, s.path, s.georef, s.native_width, s.native_height)
+                extent_message(shared, s.path, s.georef, s.native_width,
+                               s.native_height)
                 + (f' (nor any of the other {len(jobs) - 1} rasters)'
                    if len(jobs) > 1 else ''))
         if not met.all():
@@ -673,6 +907,12 @@ def raster_to_coco(rasters: str,
                         f'{classes}; add it or fix the feature')
     if not classes:
         raise ConversionError('no label meets any raster')
+    spaced = [c for c in classes if len(str(c).split()) != 1]
+    if rotated and spaced:
+        raise ConversionError(
+            f'classes {spaced}: a DOTA label file separates its fields by '
+            'spaces, so a class name cannot hold one; rename the class in '
+            'the layer (e.g. red_pine)')
     cat = {n: i + 1 for i, n in enumerate(classes)}
 
     # chips, their blocks and splits
@@ -726,8 +966,11 @@ def raster_to_coco(rasters: str,
         by_split[name] = keep
 
     img_dir = osp.join(out_dir, 'images')
-    os.makedirs(img_dir, exist_ok=True)
     ext = '.tif' if keep_geo else '.png'
+    gsds = {round(src.gsd or src.native_gsd, 6)
+            if (src.gsd or src.native_gsd) else None
+            for src, _, _, _ in jobs}
+    chips_gsd = gsds.pop() if len(gsds) == 1 else None
     rng = random.Random(seed)
     out = OrderedDict()
     for name in ratios:
@@ -735,17 +978,29 @@ def raster_to_coco(rasters: str,
         for j, win, _ in sorted(by_split[name],
                                 key=lambda c: (c[0], c[1].y0, c[1].x0)):
             source, lab, boxes, idx = jobs[j]
-            b, k, crowd, rep = chip_boxes(boxes, win, min_visible)
+            if rotated:  # flags: cut by the chip's edge
+                b, k, flags, rep = chip_rboxes(boxes, win, min_visible)
+                trained = len(k) > 0
+            else:  # flags: ignore regions
+                b, k, flags, rep = chip_boxes(boxes, win, min_visible)
+                trained = (~flags).any()
             report.update(rep)
-            entry = (j, win, b, k, crowd)
-            (with_boxes if (~crowd).any() else empty).append(entry)
+            (with_boxes if trained else empty).append((j, win, b, k, flags))
         n_empty = min(len(empty), int(round(empty_ratio * len(with_boxes))))
         report[f'{name}: empty chips left out (--empty-ratio)'] += \
             len(empty) - n_empty
         chosen = with_boxes + rng.sample(empty, n_empty)
         chosen.sort(key=lambda e: (e[0], e[1].y0, e[1].x0))
-        writer = CocoWriter([dict(id=i, name=n) for n, i in cat.items()])
-        for j, win, b, k, crowd in chosen:
+        if rotated:
+            chip_dir = osp.join(out_dir, name, 'images')
+            ann_dir = osp.join(out_dir, name, 'annfiles')
+            os.makedirs(ann_dir, exist_ok=True)
+            counts = Counter()
+        else:
+            chip_dir = img_dir
+            writer = CocoWriter([dict(id=i, name=n) for n, i in cat.items()])
+        os.makedirs(chip_dir, exist_ok=True)
+        for j, win, b, k, flags in chosen:
             source, lab, boxes, idx = jobs[j]
             img, valid = source.read(win)
             if valid is not None and not valid.any():
@@ -753,32 +1008,40 @@ def raster_to_coco(rasters: str,
                 continue
             stem = osp.splitext(osp.basename(source.path))[0]
             fname = f'{stem}_x{win.x0}_y{win.y0}{ext}'
-            path = osp.join(img_dir, fname)
+            path = osp.join(chip_dir, fname)
             if keep_geo:
                 _write_geotiff(path, img, source, win)
             elif not cv2.imwrite(path, img):
                 raise ConversionError(f'{path}: cannot write the chip')
-            names = lab.frame.label.values[idx[k]]
+            names = [str(v) for v in lab.frame.label.values[idx[k]]]
+            if rotated:
+                write_dota_labels(
+                    osp.join(ann_dir, osp.splitext(fname)[0] + '.txt'), b,
+                    names, np.where(flags, TRUNCATED, 0))
+                counts.update(chips=1, objects=len(k), cut=int(flags.sum()))
+                continue
             img_id = writer.add_image(
                 fname, win.x1 - win.x0, win.y1 - win.y0, b,
-                [cat[str(v)] for v in names], iscrowd=crowd.tolist())
+                [cat[v] for v in names], iscrowd=flags.tolist())
             im = writer.images[img_id - 1]
             im['raster'] = source.path
             im['window'] = [int(win.x0), int(win.y0), int(win.x1),
                             int(win.y1)]
-        gsds = {round(src.gsd or src.native_gsd, 6)
-                if (src.gsd or src.native_gsd) else None
-                for src, _, _, _ in jobs}
+        if rotated:
+            out[name] = dict(path=ann_dir, img_dir=chip_dir,
+                             chips=counts['chips'], objects=counts['objects'],
+                             cut=counts['cut'])
+            continue
         coco = writer.to_dict(info=dict(
             description='chips cut by mmretina raster_to_coco',
             chip=chip, overlap=overlap, min_visible=min_visible,
-            bands=list(jobs[0][0].bands),
-            gsd=gsds.pop() if len(gsds) == 1 else None))
+            bands=list(jobs[0][0].bands), gsd=chips_gsd))
         path = osp.join(out_dir, 'annotations', f'{name}.json')
         write_json(coco, path)
         out[name] = dict(path=path, coco=coco)
     return dict(splits=out, classes=list(classes), img_dir=img_dir,
-                report=report)
+                report=report, gsd=chips_gsd, rotated=rotated,
+                img_suffix=ext[1:], out_dir=out_dir)
 
 
 def _write_geotiff(path: str, img_bgr: np.ndarray, source, win) -> None:
@@ -805,14 +1068,22 @@ def _write_geotiff(path: str, img_bgr: np.ndarray, source, win) -> None:
 
 def raster_config_lines(result: dict) -> str:
     """The dataset lines to paste into a config (as ``to_coco.py``
-    prints them), plus the ignore setting the chips need."""
+    prints them), plus the ignore setting the chips need (rotated: the
+    lines of mmrotate's ``DOTADataset``)."""
     from .convert import config_lines
+    gsd_line = ''
+    if result.get('gsd'):
+        gsd_line = (f'\n# the chips\' ground sample distance (m): predict '
+                    f'and evaluate read rasters at it\ngsd = '
+                    f'{result["gsd"]:g}')
+    if result.get('rotated'):
+        return dota_config_lines(
+            result['out_dir'],
+            {name: (o['path'], o['img_dir'])
+             for name, o in result['splits'].items()},
+            result['classes'], result['img_suffix']) + gsd_line
     lines = config_lines(result['splits'], result['classes'],
-                         result['img_dir'])
-    gsd = next(iter(result['splits'].values()))['coco']['info'].get('gsd')
-    if gsd:
-        lines += (f'\n# the chips\' ground sample distance (m): predict and '
-                  f'evaluate read rasters at it\ngsd = {gsd:g}')
+                         result['img_dir']) + gsd_line
     return lines + (
         '\n# boxes cut by chip edges are ignore regions (iscrowd=1): '
         'let the assigner skip\n# the anchors on them\n'

@@ -1,6 +1,7 @@
 """Rasters + vector labels -> COCO chips, on real GeoTIFFs and GeoPackages
 written by rasterio / geopandas in a temp dir."""
 import json
+import os
 import os.path as osp
 
 import numpy as np
@@ -13,7 +14,7 @@ from shapely.geometry import Point, Polygon, box  # noqa: E402
 
 from mmretina.datasets.converters.raster import (  # noqa: E402
     ConversionError, assign_splits, chip_boxes, parse_length,
-    parse_split, raster_to_coco)
+    parse_split, raster_config_lines, raster_to_coco)
 from mmretina.geo.windows import Window  # noqa: E402
 
 # a 0.1 m raster in UTM 17N (OSBS, Florida)
@@ -383,3 +384,201 @@ def test_csv_of_pairs_and_csv_labels_in_map_coordinates(tmp_path):
     assert np.allclose(sorted(by_raster['a.tif']), BOXES[:2], atol=0.01)
     assert np.allclose(by_raster['b.tif'], BOXES[2:3], atol=0.01)
     assert [c['name'] for c in coco['categories']] == ['oak']
+
+
+# --rotated: oriented rectangles in the raster's pixels, exact
+RBOXES = np.array([  # (cx, cy, w, h, angle) in raster px, le90
+    [100.25, 80.5, 60.0, 20.0, 0.5],
+    [300.3, 150.7, 40.0, 12.0, -1.0],
+    [420.0, 230.0, 30.0, 30.0, 0.2],
+    [250.0, 40.0, 50.0, 8.0, 1.2],  # crosses the chip edge x = 244
+])
+# a north-up 0.1 m UTM raster, the same rotated by 30 degrees, a 1e-6
+# degree (about 0.1 m) raster in EPSG:4326 (Florida)
+_C, _S = np.cos(np.pi / 6), np.sin(np.pi / 6)
+TRANSFORMS = {
+    'utm': ('EPSG:32617', (GSD, 0, ORIGIN[0], 0, -GSD, ORIGIN[1])),
+    'utm-rotated': ('EPSG:32617', (GSD * _C, GSD * _S, ORIGIN[0],
+                                   GSD * _S, -GSD * _C, ORIGIN[1])),
+    'epsg4326': ('EPSG:4326', (1e-6, 0, -82.0, 0, -1e-6, 29.7)),
+}
+
+
+def rotated_case(tmp_path, raster_kind, label_crs, objects=RBOXES,
+                 labels=None):
+    """A 500 x 300 raster and a layer whose features are ``objects``'
+    corners (raster px) mapped to map coordinates, then to ``label_crs``."""
+    import torch
+    from rasterio.transform import Affine
+
+    from mmretina.structures.rotated import rbox_corners
+    crs, t = TRANSFORMS[raster_kind]
+    data = np.random.default_rng(0).integers(1, 255, (3, 300, 500))
+    path = str(tmp_path / 'r.tif')
+    with rasterio.open(path, 'w', driver='GTiff', width=500, height=300,
+                       count=3, dtype='uint8', crs=crs,
+                       transform=Affine(*t)) as dst:
+        dst.write(data.astype('uint8'))
+    corners = rbox_corners(torch.from_numpy(objects)).numpy()
+    a, b, c, d, e, f = t
+    polys = [Polygon([(a * x + b * y + c, d * x + e * y + f)
+                      for x, y in q]) for q in corners]
+    names = labels or ['ship'] * (len(objects) - 1) + ['plane']
+    layer = gpd.GeoDataFrame(dict(kind=names), geometry=polys, crs=crs)
+    if label_crs != crs:
+        layer = layer.to_crs(label_crs)
+    layer.to_file(str(tmp_path / 'l.gpkg'))
+    return path, str(tmp_path / 'l.gpkg'), corners.reshape(-1, 8)
+
+
+def read_rotated_chips(ann_dir):
+    """(corners in raster px, class, difficult, chip) of every line of the
+    chips' DOTA label files."""
+    import re
+    from mmretina.datasets.converters.dota import read_dota_labels
+    rows = []
+    for f in sorted(os.listdir(ann_dir)):
+        x0, y0 = map(int, re.search(r'_x(\d+)_y(\d+)\.txt$', f).groups())
+        lab = read_dota_labels(osp.join(ann_dir, f))
+        for poly, name, flag in zip(lab.polys, lab.labels, lab.difficult):
+            rows.append((poly + np.tile([x0, y0], 4), name, flag, (x0, y0)))
+    return rows
+
+
+def same_rectangle(p, q, atol):
+    """Four corners each (8,): the same points, in any order."""
+    p, q = p.reshape(4, 2), q.reshape(4, 2)
+    return np.linalg.norm(p[:, None] - q[None], axis=-1).min(1).max() < atol
+
+
+@pytest.mark.parametrize('raster_kind,label_crs', [
+    ('utm', 'EPSG:32617'), ('utm', 'EPSG:4326'),
+    ('utm-rotated', 'EPSG:32617'), ('epsg4326', 'EPSG:4326'),
+    ('epsg4326', 'EPSG:32617')])
+def test_rotated_labels_are_exact_in_raster_pixels(tmp_path, raster_kind,
+                                                   label_crs):
+    pytest.importorskip('mmrotate')
+    raster, labels, want = rotated_case(tmp_path, raster_kind, label_crs)
+    res = run(tmp_path, raster, labels, chip=256, empty_ratio=1.0,
+              rotated=True, class_field='kind', min_visible=0.5)
+    split = res['splits']['all']
+    assert split['path'] == str(tmp_path / 'out' / 'all' / 'annfiles')
+    assert split['chips'] == 4  # 256 px chips: x 0, 244; y 0, 44
+    rows = read_rotated_chips(split['path'])
+    assert split['objects'] == len(rows)
+    for poly, name, flag, chip in rows:
+        hits = [k for k, w in enumerate(want) if same_rectangle(poly, w,
+                                                                1e-6)]
+        assert len(hits) == 1, (poly, chip)
+        assert name == ('plane' if hits[0] == 3 else 'ship')
+        # difficult 2 where a corner lies outside the chip (256 px)
+        x, y = poly[0::2] - chip[0], poly[1::2] - chip[1]
+        inside = (x >= 0).all() and (x <= 256).all() and (y >= 0).all() \
+            and (y <= 256).all()
+        assert flag == (0 if inside else 2)
+    found = {k for poly, *_ in rows for k, w in enumerate(want)
+             if same_rectangle(poly, w, 1e-6)}
+    assert found == {0, 1, 2, 3}
+    # the plane (x 237..263) is cut by the edges of both chip columns
+    assert {(chip, flag) for _, name, flag, chip in rows
+            if name == 'plane'} == {((0, 0), 2), ((244, 0), 2)}
+    lines = raster_config_lines(res)
+    assert lines.startswith("# dataset lines for your config (mmrotate's "
+                            'DOTADataset')
+    assert "ann_file='all/annfiles/'" in lines and 'gsd = ' in lines
+    from mmretina.datasets.converters.dota import check_dota_layout
+    assert check_dota_layout(split['path'], split['img_dir'],
+                             res['classes']) == f'4 images, {len(rows)} ' \
+        'objects'
+
+
+def test_rotated_chip_rule_cut_left_out_and_dropped(tmp_path):
+    pytest.importorskip('mmrotate')
+    objects = np.array([
+        [240.0, 100.0, 40.0, 10.0, 0.0],   # x 220..260
+        [250.0, 200.0, 20.0, 10.0, 0.0],   # x 240..260
+        [30.0, 30.0, 20.0, 0.5, 0.3],      # 0.5 px high: dropped
+        [120.0, 150.0, 20.0, 10.0, 0.7],   # whole in the left chips
+    ])
+    raster, labels, want = rotated_case(tmp_path, 'utm', 'EPSG:32617',
+                                        objects, ['ship'] * 4)
+    res = run(tmp_path, raster, labels, chip=256, empty_ratio=1.0,
+              rotated=True, min_visible=0.7)
+    rep = res['report']
+    assert rep['dropped: rotated rectangles less than 1 px wide or high'] \
+        == 1
+    rows = read_rotated_chips(res['splits']['all']['path'])
+    by_object = {}
+    for poly, _, flag, chip in rows:
+        k = next(k for k, w in enumerate(want) if same_rectangle(poly, w,
+                                                                 1e-6))
+        by_object.setdefault(k, set()).add((chip[0], flag))
+    # chips x 0..256 and 244..500: object 0 has 90 % in the first (kept,
+    # cut) and 40 % in the second (left out); object 1 80 % in each
+    assert by_object[0] == {(0, 2)}
+    assert by_object[1] == {(0, 2), (244, 2)}
+    assert by_object[3] == {(0, 0)}
+    assert 2 not in by_object
+    left_out = 'left out: less than --min-visible inside (the DOTA layout ' \
+        'has no ignore regions)'
+    assert rep[left_out] == 2  # object 0 in the chips at x 244, y 0 and 44
+    assert rep['kept, cut by the chip edge (difficult 2)'] == 2 + 4
+
+
+def test_rotated_labels_at_another_gsd(tmp_path):
+    """Chips cut at 0.2 m from a 0.1 m raster: the rectangles in the
+    resampled grid's pixels are the raster's halved, exactly."""
+    pytest.importorskip('mmrotate')
+    raster, labels, want = rotated_case(tmp_path, 'utm', 'EPSG:32617')
+    res = run(tmp_path, raster, labels, chip=256, empty_ratio=1.0,
+              rotated=True, gsd=0.2)
+    assert res['gsd'] == 0.2
+    rows = read_rotated_chips(res['splits']['all']['path'])
+    assert len(rows) == 4  # 250 x 150 px: one chip
+    for poly, *_ in rows:
+        assert any(same_rectangle(poly, w / 2, 1e-6) for w in want)
+
+
+def test_min_area_rboxes_is_opencvs_rectangle_in_float64():
+    import torch
+
+    from mmretina.datasets.converters.raster import min_area_rboxes
+    from mmretina.structures.rotated import corners_to_rbox, rbox_corners
+    rng = np.random.default_rng(0)
+    # random polygons (8 vertices, concave too) about the origin: OpenCV's
+    # float32 is precise here, so both must give the same rectangle
+    sets = rng.normal(0, 20, (50, 8, 2)) * rng.uniform(0.2, 1, (50, 1, 2))
+    ours = min_area_rboxes(sets.reshape(-1, 2), np.repeat(np.arange(50), 8),
+                           50)
+    ref = corners_to_rbox(sets).double().numpy()
+    assert np.allclose(ours[:, 2] * ours[:, 3], ref[:, 2] * ref[:, 3],
+                       rtol=1e-5)
+    for p, q in zip(rbox_corners(torch.from_numpy(ours)).numpy(),
+                    rbox_corners(torch.from_numpy(ref)).numpy()):
+        assert same_rectangle(p.ravel(), q.ravel(), 1e-3)
+    # a rectangle 10 km from the origin: float32 would be off by 1e-3 px
+    truth = np.array([[12345.678, 9876.543, 40.25, 12.5, 0.3]])
+    corners = rbox_corners(torch.from_numpy(truth)).numpy().reshape(-1, 2)
+    np.testing.assert_allclose(
+        min_area_rboxes(corners, np.zeros(4, int), 1), truth, atol=1e-9)
+    assert abs(corners_to_rbox(corners[None])[0, 2].item() - 40.25) > 1e-4
+    # a set with a vertex that does not project, and an empty set
+    out = min_area_rboxes(np.array([[0, 0], [np.inf, 1], [1, 1]]),
+                          np.array([0, 0, 0]), 2)
+    assert np.isnan(out).all()
+
+
+def test_cli_rotated_checks_with_dota_dataset(tmp_path, capsys):
+    pytest.importorskip('mmrotate')
+    from mmretina.cli.raster_to_coco import main
+    raster, labels, _ = rotated_case(tmp_path, 'utm', 'EPSG:4326')
+    out = str(tmp_path / 'o')
+    assert main([raster, labels, '--out-dir', out, '--chip', '256',
+                 '--rotated', '--class-field', 'kind', '--split',
+                 'train=0.5,val=0.5', '--block', '256px']) == 0
+    text = capsys.readouterr().out
+    assert "mmrotate's DOTADataset loads it" in text
+    assert "train_dataset = dict(type='DOTADataset'" in text
+    assert "classes = ('plane', 'ship')" in text
+    assert osp.isdir(osp.join(out, 'train', 'annfiles'))
+    assert osp.isdir(osp.join(out, 'val', 'images'))
