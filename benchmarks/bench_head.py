@@ -10,9 +10,16 @@ memory of each step in a fresh process per implementation.
     python benchmarks/bench_head.py                 # CPU, all figures
     python benchmarks/bench_head.py --device cuda   # same on a GPU
     python benchmarks/bench_head.py --quick         # fewer repeats, no R50
+    python benchmarks/bench_head.py --rotated       # rotated head vs mmrotate
 
 Head outputs: logits ~ N(-6.5, 1.5) (about 1.5% of the (anchor, class)
 scores pass score_thr=0.05, like a partly trained model), deltas ~ N(0, 0.5).
+
+``--rotated``: the head of mmrotate-dev's own
+``rotated-retinanet-rbox-le90_r50_fpn_1x_dota`` config (``mmdet.RetinaHead``
+with mmrotate's rotated anchors, coder and ``RBboxOverlaps2D``) against the
+same config with mmretina's four types, on one DOTA-like 1024 x 1024 image,
+15 classes, objects at any angle (6-96 x 6-36 px, ships and vehicles).
 """
 import argparse
 import copy
@@ -147,6 +154,150 @@ def compare_head(num_gts: int, repeats: int, device: str,
     return dict(num_gts=num_gts, median_s=med, loss=(la, lb),
                 loss_ok=loss_ok, pred_ok=pred_ok,
                 num_dets=[len(p) for p in pa])
+
+
+ROT_SIZE, ROT_CLASSES = 1024, 15
+
+
+def rotated_head(impl: str):
+    """The head of mmrotate's rotated-retinanet-rbox-le90 config; mmretina's
+    four types for ``impl == 'ours'``."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmretina.utils.mmrotate import require_mmrotate
+    mmrotate = require_mmrotate('benchmarks/bench_head.py --rotated')
+    from mmrotate.registry import MODELS
+    import mmretina  # noqa: F401
+    init_default_scope('mmrotate')
+    model = Config.fromfile(osp.join(
+        osp.dirname(mmrotate.__file__), '.mim', 'configs',
+        'rotated_retinanet',
+        'rotated-retinanet-rbox-le90_r50_fpn_1x_dota.py')).model
+    head = model.bbox_head
+    head.update(train_cfg=model.train_cfg, test_cfg=model.test_cfg)
+    if impl == 'ours':
+        head.type = 'mmretina.RetinaHead'
+        head.loss_cls.type = 'mmretina.FocalLoss'
+        head.anchor_generator.type = 'mmretina.FakeRotatedAnchorGenerator'
+        head.train_cfg.assigner.type = 'mmretina.MaxIoUAssigner'
+    torch.manual_seed(0)
+    return MODELS.build(head)
+
+
+def rotated_inputs(num_gts: int, seed: int = 0):
+    """Head outputs, rotated ground truths and metas of one 1024 px
+    image."""
+    from mmrotate.structures.bbox import RotatedBoxes
+    gen = torch.Generator().manual_seed(seed)
+    cls_scores, bbox_preds = [], []
+    for s in STRIDES:
+        n = ROT_SIZE // s
+        cls_scores.append(-6.5 + 1.5 * torch.randn(
+            1, 9 * ROT_CLASSES, n, n, generator=gen))
+        bbox_preds.append(0.5 * torch.randn(1, 45, n, n, generator=gen))
+    ctr = torch.rand(num_gts, 2, generator=gen) * ROT_SIZE
+    wh = 6 + torch.rand(num_gts, 2, generator=gen) * torch.tensor([90., 30.])
+    angle = (torch.rand(num_gts, 1, generator=gen) - 0.5) * 3.14159
+    gts = [InstanceData(
+        bboxes=RotatedBoxes(torch.cat([ctr, wh, angle], 1)),
+        labels=torch.randint(0, ROT_CLASSES, (num_gts, ), generator=gen))]
+    metas = [dict(img_shape=(ROT_SIZE, ROT_SIZE),
+                  pad_shape=(ROT_SIZE, ROT_SIZE),
+                  batch_input_shape=(ROT_SIZE, ROT_SIZE),
+                  scale_factor=(1., 1.))]
+    return cls_scores, bbox_preds, gts, metas
+
+
+def same_rotated_detections(a, b) -> bool:
+    """Equal detections; exact score ties may come in either order."""
+    import numpy as np
+    from mmdet.structures.bbox import get_box_tensor
+
+    def rows(r):
+        x = torch.cat([get_box_tensor(r.bboxes), r.scores[:, None],
+                       r.labels[:, None].float()], 1)
+        order = np.lexsort([x[:, i].numpy() for i in (4, 3, 2, 1, 0, 6)] +
+                           [-x[:, 5].numpy()])
+        return x[torch.from_numpy(order)]
+
+    return len(a) == len(b) and torch.equal(rows(a), rows(b))
+
+
+def compare_rotated(num_gts: int, repeats: int, with_ref: bool) -> dict:
+    impls = ('mmrotate', 'ours') if with_ref else ('ours', )
+    heads = {impl: rotated_head(impl) for impl in impls}
+    cls_scores, bbox_preds, gts, metas = rotated_inputs(num_gts)
+    times = {(i, s): [] for i in heads for s in ('loss', 'predict')}
+    results = {}
+    for rep in range(repeats + 1):  # first round warms up
+        for impl, head in heads.items():
+            if rep or impl == 'ours':  # mmrotate: no warm-up round
+                t, results[(impl, 'loss')] = timed(lambda: loss_step(
+                    head, cls_scores, copy.deepcopy(bbox_preds),
+                    copy.deepcopy(gts), metas), 'cpu')
+                if rep:
+                    times[(impl, 'loss')].append(t)
+            t, results[(impl, 'predict')] = timed(
+                lambda: predict_step(head, cls_scores, bbox_preds, metas),
+                'cpu')
+            if rep:
+                times[(impl, 'predict')].append(t)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    out = dict(median_s=med, loss=results[('ours', 'loss')],
+               num_dets=[len(p) for p in results[('ours', 'predict')]])
+    if with_ref:
+        la, lb = results[('ours', 'loss')], results[('mmrotate', 'loss')]
+        out.update(
+            ref_loss=lb,
+            loss_ok=all(abs(la[k] - lb[k]) <= 1e-5 * abs(lb[k]) + 1e-7
+                        for k in lb),
+            pred_ok=all(same_rotated_detections(a, b) for a, b in zip(
+                results[('ours', 'predict')],
+                results[('mmrotate', 'predict')])))
+    return out
+
+
+def rotated_main(args) -> None:
+    """The rotated head's table (``--rotated``)."""
+    repeats = 1 if args.quick else args.repeats
+    print(f'# rotated RetinaNet head: mmretina vs mmrotate-dev 1.0.1 '
+          f'(mmdet.RetinaHead + mmrotate parts), torch {torch.__version__}, '
+          f'threads {torch.get_num_threads()}, cpus {os.cpu_count()}')
+    print(f'# CPU: {cpu_model()}')
+    print(f'# 1 image {ROT_SIZE}x{ROT_SIZE}, {ROT_CLASSES} classes, le90; '
+          f'median of {repeats} (mmrotate: no warm-up round)')
+    columns = ['objects/img', 'step', 'mmrotate s', 'mmretina s', 'speed-up',
+               'results agree']
+    rows = []
+    print('| ' + ' | '.join(columns) + ' |')
+    print('|---' * len(columns) + '|')
+    for num_gts in args.gts:
+        with_ref = num_gts <= args.mmrotate_max_gts
+        r = compare_rotated(num_gts, repeats, with_ref)
+        for step in ('loss', 'predict'):
+            b = r['median_s'][('ours', step)]
+            name = 'loss + backward' if step == 'loss' else 'predict'
+            if with_ref:
+                a = r['median_s'][('mmrotate', step)]
+                ok = r['loss_ok'] if step == 'loss' else r['pred_ok']
+                rows.append([str(num_gts), name, f'{a:.3f}', f'{b:.3f}',
+                             f'{a / b:.1f}x', 'yes' if ok else 'NO'])
+            else:
+                rows.append([str(num_gts), name, 'not run', f'{b:.3f}', '-',
+                             '-'])
+            print('| ' + ' | '.join(rows[-1]) + ' |', flush=True)
+        print(f'#   losses ours {r["loss"]} mmrotate {r.get("ref_loss")}; '
+              f'detections {r["num_dets"]}')
+    if args.json:
+        import report
+        import mmdet
+        report.write_record(args.json, report.table_record(
+            'benchmarks/bench_head.py --rotated', cpu_model(), columns, rows,
+            [], torch=torch.__version__, mmdet=mmdet.__version__,
+            device='cpu', threads=torch.get_num_threads(), repeats=repeats))
 
 
 def peak_memory(impl: str, step: str, num_gts: int, device: str) -> float:
@@ -315,6 +466,13 @@ def main() -> None:
                         help='skip the R50-FPN train-step figure')
     parser.add_argument('--json', help='also write the table here '
                         '(benchmarks/report.py renders it)')
+    parser.add_argument('--rotated', action='store_true',
+                        help='the rotated head against mmrotate\'s '
+                        '(objects per image: --gts, default 8 100 1000)')
+    parser.add_argument('--mmrotate-max-gts', type=int, default=100,
+                        help='--rotated: above this many objects mmrotate is '
+                        'not run (its dense rotated IoU of every anchor with '
+                        'every object: about 7 minutes per step at 1000)')
     parser.add_argument('--mem-child', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -322,6 +480,11 @@ def main() -> None:
     if args.mem_child:
         impl, step, num_gts = args.mem_child
         mem_child(impl, step, int(num_gts), args.device)
+        return
+    if args.rotated:
+        if args.gts == [8, 100, 1000, 3000]:
+            args.gts = [8, 100, 1000]
+        rotated_main(args)
         return
     if args.device == 'cuda' and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device here')

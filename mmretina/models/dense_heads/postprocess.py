@@ -11,7 +11,13 @@ reuse them):
 * :func:`gather_deltas` -- the box deltas of those anchors only;
 * :func:`detections_of_image` -- decode, rescale, drop small boxes,
   class-aware NMS, keep ``max_per_img`` (mmdet's ``_bbox_post_process``);
-* :func:`class_aware_nms` -- mmcv's ``batched_nms`` with an early stop.
+* :func:`class_aware_nms` -- mmcv's ``batched_nms`` with an early stop;
+  rotated boxes (``nms_rotated``) class by class
+  (:func:`rotated_nms_per_class`).
+
+Rotated boxes (cx, cy, w, h, angle; mmrotate's coder) pass through the same
+functions: the coder decodes to mmrotate's ``RotatedBoxes``, whose
+``rescale_`` and widths / heights mmdet's helpers call.
 
 Deliberate difference from mmdet: ``nms_pre=-1`` (or any value <= 0) keeps
 every candidate; mmdet's ``min(nms_pre, n)`` slice drops the lowest one of
@@ -28,7 +34,8 @@ from torch import Tensor
 
 __all__ = [
     'select_topk_candidates', 'gather_deltas', 'detections_of_image',
-    'post_process', 'class_aware_nms', 'logit_threshold', 'predict_detections'
+    'post_process', 'class_aware_nms', 'rotated_nms_per_class',
+    'logit_threshold', 'predict_detections'
 ]
 
 
@@ -269,6 +276,9 @@ def class_aware_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
     nms_type = cfg.pop('type', 'nms')
     class_agnostic = cfg.pop('class_agnostic', False)
     split_thr = cfg.pop('split_thr', 10000)
+    if nms_type == 'nms_rotated' and not class_agnostic and \
+            bboxes.size(-1) == 5 and len(bboxes):
+        return rotated_nms_per_class(bboxes, scores, labels, cfg)
     if (nms_type != 'nms' or max_per_img <= 0
             or len(bboxes) <= 4 * max_per_img or len(bboxes) >= split_thr):
         dets, keep = batched_nms(bboxes, scores, labels, nms_cfg,
@@ -289,6 +299,50 @@ def class_aware_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
         if len(keep) >= max_per_img or num >= len(order):
             return dets[:, -1], top[keep]
         num *= 4
+
+
+def rotated_nms_per_class(bboxes: Tensor, scores: Tensor, labels: Tensor,
+                          nms_args: dict) -> Tuple[Tensor, Tensor]:
+    """mmcv's class-aware ``batched_nms`` with ``nms_rotated``, one class at
+    a time.
+
+    ``batched_nms`` shifts the centres of class c by c * (max centre + max
+    side + 1), so that classes never overlap, and runs one rotated NMS over
+    all candidates: its kernel computes the rotated IoU of every pair, also
+    of the pairs of different classes (O(n^2) polygon clippings: 21 s for
+    the 7,000 candidates of a 1024 px DOTA image with 15 classes on a
+    2-core EPYC). Here the same shifted boxes go through ``nms_rotated``
+    class by class, so every IoU is computed with mmcv's floats and the kept
+    boxes are those of ``batched_nms``; the pairs of different classes,
+    which cannot overlap, are skipped.
+
+    Args:
+        bboxes (Tensor): (M, 5) rotated boxes.
+        scores (Tensor): (M,).
+        labels (Tensor): (M,) class indices.
+        nms_args (dict): ``nms_rotated``'s arguments (``iou_threshold``,
+            ``clockwise``).
+
+    Returns:
+        tuple[Tensor, Tensor]: scores after NMS and indices into the inputs
+        of the kept boxes, by descending score (exact ties may be ordered
+        differently from ``batched_nms``).
+    """
+    from mmcv.ops import nms_rotated
+    nms_args = {k: v for k, v in nms_args.items() if k != 'max_num'}
+    max_coordinate = bboxes[:, :2].max() + bboxes[:, 2:4].max()
+    offsets = labels.to(bboxes) * (max_coordinate +
+                                   torch.tensor(1).to(bboxes))
+    shifted = torch.cat([bboxes[:, :2] + offsets[:, None], bboxes[:, 2:5]],
+                        dim=-1)
+    keep = []
+    for label in torch.unique(labels):
+        members = (labels == label).nonzero().squeeze(1)
+        _, kept = nms_rotated(shifted[members], scores[members], **nms_args)
+        keep.append(members[kept])
+    keep = torch.cat(keep)
+    keep = keep[scores[keep].argsort(descending=True, stable=True)]
+    return scores[keep], keep
 
 
 def predict_detections(cls_scores: Sequence[Tensor],

@@ -46,6 +46,9 @@ _MAX_WINDOW_PAIRS = 1 << 22
 # Relative slack on an IoU floor when bounding windows: fp32 IoUs are exact
 # to ~1e-7 relative, so no pair at or above the floor can fall outside.
 _FLOOR_SLACK = 1e-4
+# Margin (px) around the enclosing boxes in the rotated pair bound: mmcv's
+# kernel clips the fp32 polygons, the bound uses fp64 enclosing boxes.
+_HULL_MARGIN = 1e-2
 
 Windows = List[Tuple[Tensor, Tensor, Tensor, Tensor]]
 
@@ -303,6 +306,27 @@ class _WindowProblem(NamedTuple):
     num_gts: int
     min_pos_iou: float
     pair_iou: Callable[[Tensor, Tensor], Tensor]  # aligned IoU of pairs
+    # rotated only: float64 enclosing boxes and areas of the ground truths
+    # (M x 4, M) and of the priors (N x 4, N), for the pair bound
+    bounds: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
+
+
+def _reachable_pairs(pr: _WindowProblem, pair_gt: Tensor,
+                     pair_anchor: Tensor, floor: float) -> Tensor:
+    """Rotated pairs whose IoU can reach ``floor`` (> 0 for 0): the
+    intersection is at most that of the two enclosing boxes (widened by
+    ``_HULL_MARGIN``), the union at least the larger area. A bound per pair
+    costs a few float ops; the rotated IoU it saves, a polygon clipping."""
+    gt_hull, gt_area, prior_hull, prior_area = pr.bounds
+    g, a = gt_hull[pair_gt], prior_hull[pair_anchor]
+    ox = (torch.minimum(g[:, 2], a[:, 2]) - torch.maximum(g[:, 0], a[:, 0]) +
+          2 * _HULL_MARGIN).clamp(min=0)
+    oy = (torch.minimum(g[:, 3], a[:, 3]) - torch.maximum(g[:, 1], a[:, 1]) +
+          2 * _HULL_MARGIN).clamp(min=0)
+    inter = ox * oy
+    need = max(floor, 0.) * (1 - _FLOOR_SLACK) * torch.maximum(
+        gt_area[pair_gt], prior_area[pair_anchor])
+    return (inter > 0) & (inter >= need)
 
 
 def _reduce_windows(problem: _WindowProblem, acc: IoUReductions,
@@ -328,6 +352,9 @@ def _reduce_windows(problem: _WindowProblem, acc: IoUReductions,
         gts = members[c0:c1]
         local_gt, pair_anchor = window_pairs(windows, pr.layout, gts)
         pair_gt = gts[local_gt]
+        if pr.bounds is not None:
+            possible = _reachable_pairs(pr, pair_gt, pair_anchor, floor)
+            pair_gt, pair_anchor = pair_gt[possible], pair_anchor[possible]
         iou = pr.pair_iou(pr.boxes[pair_gt], pr.priors[pair_anchor])
         flat_anchor = pr.img_of[pair_gt] * num_priors + pair_anchor
         keep = iou > 0
@@ -440,12 +467,15 @@ def windowed_reductions(priors: Tensor,
     boxes = gt_bboxes.reshape(-1, gt_bboxes.size(-1))[flat_gts]
     if not bool(torch.isfinite(boxes).all()):
         return None
-    areas = None
+    areas = bounds = None
     if rotated:
         pair_iou = partial(rotated_iou, aligned=True)
         wh = boxes[:, 2:4].double().clamp(min=1e-3)  # mmrotate's clamp
         areas = wh[:, 0] * wh[:, 1]
         boxes64 = rbox_to_hbox(boxes.double())
+        prior_wh = priors[:, 2:4].double().clamp(min=1e-3)
+        bounds = (boxes64, areas, rbox_to_hbox(priors.double()),
+                  prior_wh[:, 0] * prior_wh[:, 1])
     else:
         pair_iou = aligned_iou
         boxes64 = boxes.double()
@@ -462,7 +492,7 @@ def windowed_reductions(priors: Tensor,
         img_of=flat_gts // num_gts, gt_of=flat_gts % num_gts,
         excluded=None if excluded is None else excluded.reshape(-1),
         layout=layout, num_imgs=num_imgs, num_gts=num_gts,
-        min_pos_iou=min_pos_iou, pair_iou=pair_iou)
+        min_pos_iou=min_pos_iou, pair_iou=pair_iou, bounds=bounds)
     # Anchors that reach no ground truth: IoU 0 with all (dense: the max
     # over G of zeros, first index 0), or -1 where excluded.
     max_flat = priors.new_zeros(num_imgs * num_priors)
