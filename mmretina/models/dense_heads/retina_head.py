@@ -20,6 +20,12 @@ the anchors; the jobs around it are small functions in their own modules:
 
 Anchors are cached by feature sizes, device and dtype, least recently used
 out first once the cache exceeds its byte budget.
+
+The same head is mmrotate's rotated RetinaNet with
+``mmretina.FakeRotatedAnchorGenerator``, mmrotate's ``DeltaXYWHTRBBoxCoder``
+and ``mmretina.MaxIoUAssigner(iou_calculator=dict(type='RBboxOverlaps2D'))``:
+boxes are then (cx, cy, w, h, angle) and D = 5 wherever 4 is written below
+(tests: ``tests/models/rotated/``).
 """
 from collections import OrderedDict
 from typing import Callable, List, Optional, Sequence, Tuple

@@ -1,4 +1,8 @@
-from .assigners import MaxIoUAssigner
-from .prior_generators import AnchorGenerator, TorchvisionAnchorGenerator
+from .assigners import MaxIoUAssigner, RBboxOverlaps2D
+from .prior_generators import (AnchorGenerator, FakeRotatedAnchorGenerator,
+                               TorchvisionAnchorGenerator)
 
-__all__ = ['AnchorGenerator', 'MaxIoUAssigner', 'TorchvisionAnchorGenerator']
+__all__ = [
+    'AnchorGenerator', 'FakeRotatedAnchorGenerator', 'MaxIoUAssigner',
+    'RBboxOverlaps2D', 'TorchvisionAnchorGenerator'
+]
