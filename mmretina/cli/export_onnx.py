@@ -1,6 +1,9 @@
 """Export a RetinaNet to ONNX: preprocessing (BGR->RGB, normalisation),
 backbone, neck, head, anchors, box decoding and class-aware
-NonMaxSuppression in one graph (see mmretina/deploy/export.py).
+NonMaxSuppression in one graph (see mmretina/deploy/export.py). An oriented
+model (mmrotate's rotated-retinanet configs: DeltaXYWHTRBBoxCoder,
+nms_rotated) is exported up to its NMS candidates; the runtime applies the
+rotated NMS (ONNX has no operator for it).
 
   python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx \
       [--dynamic] [--opset 18] [--shape H W] [--check IMAGE]
@@ -10,10 +13,13 @@ the test pipeline's resize scale, padded to pad_size_divisor); with
 --dynamic any batch size and any H, W that are multiples of 32. Run the
 result with `tools/infer.py IMAGE model.onnx --backend onnxruntime`.
 --check IMAGE compares onnxruntime's detections with PyTorch's on IMAGE.
+A config whose default_scope is mmrotate needs the rotated extra (pip
+install -r requirements/rotated.txt).
 
 (``tools/deployment/export_onnx.py`` and the ``mmretina-export-onnx`` command run :func:`main`.)
 """
 import argparse
+import math
 import os.path as osp
 import sys
 import time
@@ -82,6 +88,14 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('default_scope') == 'mmrotate':
+        # mmrotate's own configs (rotated-retinanet-*): its modules must be
+        # registered before init_detector switches to its scope
+        from mmretina.utils.mmrotate import require_mmrotate
+        try:
+            require_mmrotate(f'{args.config} (default_scope mmrotate)')
+        except ImportError as e:
+            raise SystemExit(f'error: {e}')
     check_checkpoint(args.checkpoint, 'load')
     model = init_detector(cfg, args.checkpoint, device='cpu')
     shape = tuple(args.shape) if args.shape else default_shape(cfg)
@@ -101,18 +115,26 @@ def main(argv=None):
         import torch
         from mmretina.deploy.pytorch import PytorchBackend
         from mmretina.deploy.runtime import OrtBackend
+        from mmdet.structures.bbox import get_box_tensor
         img = mmcv.imread(args.check)
         ref = PytorchBackend(model)([img])[0]
         got = OrtBackend(args.out)([img])[0]
         n = min(len(ref), len(got))
-        box = float((ref.bboxes[:n] - got.bboxes[:n]).abs().max()) if n else 0
+        diff = (get_box_tensor(ref.bboxes)[:n] - got.bboxes[:n]).abs()
+        box = float(diff[:, :4].max()) if n else 0
         score = float((ref.scores[:n] - got.scores[:n]).abs().max()) \
             if n else 0
+        angle = ''
+        if got.bboxes.shape[-1] == 5:
+            # the same rectangle whatever multiple of pi separates angles
+            d = (diff[:, 4] + math.pi / 2) % math.pi - math.pi / 2
+            angle = (f', max |angle diff| '
+                     f'{float(d.abs().max()) if n else 0:.2e} rad')
         same = len(ref) == len(got) and bool(
             torch.equal(ref.labels, got.labels))
         print(f'check on {args.check}: PyTorch {len(ref)} detections, '
-              f'onnxruntime {len(got)}; max |box diff| {box:.2e} px, '
-              f'max |score diff| {score:.2e} (in score order)'
+              f'onnxruntime {len(got)}; max |box diff| {box:.2e} px'
+              f'{angle}, max |score diff| {score:.2e} (in score order)'
               + ('' if same else '; counts or labels DIFFER'))
         if not same:
             return 1

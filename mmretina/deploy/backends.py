@@ -21,6 +21,7 @@ import torch
 from mmengine.model import BaseModel
 
 from mmretina.registry import MODELS
+from .export import FORMAT_HBOX, FORMAT_RBOX
 
 __all__ = [
     'BACKENDS', 'OpenVINOSession', 'build_backend', 'check_exported_model',
@@ -63,9 +64,11 @@ def check_exported_model(onnx_file: str, static: bool = False):
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
         problems.append('metadata ' + ', '.join(missing))
-    elif meta['mmretina_format'] != 'retinanet-v1':
-        problems.append('mmretina_format retinanet-v1 (it has '
-                        f'{meta["mmretina_format"]!r})')
+    elif meta['mmretina_format'] not in (FORMAT_HBOX, FORMAT_RBOX):
+        problems.append(f'mmretina_format {FORMAT_HBOX} or {FORMAT_RBOX} '
+                        f'(it has {meta["mmretina_format"]!r})')
+    elif meta['mmretina_format'] == FORMAT_RBOX and 'nms' not in meta:
+        problems.append('metadata nms (the NMS after an oriented graph)')
     if problems:
         raise ValueError(
             f'{onnx_file} is not an mmretina export: missing '
@@ -169,7 +172,8 @@ class ExportedDetector(BaseModel):
     resized, not padded) and ``data_samples`` with ``scale_factor``
     (w, h) in their metainfo; it returns the data samples with
     ``pred_instances`` (``bboxes`` M x 4 in original image pixels,
-    ``scores`` M, ``labels`` M).
+    ``scores`` M, ``labels`` M; ``bboxes`` M x 5 (cx, cy, w, h, angle)
+    for an oriented export).
     """
 
     def __init__(self, model_file: str, backend: str = 'onnxruntime',

@@ -1,5 +1,7 @@
 """ONNX export of a RetinaNet: preprocessing, backbone, neck, head, anchor
-generation, box decoding and class-aware NMS in one graph.
+generation, box decoding and, for axis-aligned boxes, class-aware NMS in one
+graph. Oriented (rotated-box) models are exported the same way up to NMS,
+which runs after the graph (ONNX has no rotated NMS operator).
 
 Graph inputs (dynamic batch and image size):
 
@@ -12,21 +14,37 @@ Graph inputs (dynamic batch and image size):
   scale_h)``: the resized (unpadded) size that boxes are clipped to and
   mmdet's ``scale_factor`` that boxes are divided by (``rescale=True``).
 
-Graph outputs: ``dets`` N x D x 4 boxes in original image pixels, ``scores``
-N x D, ``labels`` N x D (int64), ``num_dets`` N (int64): the first
-``num_dets[i]`` rows of image i are its detections, by descending score
-(D = ``max_per_img``; the rest are zeros).
+Graph outputs of an axis-aligned model (``mmretina_format`` retinanet-v1):
+``dets`` N x D x 4 boxes (x1, y1, x2, y2) in original image pixels,
+``scores`` N x D, ``labels`` N x D (int64), ``num_dets`` N (int64): the
+first ``num_dets[i]`` rows of image i are its detections, by descending
+score (D = ``max_per_img``; the rest are zeros).
+
+Graph outputs of an oriented model (``DeltaXYWHTRBBoxCoder``,
+``mmretina_format`` retinanet-rbox-v1): the same four names, but ``dets``
+N x D x 5 are the NMS *candidates* ``(cx, cy, w, h, angle)`` in original
+image pixels and radians, D = ``nms_pre`` x levels; the first
+``num_dets[i]`` rows of image i are its candidates in mmdet's order (level
+by level, each level by descending score), the rest zeros. The runtime
+(:class:`~mmretina.deploy.runtime.OrtBackend`) applies mmcv's
+``batched_nms`` with the config's ``nms`` (``type='nms_rotated'``) and keeps
+``max_per_img``, as ``BaseDenseHead._bbox_post_process`` does.
 
 Semantics are those of ``RetinaHead.predict_by_feat`` (mmdet's): per image
 and level the ``nms_pre`` (anchor, class) pairs of highest sigmoid score
 above ``score_thr``; anchors from the prior generator computed in the graph
-from each feature map's size; ``DeltaXYWHBBoxCoder`` decoding clipped to
-``img_shape``; rescale; boxes not wider and higher than ``min_bbox_size``
-dropped; class-aware NMS (ONNX ``NonMaxSuppression`` runs per class, which
-is what mmcv's ``batched_nms`` computes with its coordinate offsets); the
-``max_per_img`` best over all classes. Differences: ``nms_pre <= 0`` (keep
-all) is not exportable (the top-k size is static); ties between equal
-scores may be broken in another order.
+from each feature map's size (an oriented generator's anchors converted
+with mmrotate's ``hbox2rbox`` and regularised to its ``angle_version``);
+``DeltaXYWHBBoxCoder`` decoding clipped to ``img_shape``, or the head's
+``DeltaXYWHTRBBoxCoder.decode`` itself (mmrotate's arithmetic: angle
+version, ``edge_swap``, ``proj_xy``, ``norm_factor``, ``wh_ratio_clip``)
+with centres clamped to ``img_shape``; rescale (for rotated boxes
+``RotatedBoxes.rescale_``); boxes not wider and higher than
+``min_bbox_size`` dropped; class-aware NMS (ONNX ``NonMaxSuppression`` runs
+per class, which is what mmcv's ``batched_nms`` computes with its coordinate
+offsets); the ``max_per_img`` best over all classes. Differences:
+``nms_pre <= 0`` (keep all) is not exportable (the top-k size is static);
+ties between equal scores may be broken in another order.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -36,8 +54,14 @@ from torch import Tensor, nn
 
 __all__ = [
     'RetinaNetONNX', 'export_onnx', 'nonmax_suppression', 'pad_pixel_value',
-    'onnx_metadata'
+    'onnx_metadata', 'FORMAT_HBOX', 'FORMAT_RBOX'
 ]
+
+# ``mmretina_format`` of an export: axis-aligned boxes with NMS in the graph,
+# or oriented boxes whose NMS the runtime applies (a reader that knows only
+# the first refuses the second rather than returning unsuppressed boxes)
+FORMAT_HBOX = 'retinanet-v1'
+FORMAT_RBOX = 'retinanet-rbox-v1'
 
 
 # ----------------------------------------------------------------------
@@ -130,7 +154,10 @@ def pad_pixel_value(data_preprocessor) -> Tuple[float, float, float]:
 class RetinaNetONNX(nn.Module):
     """An mmdet ``RetinaNet`` (mmretina's or mmdet's ``RetinaHead``) as one
     traceable module: raw padded images in, detections out (see the module
-    docstring for inputs and outputs).
+    docstring for inputs and outputs). A head whose coder is 5 wide
+    (mmrotate's ``DeltaXYWHTRBBoxCoder``, oriented boxes; ``test_cfg.nms``
+    of type ``nms_rotated``) gives its NMS candidates instead
+    (``rotated`` True, ``box_dim`` 5).
 
     Anchors: the generator's base anchors shifted by each level's stride;
     a generator with a ``level_strides(featmap_sizes)`` method
@@ -152,16 +179,27 @@ class RetinaNetONNX(nn.Module):
         if not getattr(head, 'use_sigmoid_cls', True):
             raise ValueError('RetinaNetONNX needs a sigmoid classifier')
         coder = head.bbox_coder
-        if type(coder).__name__ != 'DeltaXYWHBBoxCoder':
-            raise ValueError('RetinaNetONNX decodes DeltaXYWHBBoxCoder '
-                             f'boxes, the head has {type(coder).__name__}')
-        if getattr(coder, 'add_ctr_clamp', False):
-            raise ValueError('add_ctr_clamp=True is not supported')
+        # oriented models: a 5-wide coder (mmrotate's encode_size)
+        self.rotated = int(getattr(coder, 'encode_size', 4)) == 5
+        self.box_dim = 5 if self.rotated else 4
         nms_cfg = dict(_cfg_get(cfg, 'nms', None) or {})
-        if nms_cfg.get('type', 'nms') != 'nms' or nms_cfg.get(
-                'class_agnostic', False):
-            raise ValueError('only class-aware hard NMS (type="nms") is '
-                             f'exportable, test_cfg.nms is {nms_cfg}')
+        if self.rotated:
+            _check_rotated(coder, nms_cfg)
+        else:
+            if type(coder).__name__ != 'DeltaXYWHBBoxCoder':
+                raise ValueError('RetinaNetONNX decodes DeltaXYWHBBoxCoder '
+                                 '(axis-aligned) or DeltaXYWHTRBBoxCoder '
+                                 '(oriented) boxes, the head has '
+                                 f'{type(coder).__name__}')
+            if getattr(coder, 'add_ctr_clamp', False):
+                raise ValueError('add_ctr_clamp=True is not supported')
+            if nms_cfg.get('type', 'nms') != 'nms' or nms_cfg.get(
+                    'class_agnostic', False):
+                raise ValueError('only class-aware hard NMS (type="nms") is '
+                                 f'exportable, test_cfg.nms is {nms_cfg}')
+        self.coder = coder
+        # the NMS the runtime applies after an oriented graph
+        self.nms_cfg = nms_cfg
         self.nms_pre = int(_cfg_get(cfg, 'nms_pre', -1))
         if self.nms_pre <= 0:
             raise ValueError(
@@ -209,6 +247,10 @@ class RetinaNetONNX(nn.Module):
         level_strides = getattr(gen, 'level_strides', None)
         self.level_strides = level_strides if callable(level_strides) \
             else None
+        # FakeRotatedAnchorGenerator (mmrotate's or mmretina's): the
+        # axis-aligned anchors as (cx, cy, w, h, 0), regularised to this
+        self.anchor_angle_version = getattr(gen, 'angle_version', None) \
+            if self.rotated else None
 
     def _level_strides(self, featmap_sizes: List[Tuple[int, int]]
                        ) -> List[Tuple[float, float]]:
@@ -251,6 +293,43 @@ class RetinaNetONNX(nn.Module):
             boxes = torch.minimum(boxes.clamp(min=0), whwh)
         return boxes
 
+    def _decode_rotated(self, anchors: Tensor, deltas: Tensor,
+                        img_info: Tensor) -> Tensor:
+        """The head's ``DeltaXYWHTRBBoxCoder.decode`` on N x K x 4
+        axis-aligned anchors and N x K x 5 deltas; N x K x 5 boxes
+        (cx, cy, w, h, angle) in input pixels.
+
+        mmdet's head passes ``max_shape=img_shape``, which clamps the
+        centres to [0, W - 1] x [0, H - 1]; the edge swap that follows in
+        ``delta2bbox`` does not read them, so clamping after the decode,
+        per image from ``img_info``, is the same arithmetic."""
+        from mmrotate.structures.bbox import hbox2rbox
+        from mmretina.structures.rotated import regularize_rboxes
+        rois = hbox2rbox(anchors)
+        if self.anchor_angle_version:
+            rois = regularize_rboxes(rois, self.anchor_angle_version)
+        boxes = self.coder.decode(rois, deltas, max_shape=None)
+        boxes = boxes.tensor if hasattr(boxes, 'tensor') else boxes
+        hi = (img_info[:, [1, 0]] - 1)[:, None, :]
+        ctr = torch.minimum(boxes[..., :2].clamp(min=0), hi)
+        return torch.cat([ctr, boxes[..., 2:]], dim=-1)
+
+    @staticmethod
+    def _rescale_rotated(boxes: Tensor, img_info: Tensor) -> Tensor:
+        """mmrotate's ``RotatedBoxes.rescale_`` with the factors
+        ``1 / scale_factor`` of each image (N x K x 5 boxes): centres
+        scaled, width and height stretched along their direction, the angle
+        recomputed with atan2."""
+        scale = 1.0 / img_info[:, None, 2:4]
+        sx, sy = scale[..., 0], scale[..., 1]
+        ctrs = boxes[..., :2] * scale
+        w, h, t = boxes[..., 2], boxes[..., 3], boxes[..., 4]
+        cos_t, sin_t = torch.cos(t), torch.sin(t)
+        w = w * torch.sqrt((sx * cos_t)**2 + (sy * sin_t)**2)
+        h = h * torch.sqrt((sx * sin_t)**2 + (sy * cos_t)**2)
+        t = torch.atan2(sx * sin_t, sy * cos_t)
+        return torch.cat([ctrs, torch.stack([w, h, t], dim=-1)], dim=-1)
+
     def forward(self, image: Tensor,
                 img_info: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         x = image
@@ -261,7 +340,7 @@ class RetinaNetONNX(nn.Module):
         feats = self.detector.extract_feat(x)
         cls_scores, bbox_preds = self.detector.bbox_head(feats)
         num = image.shape[0]
-        C, k = self.num_classes, self.nms_pre
+        C, k, dim = self.num_classes, self.nms_pre, self.box_dim
         all_boxes, all_scores, all_labels = [], [], []
         strides = self._level_strides(
             [(cls.shape[-2], cls.shape[-1]) for cls in cls_scores])
@@ -272,7 +351,7 @@ class RetinaNetONNX(nn.Module):
             # flat index ((y * W + x) * A + a) * C + c, as mmdet's
             scores = cls.permute(0, 2, 3, 1).reshape(num, -1).float()
             scores = scores.sigmoid()
-            deltas = reg.permute(0, 2, 3, 1).reshape(num, -1, 4).float()
+            deltas = reg.permute(0, 2, 3, 1).reshape(num, -1, dim).float()
             total = scores.shape[1]
             # pad with -1 so that top-k has a static size on any image
             scores = torch.cat([scores, scores.new_full((num, k), -1.0)], 1)
@@ -282,23 +361,33 @@ class RetinaNetONNX(nn.Module):
             labels = idx % C
             sel_anchors = anchors[anchor_idx]
             sel_deltas = torch.gather(
-                deltas, 1, anchor_idx[..., None].expand(-1, -1, 4))
-            boxes = self._decode(sel_anchors, sel_deltas, img_info)
+                deltas, 1, anchor_idx[..., None].expand(-1, -1, dim))
+            if self.rotated:
+                boxes = self._decode_rotated(sel_anchors, sel_deltas,
+                                             img_info)
+            else:
+                boxes = self._decode(sel_anchors, sel_deltas, img_info)
             all_boxes.append(boxes)
             all_scores.append(torch.where(valid, top, -torch.ones_like(top)))
             all_labels.append(labels)
-        boxes = torch.cat(all_boxes, 1)  # N x K x 4
+        boxes = torch.cat(all_boxes, 1)  # N x K x dim
         scores = torch.cat(all_scores, 1)  # N x K
         labels = torch.cat(all_labels, 1)  # N x K
         # rescale to the original image (mmdet divides by scale_factor)
-        sf = img_info[:, 2:4]
-        boxes = boxes / torch.cat([sf, sf], dim=1)[:, None, :]
-        valid = scores > self.score_thr
-        if self.min_bbox_size >= 0:
+        if self.rotated:
+            boxes = self._rescale_rotated(boxes, img_info)
+            w, h = boxes[..., 2], boxes[..., 3]
+        else:
+            sf = img_info[:, 2:4]
+            boxes = boxes / torch.cat([sf, sf], dim=1)[:, None, :]
             w = boxes[..., 2] - boxes[..., 0]
             h = boxes[..., 3] - boxes[..., 1]
+        valid = scores > self.score_thr
+        if self.min_bbox_size >= 0:
             valid = valid & (w > self.min_bbox_size) & (
                 h > self.min_bbox_size)
+        if self.rotated:
+            return self._candidates(boxes, scores, labels, valid)
         scores = torch.where(valid, scores, -torch.ones_like(scores))
         cand = boxes.shape[1]
         cls_range = torch.arange(C, device=labels.device)
@@ -318,21 +407,65 @@ class RetinaNetONNX(nn.Module):
         det_boxes = torch.gather(boxes, 1,
                                  (order % cand)[..., None].expand(-1, -1, 4))
         is_det = det_scores > -0.5
-        num_dets = is_det.sum(1)
-        det_scores = torch.where(is_det, det_scores,
-                                 torch.zeros_like(det_scores))
-        det_boxes = torch.where(is_det[..., None], det_boxes,
-                                torch.zeros_like(det_boxes))
-        det_labels = torch.where(is_det, det_labels,
-                                 torch.zeros_like(det_labels))
-        return det_boxes, det_scores, det_labels, num_dets
+        return self._first_rows(det_boxes, det_scores, det_labels, is_det)
+
+    @staticmethod
+    def _first_rows(boxes: Tensor, scores: Tensor, labels: Tensor,
+                    keep: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The graph's outputs from N x D rows whose kept rows come first:
+        the others zeroed, ``num_dets`` N the count of kept rows."""
+        num_dets = keep.sum(1)
+        scores = torch.where(keep, scores, torch.zeros_like(scores))
+        boxes = torch.where(keep[..., None], boxes, torch.zeros_like(boxes))
+        labels = torch.where(keep, labels, torch.zeros_like(labels))
+        return boxes, scores, labels, num_dets
+
+    def _candidates(self, boxes: Tensor, scores: Tensor, labels: Tensor,
+                    valid: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """An oriented graph's outputs: the valid candidates of each image
+        moved to the front, keeping mmdet's order (level by level, by
+        descending score), which is the order mmcv's ``batched_nms``
+        receives them in PyTorch (ties are then broken alike)."""
+        cand = boxes.shape[1]
+        pos = torch.arange(cand, device=scores.device)[None, :]
+        # valid rows keep their position as key, the others go after
+        key = torch.where(valid, pos, pos + cand)
+        _, order = key.topk(cand, dim=1, largest=False)
+        keep = torch.gather(valid, 1, order)
+        return self._first_rows(
+            torch.gather(boxes, 1, order[..., None].expand(-1, -1, 5)),
+            torch.gather(scores, 1, order), torch.gather(labels, 1, order),
+            keep)
+
+
+def _check_rotated(coder, nms_cfg: dict) -> None:
+    """Refuse oriented heads the graph cannot express: a coder that is not
+    (a subclass of) mmrotate's ``DeltaXYWHTRBBoxCoder``, or an NMS other
+    than mmcv's ``nms_rotated``."""
+    names = [c.__name__ for c in type(coder).__mro__]
+    if 'DeltaXYWHTRBBoxCoder' not in names:
+        raise ValueError(
+            'RetinaNetONNX decodes oriented boxes with mmrotate\'s '
+            f'DeltaXYWHTRBBoxCoder, the head has {type(coder).__name__}')
+    if getattr(coder, 'angle_version', None) not in ('le90', 'oc', 'le135',
+                                                     'r360'):
+        raise ValueError('DeltaXYWHTRBBoxCoder.angle_version '
+                         f'{getattr(coder, "angle_version", None)!r}: '
+                         'choose le90, oc, le135 or r360')
+    if nms_cfg.get('type', 'nms') != 'nms_rotated':
+        raise ValueError(
+            'an oriented model needs test_cfg.nms=dict(type="nms_rotated", '
+            f'iou_threshold=...), it has {nms_cfg}')
 
 
 def onnx_metadata(cfg, detector: nn.Module,
                   wrapper: RetinaNetONNX) -> Dict[str, str]:
-    """What the onnxruntime runner needs besides the graph: the test
-    pipeline (resize), padding, classes, and the config's raster keys
-    (``gsd``, ``tile``, ``bands``, ``scale``)."""
+    """What the onnxruntime runner needs besides the graph: the format
+    (:data:`FORMAT_HBOX` or :data:`FORMAT_RBOX`), the test pipeline
+    (resize), padding, classes, the config's raster keys (``gsd``,
+    ``tile``, ``bands``, ``scale``) and, for an oriented model, ``nms``
+    (the JSON ``test_cfg.nms`` the runtime applies) and ``angle_version``
+    (the coder's)."""
     import json
 
     from mmdet.utils import get_test_pipeline_cfg
@@ -340,8 +473,8 @@ def onnx_metadata(cfg, detector: nn.Module,
     pipeline = get_test_pipeline_cfg(Config(cfg.to_dict()))
     pre = detector.data_preprocessor
     meta = getattr(detector, 'dataset_meta', None) or {}
-    return dict(
-        mmretina_format='retinanet-v1',
+    meta = dict(
+        mmretina_format=FORMAT_RBOX if wrapper.rotated else FORMAT_HBOX,
         test_pipeline=json.dumps(
             [dict(t) for t in pipeline], default=str),
         pad_size_divisor=str(int(getattr(pre, 'pad_size_divisor', 1))),
@@ -356,6 +489,13 @@ def onnx_metadata(cfg, detector: nn.Module,
         raster=json.dumps({k: cfg.get(k) for k in ('gsd', 'tile', 'bands',
                                                     'scale')
                            if cfg.get(k) is not None}, default=list))
+    if wrapper.rotated:
+        # what the runtime needs to finish an oriented graph: the NMS after
+        # it (mmcv's batched_nms config) and the boxes' angle convention
+        meta.update(
+            nms=json.dumps(wrapper.nms_cfg),
+            angle_version=str(wrapper.coder.angle_version))
+    return meta
 
 
 def export_onnx(detector: nn.Module,

@@ -28,6 +28,7 @@ import numpy as np
 
 from mmretina.geo.formats import IMAGE_EXTS
 from .backends import build_backend, check_exported_model
+from .export import FORMAT_RBOX
 
 __all__ = [
     'IMAGE_EXTS', 'calibration_images', 'conv_groups', 'quantize_static_qdq',
@@ -278,13 +279,22 @@ def quantize_model(onnx_in: str, onnx_out: str, calib_data: str,
     ``max_drop``, nothing is written (``report['written']`` False) and the
     report says why. Groups named in ``exclude`` (see :func:`conv_groups`)
     stay float from the start. Without ``val_ann`` the model is written
-    unchecked. Raises ``ValueError`` for dynamic-shape or foreign models.
+    unchecked. Raises ``ValueError`` for dynamic-shape, oriented-box
+    (``retinanet-rbox-v1``: not supported) or foreign models.
     """
-    import onnx
     if method not in METHODS:
         raise ValueError(f'--method {method}: choose one of {METHODS}')
-    check_exported_model(onnx_in, static=True)
-    groups = conv_groups(onnx.load(onnx_in, load_external_data=False))
+    proto = check_exported_model(onnx_in, static=True)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if meta['mmretina_format'] == FORMAT_RBOX:
+        # the accuracy check is COCO mAP50 of axis-aligned boxes; an INT8
+        # model nobody can score is not written
+        raise ValueError(
+            f'{onnx_in} is an oriented-box export ({FORMAT_RBOX}): INT8 '
+            'quantization is not supported for rotated boxes (its accuracy '
+            'check, COCO mAP50, scores axis-aligned boxes only); deploy the '
+            'fp32 export')
+    groups = conv_groups(proto)
     unknown = [g for g in exclude if g not in groups]
     if unknown:
         raise ValueError(f'--exclude {unknown}: not conv groups of '

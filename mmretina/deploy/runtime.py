@@ -4,7 +4,10 @@ onnxruntime: the backend of ``tools/infer.py --backend onnxruntime``.
 The host side does what the graph does not: the config's test pipeline up
 to the resize (stored in the model's metadata, run with mmcv's transforms)
 and the padding to the preprocessor's ``pad_size_divisor``; normalisation,
-the network, decoding and NMS are in the graph.
+the network, decoding and NMS are in the graph. For an oriented model
+(``mmretina_format`` retinanet-rbox-v1) the graph ends with the NMS
+candidates and the host applies mmcv's ``batched_nms`` with the config's
+``nms_rotated`` (no ONNX operator computes rotated IoU).
 """
 import json
 from typing import List, Optional, Sequence
@@ -12,9 +15,41 @@ from typing import List, Optional, Sequence
 import numpy as np
 from mmengine.structures import InstanceData
 
-__all__ = ['OrtBackend']
+from .export import FORMAT_HBOX, FORMAT_RBOX
 
-_SKIP = ('LoadAnnotations', 'PackDetInputs')
+__all__ = ['OrtBackend', 'nms_after_graph']
+
+# transforms of the annotations only (mmrotate's ConvertBoxType turns the
+# loaded ground truth into rotated boxes)
+_SKIP = ('LoadAnnotations', 'PackDetInputs', 'ConvertBoxType')
+
+
+def nms_after_graph(candidates: InstanceData, nms_cfg: dict,
+                    max_per_img: int) -> InstanceData:
+    """The end of ``BaseDenseHead._bbox_post_process`` (mmdet's) on one
+    image's candidates from an oriented graph: mmcv's ``batched_nms`` with
+    ``nms_cfg`` (``dict(type='nms_rotated', iou_threshold=...)``, class by
+    class unless ``class_agnostic``), scores as NMS returns them, the
+    ``max_per_img`` best.
+
+    Args:
+        candidates (InstanceData): ``bboxes`` (K, 5) (cx, cy, w, h, angle)
+            in original image pixels, ``scores`` (K,), ``labels`` (K,), in
+            mmdet's candidate order.
+        nms_cfg (dict): the config's ``test_cfg.nms``.
+        max_per_img (int): detections kept.
+
+    Returns:
+        InstanceData: (M,) rows by descending score, M <= ``max_per_img``.
+    """
+    from mmcv.ops import batched_nms
+    if len(candidates) == 0:
+        return candidates
+    dets, keep = batched_nms(candidates.bboxes, candidates.scores,
+                             candidates.labels, nms_cfg)
+    out = candidates[keep]
+    out.scores = dets[:, -1]
+    return out[:max_per_img]
 
 
 def _tuples(obj):
@@ -36,8 +71,16 @@ class OrtBackend:
         num_threads (int, optional): intra-op threads (default: ORT's).
 
     Call it with a list of H x W x 3 uint8 BGR images; it returns one
-    ``InstanceData`` (``bboxes`` (M, 4), ``scores`` (M,), ``labels`` (M,),
-    torch tensors, in the image's pixels) per image, as ``PytorchBackend``.
+    ``InstanceData`` per image, as ``PytorchBackend``: ``bboxes`` (M, 4)
+    float32 (x1, y1, x2, y2), or (M, 5) float32 (cx, cy, w, h, angle in
+    radians, the coder's ``angle_version``) for an oriented model,
+    ``scores`` (M,) float32 by descending score, ``labels`` (M,) int64;
+    CPU torch tensors in the original image's pixels.
+
+    Attributes: ``classes``, ``palette``, ``nms_iou`` (the NMS IoU
+    threshold), ``box_dim`` (4 or 5), ``angle_version`` (None for an
+    axis-aligned model), ``nms_cfg`` (the NMS applied after an oriented
+    graph; None when NMS is in the graph), ``metadata``, ``model_cfg``.
     """
 
     def __init__(self,
@@ -61,7 +104,8 @@ class OrtBackend:
         # OpenVINO session is one)
         self.session = session
         meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get('mmretina_format') != 'retinanet-v1':
+        fmt = meta.get('mmretina_format')
+        if fmt not in (FORMAT_HBOX, FORMAT_RBOX):
             raise ValueError(
                 f'{onnx_file} was not written by mmretina\'s export_onnx '
                 '(no mmretina_format metadata); export it with '
@@ -78,6 +122,11 @@ class OrtBackend:
         palette = json.loads(meta.get('palette', 'null'))
         self.palette = [tuple(p) for p in palette] if palette else None
         self.nms_iou = float(meta['nms_iou'])
+        self.box_dim = 5 if fmt == FORMAT_RBOX else 4
+        self.angle_version = meta.get('angle_version') or None
+        self.nms_cfg = json.loads(meta['nms']) if fmt == FORMAT_RBOX \
+            else None
+        self.max_per_img = int(meta.get('max_per_img', 100))
         # a static graph (exported without --dynamic): fixed N, H, W
         shape = self.session.get_inputs()[0].shape
         self.static_batch = shape[0] if isinstance(shape[0], int) else None
@@ -134,7 +183,8 @@ class OrtBackend:
     def run_packed(self, image: np.ndarray,
                    info: np.ndarray) -> List[InstanceData]:
         """Run the graph on :meth:`pack`'s output; one ``InstanceData`` per
-        image (boxes in original image pixels)."""
+        image (boxes in original image pixels; an oriented model's
+        candidates through :func:`nms_after_graph`)."""
         import torch
         dets, scores, labels, num = self.session.run(
             None, dict(image=image, img_info=info))
@@ -146,6 +196,8 @@ class OrtBackend:
             inst.scores = torch.from_numpy(np.array(scores[i, :n]))
             inst.labels = torch.from_numpy(
                 np.asarray(labels[i, :n]).astype(np.int64))
+            if self.nms_cfg is not None:
+                inst = nms_after_graph(inst, self.nms_cfg, self.max_per_img)
             out.append(inst)
         return out
 
