@@ -31,6 +31,11 @@ from qgis.PyQt.QtCore import QVariant
 from . import runner
 
 BACKENDS = ('pytorch', 'onnxruntime', 'openvino')
+# The files of a folder mmretina reads as rasters: mmretina.geo.formats.
+# IMAGE_EXTS (QGIS's Python cannot import mmretina; a test keeps the two
+# equal).
+RASTER_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp',
+               '.jp2', '.vrt', '.img')
 
 
 # -- layer sources as paths ------------------------------------------------
@@ -106,9 +111,11 @@ def gsd_arg(text: str) -> str:
         f'mmretina: GSD rule "{text}": give auto, off or metres (e.g. 0.1)')
 
 
-def raster_or_folder(alg, parameters, context):
+def raster_or_folder(alg, parameters, context, one_crs=''):
     """The raster layer (INPUT) or the folder of rasters (INPUT_FOLDER):
-    exactly one of them. Returns (path mmretina reads, layer or None)."""
+    exactly one of them; with ``one_crs`` (what needs it, e.g. "one
+    layer"), a folder whose rasters are in several CRSs is refused. Returns
+    (path mmretina reads, layer or None)."""
     layer = alg.parameterAsRasterLayer(parameters, 'INPUT', context)
     folder = alg.parameterAsFile(parameters, 'INPUT_FOLDER', context).strip()
     if (layer is None) == (not folder):
@@ -120,8 +127,57 @@ def raster_or_folder(alg, parameters, context):
         if not osp.isdir(folder):
             raise QgsProcessingException(
                 f'mmretina: the folder {folder} does not exist')
+        if one_crs:
+            check_one_crs(folder, one_crs)
         return folder, None
     return raster_path(layer), layer
+
+
+def folder_rasters(folder: str):
+    """The rasters of a folder, as mmretina lists them (sorted names with
+    one of :data:`RASTER_EXTS`)."""
+    return sorted(osp.join(folder, f) for f in os.listdir(folder)
+                  if f.lower().endswith(RASTER_EXTS)
+                  and osp.isfile(osp.join(folder, f)))
+
+
+def check_one_crs(folder: str, what: str) -> None:
+    """Refuse a folder whose rasters are not all in one CRS (or all without
+    one), naming the files of each CRS: one layer holds one CRS, and
+    mmretina would only find out after running the model on all of them.
+    Files GDAL cannot open are left to mmretina, which names them."""
+    from osgeo import gdal
+    from qgis.core import QgsCoordinateReferenceSystem
+    groups = {}  # WKT ('' for none) -> (QGIS's CRS or None, [file names])
+    for path in folder_rasters(folder):
+        ds = gdal.Open(path)
+        if ds is None:
+            continue
+        wkt = ds.GetProjection() or ''
+        ds = None
+        if wkt not in groups:
+            crs = QgsCoordinateReferenceSystem.fromWkt(wkt) if wkt else None
+            same = [k for k, (c, _) in groups.items()
+                    if crs is not None and c is not None and c == crs]
+            if same:  # the same CRS written in another WKT
+                wkt = same[0]
+            else:
+                groups[wkt] = (crs, [])
+        groups[wkt][1].append(osp.basename(path))
+    if len(groups) <= 1:
+        return
+
+    def listed(names):
+        return ', '.join(names[:3]) + (f' and {len(names) - 3} more'
+                                       if len(names) > 3 else '')
+
+    parts = [f'{(crs.authid() or crs.description()) if crs else "no CRS"}: '
+             f'{listed(names)}' for crs, names in groups.values()]
+    raise QgsProcessingException(
+        f'mmretina: the rasters of {folder} are in {len(groups)} different '
+        f'CRSs ({"; ".join(parts)}), and {what} needs one CRS; reproject '
+        'them to one CRS first (Raster > Projections > Warp (Reproject)) '
+        'or run them one by one (Run as Batch Process)')
 
 
 def input_params(alg, what):
@@ -358,6 +414,7 @@ class DetectAlgorithm(_Base):
             if not osp.isdir(folder):
                 raise QgsProcessingException(
                     f'mmretina: the folder {folder} does not exist')
+            check_one_crs(folder, 'one layer of detections')
             return folder, True, None, None
         if has_extent:
             rect = self.parameterAsExtent(parameters, 'EXTENT', context,
@@ -383,7 +440,8 @@ class DetectAlgorithm(_Base):
         thr = self.parameterAsDouble(parameters, 'SCORE_THR', context)
         work = tempfile.mkdtemp(prefix='mmretina_detect_')
         try:
-            raster, is_folder, mask, crs = self._inputs(parameters, context, work)
+            raster, is_folder, mask, crs = self._inputs(parameters, context,
+                                                        work)
             found = osp.join(work, 'found')
             runner.run(['predict', raster]
                        + self._model_args(parameters, context, backend)
@@ -410,6 +468,38 @@ class DetectAlgorithm(_Base):
         return {'OUTPUT': out}
 
 
+# the error layers: output name, description, status in matches.csv and
+# outline colour (a colour-blind-safe trio: Okabe & Ito's bluish green,
+# vermillion, blue)
+ERROR_LAYERS = (('TRUE_POSITIVES', 'True positives', 'tp', '#009e73'),
+                ('FALSE_POSITIVES', 'False positives', 'fp', '#d55e00'),
+                ('MISSES', 'Misses', 'miss', '#0072b2'))
+
+
+class _OutlineStyle(QgsProcessingLayerPostProcessorInterface):
+    """Outlines in one colour, no fill: an error layer as it is loaded."""
+    instances = {}  # colour -> post-processor, kept alive until QGIS calls
+
+    def __init__(self, color: str):
+        super().__init__()
+        self.color = color
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer
+        if layer is not None:
+            layer.setRenderer(QgsSingleSymbolRenderer(
+                QgsFillSymbol.createSimple(dict(
+                    color='0,0,0,0', outline_color=self.color,
+                    outline_width='0.6'))))
+            layer.triggerRepaint()
+
+    @staticmethod
+    def create(color: str):
+        if color not in _OutlineStyle.instances:
+            _OutlineStyle.instances[color] = _OutlineStyle(color)
+        return _OutlineStyle.instances[color]
+
+
 class EvaluateAlgorithm(_Base):
 
     def name(self):
@@ -419,14 +509,17 @@ class EvaluateAlgorithm(_Base):
         return 'Evaluate against labels'
 
     def shortHelpString(self):  # noqa: N802
-        return ('Runs the model on a raster (or every raster of a folder) '
-                'and compares its boxes with a label layer (any CRS) as the '
-                'field reports it: precision and recall at IoU 0.4, mAP. '
-                'Returns the summary table (one row per raster, site and '
-                'overall), the matches of all rasters as one layer (status '
-                'tp / fp / miss, raster) in the rasters\' CRS, and the '
-                'folder of "mmretina evaluate" (summary.json, matches.csv, '
-                'pictures).')
+        return ('Runs the model on a raster (or every raster of a folder, '
+                'in one CRS) and compares its boxes with a label layer (any '
+                'CRS) as the field reports it: precision and recall at IoU '
+                '0.4, mAP. Returns the summary table (one row per raster, '
+                'site and overall), the errors as three layers in the '
+                'rasters\' CRS: true positives (the predicted boxes that '
+                'match a label), false positives (the predicted boxes that '
+                'match none) and misses (the labels no prediction matches), '
+                'optionally all of them in one layer (status tp / fp / '
+                'miss), and the folder of "mmretina evaluate" '
+                '(summary.json, matches.csv, pictures).')
 
     def initAlgorithm(self, config=None):  # noqa: N802
         input_params(self, 'a summary row each and overall; they share '
@@ -445,15 +538,21 @@ class EvaluateAlgorithm(_Base):
         self._raster_params()
         self.addParameter(QgsProcessingParameterFeatureSink(
             'SUMMARY', 'Summary', QgsProcessing.TypeVector))
+        for name, description, _, _ in ERROR_LAYERS:
+            self.addParameter(QgsProcessingParameterFeatureSink(
+                name, description, QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            'MATCHES', 'Matches', QgsProcessing.TypeVectorPolygon))
+            'MATCHES', 'All matches in one layer (status tp / fp / miss)',
+            QgsProcessing.TypeVectorPolygon, optional=True,
+            createByDefault=False))
         self.addParameter(QgsProcessingParameterFolderDestination(
             'OUTPUT_FOLDER', 'Evaluation folder'))
         self.addOutput(QgsProcessingOutputNumber('PRECISION', 'Precision'))
         self.addOutput(QgsProcessingOutputNumber('RECALL', 'Recall'))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        raster, layer = raster_or_folder(self, parameters, context)
+        raster, layer = raster_or_folder(
+            self, parameters, context, one_crs='one layer of matches')
         folder = osp.abspath(self.parameterAsString(
             parameters, 'OUTPUT_FOLDER', context))
         os.makedirs(folder, exist_ok=True)
@@ -477,8 +576,8 @@ class EvaluateAlgorithm(_Base):
                    'PRECISION': summary['overall']['precision'],
                    'RECALL': summary['overall']['recall']}
         results['SUMMARY'] = self._summary(summary, parameters, context)
-        results['MATCHES'] = self._matches(folder, layer, parameters,
-                                           context)
+        results.update(self._matches(folder, layer, parameters, context,
+                                     feedback))
         return results
 
     def _summary(self, summary, parameters, context):
@@ -501,11 +600,14 @@ class EvaluateAlgorithm(_Base):
             sink.addFeature(feat, QgsFeatureSink.FastInsert)
         return dest
 
-    def _matches(self, folder, layer, parameters, context):
-        """matches.csv (pixel boxes) as polygons in the raster's CRS; each
-        row's boxes through the geotransform of its own raster (the
-        ``image`` column; with a folder, the rasters share one CRS: the
-        first's)."""
+    def _matches(self, folder, layer, parameters, context, feedback):
+        """matches.csv (pixel boxes) as polygons in the rasters' CRS, split
+        by status into TRUE_POSITIVES (the predicted box), FALSE_POSITIVES
+        (the predicted box) and MISSES (the label's box), and all of them
+        in MATCHES when it is asked for. Each row's box goes through the
+        geotransform of its own raster (the ``image`` column; a folder's
+        rasters share one CRS, checked before the run). Returns the
+        outputs' destinations."""
         from osgeo import gdal
         from qgis.core import QgsCoordinateReferenceSystem
         transforms = {}
@@ -544,9 +646,22 @@ class EvaluateAlgorithm(_Base):
                      ('prediction_id', QVariant.Int),
                      ('raster', QVariant.String)):
             fields.append(QgsField(n, t))
-        sink, dest = self.parameterAsSink(parameters, 'MATCHES', context,
-                                          fields, QgsWkbTypes.Polygon, crs)
+        sinks, dests = {}, {}
+        for name, _, status, color in ERROR_LAYERS:
+            sinks[status], dests[name] = self.parameterAsSink(
+                parameters, name, context, fields, QgsWkbTypes.Polygon, crs)
+            if context.willLoadLayerOnCompletion(dests[name]):
+                context.layerToLoadOnCompletionDetails(
+                    dests[name]).setPostProcessor(_OutlineStyle.create(color))
+        every, dest = self.parameterAsSink(
+            parameters, 'MATCHES', context, fields, QgsWkbTypes.Polygon, crs)
+        if every is not None:  # optional: skipped unless asked for
+            dests['MATCHES'] = dest
         for row in rows:
+            if row['status'] not in sinks:
+                raise QgsProcessingException(
+                    f'mmretina: matches.csv in {folder} has the status '
+                    f'"{row["status"]}"; expected tp, fp or miss')
             gt = geotransform(row['image'])
 
             def to_map(x, y):
@@ -567,8 +682,15 @@ class EvaluateAlgorithm(_Base):
                 int(row['truth_id']) if row['truth_id'] else None,
                 int(row['prediction_id']) if row['prediction_id']
                 else None, osp.basename(row['image'])])
-            sink.addFeature(feat, QgsFeatureSink.FastInsert)
-        return dest
+            sinks[row['status']].addFeature(feat, QgsFeatureSink.FastInsert)
+            if every is not None:
+                every.addFeature(feat, QgsFeatureSink.FastInsert)
+        if feedback is not None:
+            counts = {s: sum(r['status'] == s for r in rows)
+                      for _, _, s, _ in ERROR_LAYERS}
+            feedback.pushInfo('matches: ' + ', '.join(
+                f'{n} {s}' for s, n in counts.items()))
+        return dests
 
 
 class ChipsAlgorithm(_Base):

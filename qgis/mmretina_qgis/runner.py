@@ -159,33 +159,40 @@ def run(args: Sequence[str], feedback, python: Optional[str] = None,
             lines.put(line.rstrip('\r\n'))
         lines.put(None)
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     out: List[str] = []
     done = False
-    while not done:
-        if feedback is not None and feedback.isCanceled():
-            _kill(proc)
-            raise QgsProcessingException('mmretina: canceled')
-        try:
-            line = lines.get(timeout=poll_s)
-        except queue.Empty:
-            continue
-        while line is not None:
-            out.append(line)
-            if feedback is not None:
-                pct = overall_progress(line)
-                if pct is not None:
-                    feedback.setProgress(pct)
-                feedback.pushConsoleInfo(line)
-                if feedback.isCanceled():
-                    break
+    try:
+        while not done:
+            if feedback is not None and feedback.isCanceled():
+                _kill(proc)
+                raise QgsProcessingException('mmretina: canceled')
             try:
-                line = lines.get_nowait()
+                line = lines.get(timeout=poll_s)
             except queue.Empty:
-                break
-        else:
-            done = True
-    code = proc.wait()
+                continue
+            while line is not None:
+                out.append(line)
+                if feedback is not None:
+                    pct = overall_progress(line)
+                    if pct is not None:
+                        feedback.setProgress(pct)
+                    feedback.pushConsoleInfo(line)
+                    if feedback.isCanceled():
+                        break
+                try:
+                    line = lines.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                done = True
+        code = proc.wait()
+    finally:  # the pipe closed once the reader has seen its end
+        if proc.poll() is None:
+            _kill(proc)
+        reader.join(timeout=10)
+        proc.stdout.close()
     if code != 0:
         tail = '\n'.join(out[-15:])
         raise QgsProcessingException(

@@ -47,8 +47,8 @@ def osbs(df_images, tmp_path_factory):
         t, crs = r.transform, r.crs
     geoms = []
     for row in rows.itertuples():
-        x1, y1 = t * (row.xmin, row.ymin)
-        x2, y2 = t * (row.xmax, row.ymax)
+        x1, y1 = t @ (row.xmin, row.ymin)
+        x2, y2 = t @ (row.xmax, row.ymax)
         geoms.append(box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)))
     labels = out / 'crowns.gpkg'
     gpd.GeoDataFrame(dict(label=list(rows.label)), geometry=geoms,

@@ -77,3 +77,25 @@ def shifted_folder(tif, root):
         with rasterio.open(folder / 'shifted.tif', 'w', **profile) as w:
             w.write(r.read())
     return folder
+
+
+QGIS_PYTHON = '/usr/bin/python3'  # QGIS's embedded Python, without torch
+TOOLBOX = osp.join(osp.dirname(osp.abspath(__file__)), 'toolbox.py')
+
+
+def toolbox(profile, spec, timeout=600):
+    """Run toolbox.py (an algorithm as the Processing Toolbox runs it) with
+    QGIS's python3 and the plugin importable; its RESULT as a dict."""
+    import json
+    import tempfile
+    env = qgis_env(profile, PYTHONPATH='/usr/share/qgis/python'
+                   + os.pathsep + osp.dirname(PLUGIN))
+    with tempfile.NamedTemporaryFile('w', suffix='.json', dir=str(profile),
+                                     delete=False) as f:
+        json.dump(dict(spec, timeout_s=timeout - 30), f)
+    proc = subprocess.run([QGIS_PYTHON, TOOLBOX, f.name], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith('RESULT ')]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:]
+    return json.loads(lines[-1][len('RESULT '):])

@@ -52,22 +52,48 @@ def test_detect_gives_the_features_of_mmretina_predict(
         assert a.equals_exact(b, 1e-6)
 
 
-def test_evaluate_gives_the_command_line_summary_and_matches(
+def _matches_csv(folder):
+    import csv
+    with open(folder / 'matches.csv', newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def _row_box(row, transform):
+    """A matches.csv row's box (the prediction's, the label's for a miss)
+    in map coordinates, through the raster's affine transform."""
+    from shapely.geometry import box
+    side = 'gt' if row['status'] == 'miss' else 'pred'
+    x1, y1, x2, y2 = (float(row[f'{side}_{k}'])
+                      for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+    (a, b), (c, d) = transform @ (x1, y1), transform @ (x2, y2)
+    return box(min(a, c), min(b, d), max(a, c), max(b, d))
+
+
+def test_evaluate_gives_the_command_line_summary_and_three_error_layers(
         qgis_profile, osbs, df_checkpoint, tmp_path):
+    """The summary of ``mmretina evaluate``, and its matches.csv split into
+    three layers: true positives (the predicted boxes), false positives
+    (the predicted boxes) and misses (the labels' boxes), each with as many
+    features as the command line's rows of that status, their geometries
+    those rows' boxes through the raster's transform (to 1e-6 m), in the
+    rasters' CRS; MATCHES, asked for, holds all of them."""
     gpd = pytest.importorskip('geopandas')
+    import rasterio
     tif, labels = osbs
     config, ckpt = df_checkpoint
+    layers = {name: tmp_path / f'{name.lower()}.gpkg' for name in
+              ('TRUE_POSITIVES', 'FALSE_POSITIVES', 'MISSES', 'MATCHES')}
     proc = qgis_process(
         qgis_profile, 'run', 'mmretina:evaluate', '--', f'INPUT={tif}',
         f'LABELS={labels}', f'MODEL={config}', f'CHECKPOINT={ckpt}',
         'SCORE_THR=0.1', f'SUMMARY={tmp_path / "summary.gpkg"}',
-        f'MATCHES={tmp_path / "matches.gpkg"}',
+        *(f'{k}={v}' for k, v in layers.items()),
         f'OUTPUT_FOLDER={tmp_path / "qgis"}')
     assert proc.returncode == 0, proc.stdout[-3000:]
     mmretina_cli('evaluate', config, ckpt, '--rasters', tif, '--labels',
                  labels, '--out-dir', tmp_path / 'cli', '--score-thr', 0.1)
-    cli = json.load(open(tmp_path / 'cli' / 'summary.json'))
-    ours = json.load(open(tmp_path / 'qgis' / 'summary.json'))
+    cli = json.loads((tmp_path / 'cli' / 'summary.json').read_text())
+    ours = json.loads((tmp_path / 'qgis' / 'summary.json').read_text())
     assert ours['overall'] == cli['overall']
     assert cli['overall']['n_gt'] == 61
     table = gpd.read_file(tmp_path / 'summary.gpkg')
@@ -75,21 +101,34 @@ def test_evaluate_gives_the_command_line_summary_and_matches(
     assert overall.precision == pytest.approx(cli['overall']['precision'])
     assert overall.recall == pytest.approx(cli['overall']['recall'])
     assert f"RECALL:\t{cli['overall']['recall']}" in proc.stdout
-    matches = gpd.read_file(tmp_path / 'matches.gpkg')
-    rows = open(tmp_path / 'cli' / 'matches.csv').read().splitlines()[1:]
-    assert len(matches) == len(rows)
-    assert matches.crs.to_epsg() == 32617
-    counts = matches.status.value_counts()
-    assert counts['tp'] == cli['overall']['tp']
-    assert counts['tp'] + counts['miss'] == 61
-    # pixel boxes mapped through the raster's transform: on the raster
-    import rasterio
+
+    rows = _matches_csv(tmp_path / 'cli')
     with rasterio.open(tif) as r:
-        left, bottom, right, top = r.bounds
-    x0, y0, x1, y1 = matches.total_bounds
-    assert left - 1e-6 <= x0 and x1 <= right + 1e-6
-    assert bottom - 1e-6 <= y0 and y1 <= top + 1e-6
-    assert (matches.geometry.area > 0).all()
+        transform = r.transform
+    tp, n_gt, n_pred = (cli['overall'][k] for k in ('tp', 'n_gt', 'n_pred'))
+    expected = dict(TRUE_POSITIVES=('tp', tp),
+                    FALSE_POSITIVES=('fp', n_pred - tp),
+                    MISSES=('miss', n_gt - tp))
+    assert all(n > 0 for _, n in expected.values()), expected  # all tested
+    for name, (status, n) in expected.items():
+        layer = gpd.read_file(layers[name])
+        wanted = [r for r in rows if r['status'] == status]
+        assert len(layer) == len(wanted) == n, name
+        assert layer.crs.to_epsg() == 32617
+        assert set(layer.status) == {status}
+        for got, row in zip(layer.itertuples(), wanted):
+            assert got.geometry.normalize().equals_exact(
+                _row_box(row, transform).normalize(), 1e-6)
+            assert [None if v != v else int(v)  # NaN: a null field
+                    for v in (got.truth_id, got.prediction_id)] == [
+                int(row[k]) if row[k] else None
+                for k in ('truth_id', 'prediction_id')]
+    matches = gpd.read_file(layers['MATCHES'])
+    assert len(matches) == len(rows)
+    assert list(matches.status) == [r['status'] for r in rows]
+    for got, row in zip(matches.geometry, rows):
+        assert got.normalize().equals_exact(
+            _row_box(row, transform).normalize(), 1e-6)
 
 
 def test_chips_give_the_command_line_chip_folder(qgis_profile, osbs,
