@@ -21,7 +21,9 @@ with score >= --score-thr. Writes OUT_DIR/summary.json
 ({"overall": {"precision", "recall", "mAP", "mAP50", ...}, "per_raster":
 {...}, "per_site": {...}}), OUT_DIR/matches.csv (tp / fp / miss rows, pixel
 boxes) and OUT_DIR/<raster>_matches.png (TP green, FP red, misses yellow).
-The library: :mod:`mmretina.evaluation.field`.
+An oriented model (an mmrotate config: rotated boxes) is matched at rotated
+IoU against the labels' minimum-area rectangles. The library:
+:mod:`mmretina.evaluation.field`.
 """
 import argparse
 import sys
@@ -81,10 +83,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmdet.apis import init_detector
-
     import mmretina  # noqa: F401  (registers modules)
-    from mmretina.deploy.pytorch import PytorchBackend
+    from mmretina.deploy.pytorch import PytorchBackend, init_model
     from mmretina.inference.tiled import TiledInferencer
     from mmretina.geo.raster import parse_bands
     from mmretina.cli.options import (default_device, model_gsd,
@@ -95,9 +95,9 @@ def main(argv=None) -> int:
     from mmretina.engine.resume import check_checkpoint
     try:
         check_checkpoint(args.checkpoint, 'load')
-        model = init_detector(args.config, args.checkpoint,
-                              device=args.device or default_device(),
-                              cfg_options=args.cfg_options)
+        model = init_model(args.config, args.checkpoint,
+                           device=args.device or default_device(),
+                           cfg_options=args.cfg_options)
         backend = PytorchBackend(model)
         cfg = model.cfg
         inferencer = TiledInferencer(

@@ -14,11 +14,14 @@
 raster's CRS; --format for another); for all images, results.json (COCO
 results: every detection, image_id = position in the list, category_id =
 label + 1) and detections.csv (image_path,xmin,ymin,xmax,ymax,label,score;
-score >= --score-thr). A run killed part way resumes at the windows it had
-not finished; a rerun with other output options (--score-thr, --format)
-re-writes the outputs from the run's record without the model. The engine
-is mmretina.inference.run.InferenceRun; bands, scaling, nodata and GSD:
-mmretina.geo.raster (docs/user_guides/large_rasters.md).
+score >= --score-thr). An oriented model (an mmrotate config, rotated
+boxes) gives rotated polygons, detections.csv with cx,cy,w,h,angle columns
+and rotated rectangles in the PNG. A run killed part way resumes at the
+windows it had not finished; a rerun with other output options
+(--score-thr, --format) re-writes the outputs from the run's record without
+the model. The engine is mmretina.inference.run.InferenceRun; bands,
+scaling, nodata and GSD: mmretina.geo.raster
+(docs/user_guides/large_rasters.md).
 
 (``tools/infer.py`` and ``mmretina predict`` run :func:`main`.)
 """
@@ -158,9 +161,10 @@ def build_backend(args):
         cfg.merge_from_dict(args.cfg_options)
 
     def load():
-        from mmdet.apis import init_detector
-        from mmretina.deploy.pytorch import PytorchBackend, optimize_for_cpu
-        model = init_detector(cfg, checkpoint, device=args.device)
+        from mmretina.deploy.pytorch import (PytorchBackend, init_model,
+                                             optimize_for_cpu)
+        # an mmrotate config (an oriented model) registers mmrotate first
+        model = init_model(cfg, checkpoint, device=args.device)
         if args.fuse_conv_bn:
             model = optimize_for_cpu(model)
         return PytorchBackend(model)

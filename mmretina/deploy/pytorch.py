@@ -3,13 +3,40 @@ config's test pipeline as a backend (list of BGR images -> list of
 ``InstanceData``), the interface every runtime of :mod:`mmretina.deploy`
 has."""
 import copy
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
-__all__ = ['PytorchBackend', 'optimize_for_cpu']
+__all__ = ['PytorchBackend', 'init_model', 'optimize_for_cpu']
+
+
+def init_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu',
+               cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """mmdet's ``init_detector``, with mmrotate's modules registered first
+    when the config is in mmrotate's scope (its ``rotated-retinanet-*``
+    configs, an oriented model: :func:`~mmretina.utils.mmrotate.
+    require_mmrotate`, an ImportError naming the config without the
+    rotated extra).
+
+    Args:
+        cfg (str | Config): the model's config.
+        checkpoint (str, optional): its weights.
+        device (str): ``'cpu'``, ``'cuda:0'``, ...
+        cfg_options (dict, optional): overrides of the config.
+    """
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    if isinstance(cfg, str):
+        cfg = Config.fromfile(cfg)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.get('default_scope') == 'mmrotate':
+        from mmretina.utils.mmrotate import require_mmrotate
+        require_mmrotate(f'{cfg.filename or "the config"} (default_scope '
+                         'mmrotate)')
+    return init_detector(cfg, checkpoint, device=device)
 
 
 def optimize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
@@ -52,10 +79,16 @@ class PytorchBackend:
     def __init__(self, model: torch.nn.Module) -> None:
         from mmcv.transforms import Compose
         from mmdet.utils import get_test_pipeline_cfg
+        from mmengine.registry import DefaultScope
         self.model = model
         pipeline = get_test_pipeline_cfg(copy.deepcopy(model.cfg))
         pipeline[0].type = 'mmdet.LoadImageFromNDArray'
-        self.pipeline = Compose(pipeline)
+        # transforms looked up in the model's own scope, not in the scope
+        # of whichever model was loaded last (init_detector sets it: after
+        # an mmrotate model, mmdet's 'PackDetInputs' is not found)
+        with DefaultScope.overwrite_default_scope(
+                model.cfg.get('default_scope', 'mmdet')):
+            self.pipeline = Compose(pipeline)
         meta = getattr(model, 'dataset_meta', None) or {}
         self.classes = tuple(meta.get('classes', ()))
         self.palette = meta.get('palette')

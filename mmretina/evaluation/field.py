@@ -5,7 +5,18 @@ from the National Ecological Observation Network", 2021; DeepForest's
 ``evaluate_boxes``), beside COCO mAP and mAP50 (pycocotools).
 
 All boxes are ``(x1, y1, x2, y2)`` in continuous pixels of one image (a
-raster or a chip): the image spans ``[0, W] x [0, H]``.
+raster or a chip): the image spans ``[0, W] x [0, H]``; or, for an oriented
+model, rotated boxes ``(cx, cy, w, h, angle)`` (mmrotate's, radians) in the
+same pixels.
+
+Rotated boxes are matched at their rotated IoU
+(:func:`mmretina.structures.rotated.rotated_iou`, mmrotate's arithmetic,
+the IoU of mmrotate's DOTA metric), by the same rule below. Where only one
+side is rotated (axis-aligned labels against an oriented model), the
+axis-aligned boxes are rotated boxes of angle 0 (the same rectangles).
+Ground-truth polygons become rotated boxes before matching (their
+minimum-area rectangles: :mod:`.field_run`); mAP is then COCO's at rotated
+IoU.
 
 The rule, per image:
 
@@ -48,10 +59,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from mmretina.geo.writers import box_array, box_outlines
 from mmretina.structures import pairwise_iou
 
 __all__ = [
-    'IOU_THR', 'ImageMatches', 'match_boxes', 'match_ious',
+    'IOU_THR', 'ImageMatches', 'match_boxes', 'match_ious', 'box_ious',
     'match_image',
     'precision_recall', 'class_recall', 'coco_map', 'field_summary',
     'write_summary', 'write_matches_csv', 'draw_matches', 'format_table'
@@ -65,6 +77,33 @@ IOU_THR = 0.4
 COLOURS = dict(tp=(0, 200, 0), fp=(0, 0, 230), miss=(0, 215, 255))
 
 
+def _as_rboxes(boxes: np.ndarray) -> torch.Tensor:
+    """M x 4 or M x 5 -> M x 5 rotated boxes (an axis-aligned box is the
+    rotated box of angle 0; mmrotate's ``hbox2rbox``)."""
+    t = torch.from_numpy(boxes)
+    if boxes.shape[1] == 5:
+        return t
+    from mmretina.utils.mmrotate import require_mmrotate
+    require_mmrotate('rotated IoU', models=False)
+    from mmrotate.structures.bbox import hbox2rbox
+    return hbox2rbox(t)
+
+
+def box_ious(gt, pred) -> np.ndarray:
+    """M x N float64 IoU of ground truth and predictions of one image:
+    :func:`mmretina.structures.pairwise_iou` (mmdet's arithmetic) for
+    axis-aligned boxes; the rotated IoU (:func:`mmretina.structures.
+    rotated.rotated_iou`, mmrotate's arithmetic, float32 widened) when
+    either side is rotated (M x 5 / N x 5)."""
+    gt = box_array(gt, 'ground truth boxes')
+    pred = box_array(pred, 'predictions')
+    if gt.shape[1] == pred.shape[1] == 4:
+        return pairwise_iou(torch.from_numpy(gt),
+                            torch.from_numpy(pred)).numpy()
+    from mmretina.structures.rotated import rotated_iou
+    return rotated_iou(_as_rboxes(gt), _as_rboxes(pred)).double().numpy()
+
+
 def match_boxes(gt: np.ndarray,
                 pred: np.ndarray,
                 iou_thr: float = IOU_THR,
@@ -72,9 +111,11 @@ def match_boxes(gt: np.ndarray,
     """One-to-one matching of ground truth and predictions at ``iou_thr``.
 
     Args:
-        gt (ndarray): M x 4 ground truth boxes, pixels.
-        pred (ndarray): N x 4 predicted boxes, same image.
-        iou_thr (float): a pair is a match when its IoU is > ``iou_thr``.
+        gt (ndarray): M x 4 ground truth boxes, pixels (or rotated M x 5).
+        pred (ndarray): N x 4 predicted boxes, same image (or rotated
+            N x 5).
+        iou_thr (float): a pair is a match when its IoU
+            (:func:`box_ious`) is > ``iou_thr``.
         scores (ndarray, optional): N scores; among pairs of equal IoU the
             higher score wins.
 
@@ -83,10 +124,7 @@ def match_boxes(gt: np.ndarray,
         into ``gt`` and ``pred`` (sorted by ``gt_idx``), their K IoUs, and
         the M x N IoU matrix.
     """
-    gt = np.asarray(gt, np.float64).reshape(-1, 4)
-    pred = np.asarray(pred, np.float64).reshape(-1, 4)
-    # the package's one IoU (mmdet's arithmetic), in float64
-    ious = pairwise_iou(torch.from_numpy(gt), torch.from_numpy(pred)).numpy()
+    ious = box_ious(gt, pred)
     g, p = match_ious(ious, iou_thr, scores)
     return g, p, ious[g, p], ious
 
@@ -123,9 +161,10 @@ class ImageMatches:
     Attributes:
         name (str): the image (raster path or chip file name).
         site (str): its site (``''`` when none).
-        gt_boxes (ndarray): M x 4, pixels; ``gt_labels`` (M,) int.
-        pred_boxes (ndarray): N x 4, pixels, score >= ``score_thr``;
-            ``pred_scores`` (N,), ``pred_labels`` (N,) int.
+        gt_boxes (ndarray): M x 4 (or rotated M x 5), pixels;
+            ``gt_labels`` (M,) int.
+        pred_boxes (ndarray): N x 4 (or rotated N x 5), pixels, score >=
+            ``score_thr``; ``pred_scores`` (N,), ``pred_labels`` (N,) int.
         all_pred (tuple): ``(boxes, scores, labels)`` of every prediction
             (for mAP).
         gt_idx, pred_idx (ndarray): K matched indices; ``ious`` (K,).
@@ -137,9 +176,9 @@ class ImageMatches:
                  height=0):
         self.name, self.site = name, site or ''
         self.width, self.height = int(width), int(height)
-        self.gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+        self.gt_boxes = box_array(gt_boxes, f'{name}: ground truth boxes')
         self.gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
-        boxes = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+        boxes = box_array(pred_boxes, f'{name}: predictions')
         scores = np.asarray(pred_scores, np.float64).reshape(-1)
         labels = np.asarray(pred_labels, np.int64).reshape(-1)
         if not (len(boxes) == len(scores) == len(labels)):
@@ -157,6 +196,11 @@ class ImageMatches:
             self.gt_boxes, self.pred_boxes, iou_thr, self.pred_scores)
 
     @property
+    def rotated(self) -> bool:
+        """Matched at rotated IoU (either side's boxes are M x 5)."""
+        return 5 in (self.gt_boxes.shape[1], self.all_pred[0].shape[1])
+
+    @property
     def tp(self) -> int:
         return len(self.gt_idx)
 
@@ -170,7 +214,8 @@ class ImageMatches:
 
     def rows(self, classes: Sequence[str]) -> List[dict]:
         """One row per ground truth box (``tp`` or ``miss``) and per
-        unmatched prediction (``fp``); boxes in pixels."""
+        unmatched prediction (``fp``); boxes in pixels (``xmin, ymin,
+        xmax, ymax``; rotated: ``cx, cy, w, h, angle``)."""
         name = (lambda i: classes[i] if 0 <= i < len(classes) else str(i))
         pred_of = dict(zip(self.gt_idx.tolist(), self.pred_idx.tolist()))
         iou_of = dict(zip(self.gt_idx.tolist(), self.ious.tolist()))
@@ -196,11 +241,15 @@ class ImageMatches:
                                   name(int(self.pred_labels[p])))
         row['score'] = '' if p is None else round(
             float(self.pred_scores[p]), 6)
+        names = ROTATED_BOX_FIELDS if self.rotated else BOX_FIELDS
         for key, box in (('gt', None if g is None else self.gt_boxes[g]),
                          ('pred', None if p is None else self.pred_boxes[p])):
-            for k, v in zip(('xmin', 'ymin', 'xmax', 'ymax'),
-                            box if box is not None else [''] * 4):
-                row[f'{key}_{k}'] = v if v == '' else round(float(v), 3)
+            if box is not None and len(box) < len(names):  # angle 0
+                box = _as_rboxes(box[None]).numpy()[0]
+            for k, v in zip(names, box if box is not None else
+                            [''] * len(names)):
+                row[f'{key}_{k}'] = v if v == '' else round(
+                    float(v), 6 if k == 'angle' else 3)
         return row
 
 
@@ -217,7 +266,8 @@ def match_image(name: str,
                 height: int = 0) -> ImageMatches:
     """Match the predictions of one image to its ground truth (see the
     module's rule). Boxes: M x 4 / N x 4 ``(x1, y1, x2, y2)`` pixels of the
-    image; labels 0-based class indices."""
+    image, or rotated M x 5 / N x 5 ``(cx, cy, w, h, angle)``; labels
+    0-based class indices."""
     return ImageMatches(name, site, gt_boxes, gt_labels, pred_boxes,
                         pred_scores, pred_labels, score_thr, iou_thr, width,
                         height)
@@ -279,6 +329,9 @@ def coco_map(images: Sequence[ImageMatches],
 
     Rasters hold thousands of objects: the detections kept per image are at
     most the largest number any image has (at least COCO's 100), not 100.
+    Rotated boxes (images matched at rotated IoU): the same COCOeval with
+    the rotated IoU of the boxes (:func:`box_ious`) in place of the
+    axis-aligned one.
 
     Returns:
         dict: ``mAP``, ``mAP50``; None without ground truth (COCO's -1).
@@ -290,20 +343,30 @@ def coco_map(images: Sequence[ImageMatches],
                           enumerate(classes)])
     dets = []
     max_dets = 100
+    rotated = any(m.rotated for m in images)
     for i, m in enumerate(images):
         gt['images'].append(dict(id=i + 1, width=m.width, height=m.height))
-        for b, label in zip(m.gt_boxes, m.gt_labels):
+        boxes = m.gt_boxes
+        if rotated:
+            rboxes = _as_rboxes(boxes).numpy()
+            boxes = _enclosing(rboxes)
+        for k, (b, label) in enumerate(zip(boxes, m.gt_labels)):
             w, h = b[2] - b[0], b[3] - b[1]
             gt['annotations'].append(dict(
                 id=len(gt['annotations']) + 1, image_id=i + 1,
                 category_id=int(label) + 1, bbox=[b[0], b[1], w, h],
-                area=w * h, iscrowd=0))
+                area=(rboxes[k, 2] * rboxes[k, 3]) if rotated else w * h,
+                iscrowd=0, **(dict(rbox=rboxes[k]) if rotated else {})))
         boxes, scores, labels = m.all_pred
         max_dets = max(max_dets, len(boxes))
-        for b, s, label in zip(boxes, scores, labels):
+        if rotated:
+            rboxes = _as_rboxes(boxes).numpy()
+            boxes = _enclosing(rboxes)
+        for k, (b, s, label) in enumerate(zip(boxes, scores, labels)):
             dets.append(dict(image_id=i + 1, category_id=int(label) + 1,
                              bbox=[b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                             score=float(s)))
+                             score=float(s),
+                             **(dict(rbox=rboxes[k]) if rotated else {})))
     if not gt['annotations']:
         return dict(mAP=None, mAP50=None)
     if not dets:
@@ -313,7 +376,8 @@ def coco_map(images: Sequence[ImageMatches],
         coco_gt.dataset = gt
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(dets)
-        ev = COCOeval(coco_gt, coco_dt, 'bbox')
+        ev = (_rotated_cocoeval() if rotated else COCOeval)(
+            coco_gt, coco_dt, 'bbox')
         ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
@@ -327,6 +391,37 @@ def coco_map(images: Sequence[ImageMatches],
         return float(p.mean()) if p.size else None
 
     return dict(mAP=mean(prec), mAP50=mean(prec[0]))
+
+
+def _enclosing(rboxes: np.ndarray) -> np.ndarray:
+    """M x 5 rotated -> M x 4 enclosing (x1, y1, x2, y2): the ``bbox``
+    pycocotools needs beside the ``rbox`` it is evaluated on."""
+    from mmretina.structures.rotated import rbox_to_hbox
+    return rbox_to_hbox(torch.from_numpy(rboxes)).numpy().reshape(-1, 4)
+
+
+def _rotated_cocoeval() -> type:
+    """pycocotools' COCOeval at rotated IoU (a class made when needed:
+    pycocotools is imported only by the evaluation)."""
+    from pycocotools.cocoeval import COCOeval
+
+    class RotatedCOCOeval(COCOeval):
+        """pycocotools' COCOeval with the rotated IoU of the annotations'
+        ``rbox`` (:func:`box_ious`); the rest of COCO's protocol (101-point
+        precision, IoU 0.50:0.95, ``maxDets``) unchanged."""
+
+        def computeIoU(self, imgId, catId):
+            gt = self._gts[imgId, catId]
+            dt = self._dts[imgId, catId]
+            if len(gt) == 0 or len(dt) == 0:
+                return []
+            # by descending score, stable (COCOeval's mergesort)
+            dt = sorted(dt, key=lambda d: -d['score'])
+            dt = dt[:self.params.maxDets[-1]]
+            return box_ious(np.array([d['rbox'] for d in dt]),
+                            np.array([g['rbox'] for g in gt]))
+
+    return RotatedCOCOeval
 
 
 def _metrics(images: Sequence[ImageMatches], classes) -> dict:
@@ -376,17 +471,29 @@ MATCH_FIELDS = ('image', 'site', 'status', 'truth_id', 'prediction_id',
                 'iou', 'true_label', 'predicted_label', 'score', 'gt_xmin',
                 'gt_ymin', 'gt_xmax', 'gt_ymax', 'pred_xmin', 'pred_ymin',
                 'pred_xmax', 'pred_ymax')
+BOX_FIELDS = ('xmin', 'ymin', 'xmax', 'ymax')
+# images matched at rotated IoU: their boxes as (cx, cy, w, h, angle)
+ROTATED_BOX_FIELDS = ('cx', 'cy', 'w', 'h', 'angle')
+ROTATED_MATCH_FIELDS = MATCH_FIELDS[:9] + tuple(
+    f'{key}_{k}' for key in ('gt', 'pred') for k in ROTATED_BOX_FIELDS)
 
 
 def write_matches_csv(path: str, images: Sequence[ImageMatches],
                       classes: Sequence[str]) -> int:
     """The matches of every image: one row per ground truth box (``tp`` or
     ``miss``) and per unmatched prediction (``fp``); boxes in pixels of the
-    image. Returns the number of rows."""
+    image (:data:`MATCH_FIELDS`; images matched at rotated IoU:
+    :data:`ROTATED_MATCH_FIELDS`, the boxes as ``cx, cy, w, h, angle``).
+    Returns the number of rows."""
+    kinds = {m.rotated for m in images}
+    if len(kinds) > 1:
+        raise ValueError(f'{path}: some images were matched at rotated IoU '
+                         'and others not; write their matches apart')
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     n = 0
     with open(path, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=MATCH_FIELDS)
+        w = csv.DictWriter(f, fieldnames=ROTATED_MATCH_FIELDS if True in kinds
+                           else MATCH_FIELDS)
         w.writeheader()
         for m in images:
             for row in m.rows(classes):
@@ -399,9 +506,11 @@ def draw_matches(path: str, img_bgr: np.ndarray, m: ImageMatches,
                  scale: float = 1.0) -> dict:
     """The image with true positives (green: the prediction), false
     positives (red) and misses (yellow: the ground truth), written to
-    ``path``. ``img_bgr``: H x W x 3 uint8, the image decimated ``scale``
-    times (boxes are divided by it). Returns the counts drawn."""
+    ``path``; rotated boxes drawn as rotated rectangles. ``img_bgr``:
+    H x W x 3 uint8, the image decimated ``scale`` times (boxes are divided
+    by it). Returns the counts drawn."""
     import cv2
+    from mmretina.geo.raster import scale_boxes
     canvas = np.ascontiguousarray(img_bgr).copy()
     thick = max(1, int(round(max(canvas.shape[:2]) / 600)))
     matched_pred = set(m.pred_idx.tolist())
@@ -412,9 +521,9 @@ def draw_matches(path: str, img_bgr: np.ndarray, m: ImageMatches,
                          if i not in matched_pred]],
         miss=m.gt_boxes[[i for i in range(m.n_gt) if i not in matched_gt]])
     for key, boxes in groups.items():
-        for b in boxes.reshape(-1, 4) / scale:
-            x1, y1, x2, y2 = (int(round(v)) for v in b)
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), COLOURS[key], thick)
+        rings = box_outlines(scale_boxes(boxes, 1 / scale, 1 / scale))
+        for ring in np.rint(rings[:, :4]).astype(np.int32):
+            cv2.polylines(canvas, [ring], True, COLOURS[key], thick)
     legend = (f"TP {len(groups['tp'])} (green)  FP {len(groups['fp'])} "
               f"(red)  miss {len(groups['miss'])} (yellow)")
     cv2.putText(canvas, legend, (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,

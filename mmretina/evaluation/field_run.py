@@ -11,6 +11,19 @@ A raster's site: the most common value of ``site_field`` among its labels,
 or, without it, the part of its file name before the first ``_`` (NEON's
 plots: ``OSBS_029.tif`` is at ``OSBS``). A chip of a COCO split written by
 ``raster_to_coco.py`` counts for the raster it was cut from.
+
+An oriented model (its detections are rotated boxes, K x 5) is evaluated at
+rotated IoU (:mod:`.field`). Its ground truth is rotated too
+(:func:`label_rboxes`): each label, in the raster's pixels and clipped to
+the raster as the axis-aligned labels are, becomes its minimum-area
+rectangle (the rectangle ``raster_to_coco --rotated`` writes for training:
+:func:`~mmretina.datasets.converters.raster.min_area_rboxes`), the
+rectangle an annotator of rotated boxes draws. A polygon IoU was the
+alternative; it would score a perfect rotated detection of an irregular
+crown or a ship's pointed bow below 1, and differ from the IoU of
+mmrotate's DOTA metric. Points are squares; COCO annotations give the
+minimum-area rectangle of their polygon ``segmentation``, else their
+``bbox`` at angle 0.
 """
 import json
 import os
@@ -19,19 +32,18 @@ from collections import Counter, OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 
-from mmretina.datasets.converters.raster import (ConversionError,
-                                                 extent_message, list_layers,
-                                                 list_rasters, load_labels,
-                                                 pixel_boxes)
+from mmretina.datasets.converters.raster import (
+    ConversionError, extent_message, list_layers, list_rasters, load_labels,
+    min_area_rboxes, pixel_boxes, pixel_vertices)
 from mmretina.geo.raster import RasterSource
+from mmretina.inference.records import as_arrays
 from mmretina.inference.tiled import detect_raster
 from mmretina.structures.box_validity import DROPPED, box_verdicts
 from .field import (ImageMatches, draw_matches, field_summary, format_table,
                     match_image, write_matches_csv, write_summary)
 
-__all__ = ['site_of', 'FieldEvaluator']
+__all__ = ['site_of', 'label_rboxes', 'FieldEvaluator']
 
 # at most this many PNGs (images of a COCO split can be thousands)
 MAX_PNGS = 200
@@ -40,6 +52,62 @@ MAX_PNGS = 200
 def site_of(path: str) -> str:
     """``'OSBS_029.tif'`` -> ``'OSBS'``."""
     return osp.splitext(osp.basename(path))[0].split('_')[0]
+
+
+def label_rboxes(labels, raster: str, georef, width: int, height: int,
+                 point_radius: Optional[float] = None) -> np.ndarray:
+    """The labels of one raster as rotated boxes in its pixels.
+
+    Each label's vertices in the raster's pixels (:func:`~mmretina.
+    datasets.converters.raster.pixel_vertices`: reprojected, points
+    buffered to squares, through the inverse affine transform), their convex
+    hull clipped to ``[0, width] x [0, height]`` (as the axis-aligned labels
+    are clipped), and the minimum-area rectangle of what is left
+    (:func:`~mmretina.datasets.converters.raster.min_area_rboxes`, the
+    rectangle ``raster_to_coco --rotated`` writes; it depends on the points
+    through their hull only, so a label inside the raster gets exactly that
+    rectangle).
+
+    Args:
+        labels (Labels): from ``load_labels``.
+        raster (str): its path (for messages).
+        georef (Georef | None): the raster's (None: labels in pixels).
+        width, height (int): raster size in px.
+        point_radius (float, optional): half the side of a point's square,
+            metres.
+
+    Returns:
+        ndarray: N x 5 float64 ``(cx, cy, w, h, angle)`` (le90) per label of
+        ``labels.frame``; NaN where a vertex does not project or the label
+        misses the raster.
+    """
+    import shapely
+    coords, which = pixel_vertices(labels, raster, georef, point_radius)
+    n = len(labels.frame)
+    bad = np.zeros(n, bool)
+    np.logical_or.at(bad, which, ~np.isfinite(coords).all(axis=1))
+    keep = ~bad[which]
+    ids, dense = np.unique(which[keep], return_inverse=True)
+    if not len(ids):
+        return np.full((n, 5), np.nan)
+    hulls = shapely.convex_hull(shapely.multipoints(coords[keep],
+                                                    indices=dense))
+    clipped = shapely.clip_by_rect(hulls, 0, 0, width, height)
+    pts, part = shapely.get_coordinates(clipped, return_index=True)
+    return min_area_rboxes(pts, ids[part], n)
+
+
+def _coco_rbox(ann: dict) -> np.ndarray:
+    """A COCO annotation's rotated box: the minimum-area rectangle of its
+    polygon ``segmentation`` (DOTA's four corners), else its ``bbox`` at
+    angle 0."""
+    seg = ann.get('segmentation')
+    if isinstance(seg, list) and seg and isinstance(seg[0], list):
+        pts = np.concatenate([np.reshape(p, (-1, 2)) for p in seg])
+        if len(pts) >= 3:
+            return min_area_rboxes(pts, np.zeros(len(pts), np.int64), 1)[0]
+    x, y, w, h = ann['bbox']
+    return np.array([x + w / 2, y + h / 2, w, h, 0.0])
 
 
 class FieldEvaluator:
@@ -69,18 +137,15 @@ class FieldEvaluator:
         self.log = log
 
     def detect(self, path: str):
-        """(RasterSource, (boxes K x 4 raster px, scores K, labels K))."""
+        """(RasterSource, (boxes K x 4 raster px, or rotated K x 5 from an
+        oriented model; scores K; labels K))."""
         source = RasterSource(path, self.bands, self.scale, self.gsd)
         if source.resampled:
             self.log(f'{path}: {source.native_gsd:.4g} m pixels read at the '
                      f'model\'s {source.gsd:.4g} m (GDAL '
                      f'{source.resampling})')
         # progress lines per raster when the inferencer shows progress
-        inst = detect_raster(self.inferencer, source)
-        return source, (
-            torch.as_tensor(inst.bboxes).float().cpu().numpy().reshape(-1, 4),
-            torch.as_tensor(inst.scores).float().cpu().numpy(),
-            torch.as_tensor(inst.labels).long().cpu().numpy())
+        return source, as_arrays(detect_raster(self.inferencer, source))
 
     def _label_index(self, names, where: List[str]) -> np.ndarray:
         if len(self.classes) == 1 and set(names) <= {'object'}:
@@ -102,7 +167,8 @@ class FieldEvaluator:
                 point_radius: Optional[float] = None,
                 label_crs: Optional[str] = None) -> List[ImageMatches]:
         """Match the detections of each raster of ``rasters`` (a file, a
-        folder, a CSV of raster,labels rows) to ``labels``."""
+        folder, a CSV of raster,labels rows) to ``labels`` (an oriented
+        model's at rotated IoU, against :func:`label_rboxes`)."""
         pairs = list_rasters(rasters)
         if labels is None and any(lab is None for _, lab in pairs):
             raise ConversionError('give --labels, or RASTERS as a CSV of '
@@ -129,6 +195,13 @@ class FieldEvaluator:
                                            source.native_height, clip=True)
             keep = np.array([v not in DROPPED for v in verdicts], bool)
             frame = lab.frame.iloc[idx[on][keep]]
+            boxes = boxes[keep]
+            if pred[0].shape[1] == 5:  # an oriented model
+                boxes = label_rboxes(
+                    lab, path, source.georef, source.native_width,
+                    source.native_height, point_radius)[idx[on][keep]]
+                ok = np.isfinite(boxes).all(axis=1)
+                frame, boxes = frame.iloc[np.flatnonzero(ok)], boxes[ok]
             gt_labels = self._label_index(
                 [str(v) for v in frame.label],
                 [f'{s}: feature {f}' for s, f in zip(frame.source,
@@ -137,7 +210,7 @@ class FieldEvaluator:
             if site_field and len(frame):
                 site = str(Counter(frame[site_field].astype(str))
                            .most_common(1)[0][0])
-            m = match_image(path, boxes[keep], gt_labels, *pred,
+            m = match_image(path, boxes, gt_labels, *pred,
                             score_thr=self.score_thr, iou_thr=self.iou_thr,
                             site=site, width=source.native_width,
                             height=source.native_height)
@@ -156,7 +229,8 @@ class FieldEvaluator:
     def coco(self, ann_file: str, img_dir: str) -> List[ImageMatches]:
         """Match the detections of each image of a COCO file (images under
         ``img_dir``); categories are matched to the model's classes by
-        name."""
+        name. An oriented model's at rotated IoU, against
+        :func:`_coco_rbox` of each annotation."""
         with open(ann_file) as f:
             coco = json.load(f)
         cats = {c['id']: c['name'] for c in coco.get('categories', [])}
@@ -177,6 +251,9 @@ class FieldEvaluator:
                                a['bbox'][0] + a['bbox'][2],
                                a['bbox'][1] + a['bbox'][3]] for a in anns],
                              np.float64).reshape(-1, 4)
+            if pred[0].shape[1] == 5:  # an oriented model
+                boxes = np.array([_coco_rbox(a) for a in anns],
+                                 np.float64).reshape(-1, 5)
             labels = (np.zeros(len(anns), np.int64) if len(self.classes) == 1
                       else np.array([self.classes.index(
                           cats[a['category_id']]) for a in anns], np.int64))

@@ -48,7 +48,8 @@ from mmretina.geo.windows import Window
 __all__ = [
     'RasterError', 'Georef', 'RasterSource', 'read_georef', 'percentile_ranges', 'scale_to_uint8',
     'parse_scale', 'parse_bands', 'parse_gsd', 'gsd_metres',
-    'drop_nodata_centres', 'ArraySource', 'Source', 'PreviewCanvas'
+    'drop_nodata_centres', 'scale_boxes', 'ArraySource', 'Source',
+    'PreviewCanvas'
 ]
 
 DEFAULT_PERCENTILES = (2.0, 98.0)
@@ -95,8 +96,17 @@ class Georef(NamedTuple):
     crs_wkt: Optional[str]
 
     def apply(self, cols: np.ndarray, rows: np.ndarray):
+        """Pixel (col, row) -> map (X, Y); arrays of any shape."""
         a, b, c, d, e, f = self.transform
         return a * cols + b * rows + c, d * cols + e * rows + f
+
+    def to_pixels(self, xs: np.ndarray, ys: np.ndarray):
+        """Map (X, Y) -> continuous pixel (col, row): :meth:`apply`
+        inverted; arrays of any shape."""
+        a, b, c, d, e, f = self.transform
+        det = a * e - b * d
+        x, y = np.asarray(xs) - c, np.asarray(ys) - f
+        return (e * x - b * y) / det, (-d * x + a * y) / det
 
     @property
     def gsd(self) -> float:
@@ -304,17 +314,50 @@ def drop_nodata_centres(bboxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Keep-mask of the boxes whose centre pixel is valid.
 
     Args:
-        bboxes (ndarray): M x 4 (x1, y1, x2, y2) in the window's pixels.
+        bboxes (ndarray): M x 4 (x1, y1, x2, y2), or rotated M x 5 (cx, cy,
+            w, h, angle), in the window's pixels.
         valid (ndarray): H x W bool, the window's valid (not nodata) pixels.
 
     Returns:
         ndarray: (M,) bool.
     """
     h, w = valid.shape
-    b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    cx = np.clip(np.floor((b[:, 0] + b[:, 2]) / 2), 0, w - 1).astype(int)
-    cy = np.clip(np.floor((b[:, 1] + b[:, 3]) / 2), 0, h - 1).astype(int)
+    b = np.asarray(bboxes, dtype=np.float64)
+    if b.size == 0:
+        return np.zeros(0, bool)
+    if b.shape[-1] == 5:
+        centres = b[:, :2]
+    else:
+        b = b.reshape(-1, 4)
+        centres = (b[:, :2] + b[:, 2:]) / 2
+    cx = np.clip(np.floor(centres[:, 0]), 0, w - 1).astype(int)
+    cy = np.clip(np.floor(centres[:, 1]), 0, h - 1).astype(int)
     return valid[cy, cx]
+
+
+def scale_boxes(bboxes, fx: float, fy: float):
+    """Boxes in one pixel grid -> a grid ``fx`` x ``fy`` times coarser
+    (x' = fx x, y' = fy y: model px -> raster px, raster px -> preview px).
+
+    Args:
+        bboxes (ndarray | Tensor): M x 4 (x1, y1, x2, y2), or rotated M x 5
+            (cx, cy, w, h, angle).
+
+    Returns:
+        the same type and shape. A rotated box keeps its angle; its centre
+        is scaled by (fx, fy) and its sides by sqrt(fx fy). That is exact
+        when fx == fy (a preview; a raster read at another GSD, whose fx
+        and fy differ only by the rounding of the grid's size to whole px,
+        below 1 / grid side: a corner moves by less than w x |fx - fy| / 2).
+    """
+    if bboxes.shape[-1] == 5:
+        s = float(np.sqrt(fx * fy))
+        f = [fx, fy, s, s, 1.0]
+    else:
+        f = [fx, fy, fx, fy]
+    if isinstance(bboxes, np.ndarray):
+        return bboxes * np.asarray(f, dtype=bboxes.dtype)
+    return bboxes * bboxes.new_tensor(f)
 
 
 class _Batch(NamedTuple):
@@ -459,18 +502,16 @@ class RasterSource:
         """Boxes in model px of the whole grid -> raster px.
 
         Args:
-            bboxes (ndarray | Tensor): M x 4 (x1, y1, x2, y2).
+            bboxes (ndarray | Tensor): M x 4 (x1, y1, x2, y2), or rotated
+                M x 5 (cx, cy, w, h, angle).
 
         Returns:
-            the same type, M x 4, scaled by (fx, fy); the input itself when
-            not resampled.
+            the same type and shape, scaled by (fx, fy)
+            (:func:`scale_boxes`); the input itself when not resampled.
         """
         if not self.resampled:
             return bboxes
-        f = [self.fx, self.fy, self.fx, self.fy]
-        if isinstance(bboxes, np.ndarray):
-            return bboxes * np.asarray(f, dtype=bboxes.dtype)
-        return bboxes * bboxes.new_tensor(f)
+        return scale_boxes(bboxes, self.fx, self.fy)
 
     def _read(self, ds, win: Window) -> Tuple[np.ndarray,
                                                 Optional[np.ndarray]]:

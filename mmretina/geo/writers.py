@@ -2,6 +2,21 @@
 CSV and, for a georeferenced raster, a GIS layer (GeoPackage, Shapefile,
 GeoJSON, FlatGeobuf or CSV with WKT geometry) in the raster's CRS.
 
+Boxes are axis-aligned M x 4 ``(x1, y1, x2, y2)`` or, from an oriented
+model, rotated M x 5 ``(cx, cy, w, h, angle)`` (mmrotate's, angle in radians,
+pixels of the raster); every writer takes both, told apart by the last
+dimension:
+
+* GIS layer: a rotated box is the polygon of its four corners
+  (:func:`~mmretina.structures.rotated.rbox_corners`, mmrotate's
+  ``rbox2qbox`` order) mapped through the raster's affine transform, with
+  columns ``cx, cy, w, h, angle`` (pixels, radians) instead of ``x1, y1, x2,
+  y2``;
+* CSV: ``image_path,cx,cy,w,h,angle,label,score`` (:data:`ROTATED_CSV_HEADER`);
+* COCO results: ``bbox`` the enclosing axis-aligned box (what COCO tools
+  read) and ``rbox`` ``[cx, cy, w, h, angle]``;
+* PNG: the rotated rectangles drawn as closed polylines.
+
 The georeferencing comes from rasterio (:func:`mmretina.geo.raster.
 read_georef`: affine transform and CRS as WKT); the layers are written with
 geopandas / pyogrio (the ``geo`` extra, ``pip install -r requirements/geo.txt``).
@@ -22,10 +37,14 @@ from mmretina.geo.raster import RasterSource
 
 __all__ = [
     'write_csv', 'write_coco_json', 'draw_detections', 'CSV_HEADER',
-    'VECTOR_FORMATS', 'detections_frame', 'write_layer', 'plot_layer_on_raster'
+    'ROTATED_CSV_HEADER', 'VECTOR_FORMATS', 'detections_frame',
+    'write_layer', 'plot_layer_on_raster', 'box_array', 'box_outlines'
 ]
 
 CSV_HEADER = ('image_path', 'xmin', 'ymin', 'xmax', 'ymax', 'label', 'score')
+# rotated boxes: mmrotate's (cx, cy, w, h, angle), pixels and radians
+ROTATED_CSV_HEADER = ('image_path', 'cx', 'cy', 'w', 'h', 'angle', 'label',
+                      'score')
 
 # --format -> (OGR driver, file extension)
 VECTOR_FORMATS = {
@@ -37,12 +56,68 @@ VECTOR_FORMATS = {
 }
 LAYER_COLUMNS = ('label', 'class_name', 'score', 'source', 'x1', 'y1', 'x2',
                  'y2')
+BOX_COLUMNS = {4: ('x1', 'y1', 'x2', 'y2'), 5: ('cx', 'cy', 'w', 'h', 'angle')}
+
+
+def box_array(bboxes, what: str = 'boxes') -> np.ndarray:
+    """Boxes as an M x 4 ``(x1, y1, x2, y2)`` or rotated M x 5 ``(cx, cy,
+    w, h, angle)`` float64 array (an empty list: 0 x 4).
+
+    Raises:
+        ValueError: another width, naming ``what``.
+    """
+    b = np.asarray(bboxes, dtype=np.float64)
+    if b.ndim != 2:
+        b = b.reshape(-1, 4)
+    if b.shape[1] not in (4, 5):
+        raise ValueError(f'{what} must be M x 4 (x1, y1, x2, y2) or M x 5 '
+                         f'(cx, cy, w, h, angle), got {b.shape}')
+    return b
 
 
 def _rows(bboxes, scores, labels):
-    bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    return bboxes, np.asarray(scores, dtype=np.float64).reshape(-1), \
-        np.asarray(labels).reshape(-1).astype(np.int64)
+    return (box_array(bboxes),
+            np.asarray(scores, dtype=np.float64).reshape(-1),
+            np.asarray(labels).reshape(-1).astype(np.int64))
+
+
+def _box_dim(results: List[dict]) -> int:
+    """4 or 5: the box width of ``results`` (mixing both is refused; an
+    empty M x 4 result goes with either)."""
+    dims = {box_array(r['bboxes']).shape[1] for r in results
+            if len(r['bboxes'])} or {
+        box_array(r['bboxes']).shape[1] for r in results} or {4}
+    if len(dims) > 1:
+        names = [r['image_path'] for r in results]
+        raise ValueError(f'{", ".join(names[:3])}: axis-aligned (M x 4) and '
+                         'rotated (M x 5) boxes cannot share one file; '
+                         'write the results of each model apart')
+    return dims.pop()
+
+
+def box_outlines(bboxes) -> np.ndarray:
+    """The closed outline of each box, float64.
+
+    Args:
+        bboxes (array-like): M x 4 (x1, y1, x2, y2) or rotated M x 5 (cx,
+            cy, w, h, angle), pixels.
+
+    Returns:
+        ndarray: M x 5 x 2 (x, y) ring: an axis-aligned box's corners from
+        (x1, y1) clockwise on the image (y down); a rotated box's four
+        corners in :func:`~mmretina.structures.rotated.rbox_corners`'s
+        order; the first point repeated.
+    """
+    b = box_array(bboxes)
+    if b.shape[1] == 5:
+        import torch
+        from mmretina.structures.rotated import rbox_corners
+        corners = rbox_corners(torch.from_numpy(b)).numpy()
+    else:
+        x1, y1, x2, y2 = b.T
+        corners = np.stack([np.stack([x1, x2, x2, x1], 1),
+                            np.stack([y1, y1, y2, y2], 1)], 2)
+    return np.concatenate([corners, corners[:, :1]], axis=1)
 
 
 def _name(classes: Sequence[str], label: int) -> str:
@@ -52,18 +127,22 @@ def _name(classes: Sequence[str], label: int) -> str:
 def write_csv(path: str, results: List[dict],
               classes: Sequence[str]) -> None:
     """``image_path,xmin,ymin,xmax,ymax,label,score`` (DeepForest's format),
-    one row per detection; ``results`` holds dicts with ``image_path``,
-    ``bboxes``, ``scores``, ``labels``."""
+    one row per detection; rotated boxes: ``image_path,cx,cy,w,h,angle,
+    label,score`` (pixels to 0.01, the angle in radians to 1e-6).
+    ``results`` holds dicts with ``image_path``, ``bboxes`` (M x 4 or
+    M x 5), ``scores``, ``labels``."""
+    rotated = _box_dim(results) == 5
     _makedirs(path)
     with open(path, 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(CSV_HEADER)
+        w.writerow(ROTATED_CSV_HEADER if rotated else CSV_HEADER)
         for r in results:
             bboxes, scores, labels = _rows(r['bboxes'], r['scores'],
                                            r['labels'])
             for box, score, label in zip(bboxes, scores, labels):
                 w.writerow([r['image_path']] +
-                           [f'{v:.2f}' for v in box] +
+                           [f'{v:.2f}' for v in box[:4]] +
+                           ([f'{box[4]:.6f}'] if rotated else []) +
                            [_name(classes, int(label)), f'{score:.5f}'])
 
 
@@ -72,7 +151,9 @@ def write_coco_json(path: str, results: List[dict],
     """COCO results (``loadRes`` format): ``image_id``, ``category_id``,
     ``bbox`` [x, y, w, h], ``score``. ``image_id`` is each result's
     ``image_id`` (default: its 1-based position) and ``category_id`` is
-    ``category_ids[label]`` (default ``label + 1``)."""
+    ``category_ids[label]`` (default ``label + 1``). Rotated boxes
+    (M x 5): ``bbox`` is the enclosing axis-aligned box and ``rbox`` the
+    rotated box ``[cx, cy, w, h, angle]`` (pixels, radians)."""
     # written row by row with %-formatting: json.dump of a raster's 200,000
     # detections as dicts took 9 s, this takes well under one
     _makedirs(path)
@@ -85,13 +166,20 @@ def write_coco_json(path: str, results: List[dict],
             image_id = json.dumps(r.get('image_id', k + 1))
             cats = [int(category_ids[v]) if category_ids is not None else
                     int(v) + 1 for v in labels.tolist()]
+            rboxes = [None] * len(bboxes)
+            if bboxes.shape[1] == 5:
+                rboxes = [', '.join(repr(round(v, 2)) for v in b[:4])
+                          + f', {round(b[4], 6)!r}' for b in bboxes.tolist()]
+                ring = box_outlines(bboxes)
+                bboxes = np.concatenate([ring.min(1), ring.max(1)], axis=1)
             xywh = np.concatenate(
                 [bboxes[:, :2], bboxes[:, 2:] - bboxes[:, :2]], axis=1)
-            for (x, y, w, h), score, cat in zip(xywh.tolist(),
-                                                scores.tolist(), cats):
+            for (x, y, w, h), score, cat, rbox in zip(
+                    xywh.tolist(), scores.tolist(), cats, rboxes):
                 f.write(f'{sep}{{"image_id": {image_id}, "category_id": '
                         f'{cat}, "bbox": [{round(x, 2)!r}, {round(y, 2)!r}, '
                         f'{round(w, 2)!r}, {round(h, 2)!r}], '
+                        + (f'"rbox": [{rbox}], ' if rbox else '') +
                         f'"score": {round(score, 5)!r}}}')
                 sep = ', '
         f.write(']')
@@ -102,20 +190,23 @@ def detections_frame(results: List[dict], classes: Sequence[str],
     """A GeoDataFrame of the detections of one or more rasters: one
     polygon per box, the box's corners mapped through its raster's affine
     transform (pixel coordinates, x right and y down, when its georef is
-    None), in the raster's CRS.
+    None), in the raster's CRS. A rotated box's polygon is its four corners
+    (:func:`box_outlines`) mapped the same way: the affine transform maps
+    the rectangle exactly (a rotated or sheared geotransform included).
 
     Args:
         results (list[dict]): per raster, ``image_path``, ``bboxes`` (M, 4)
-            (x1, y1, x2, y2) in the raster's pixels, ``scores`` (M,),
-            ``labels`` (M,).
+            (x1, y1, x2, y2) or rotated (M, 5) (cx, cy, w, h, angle) in the
+            raster's pixels, ``scores`` (M,), ``labels`` (M,).
         classes (list[str]): class names.
         georefs (list[Georef | None], optional): per result; all must share
             one CRS (reproject before merging).
 
     Returns:
         GeoDataFrame: columns ``label`` (int), ``class_name``, ``score``,
-        ``source`` (the raster's path), ``x1, y1, x2, y2`` (the pixel box)
-        and ``geometry``; CRS the rasters' (None without one).
+        ``source`` (the raster's path), ``x1, y1, x2, y2`` (the pixel box;
+        rotated: ``cx, cy, w, h, angle``, pixels and radians) and
+        ``geometry``; CRS the rasters' (None without one).
     """
     geopandas, shapely = require('writing GIS layers', 'geopandas',
                                   'shapely')
@@ -124,13 +215,15 @@ def detections_frame(results: List[dict], classes: Sequence[str],
     if len(crs) > 1:
         raise ValueError('detections_frame: the rasters have different CRSs '
                          '(or some have none); write one layer per raster')
-    cols = {k: [] for k in LAYER_COLUMNS}
+    box_columns = BOX_COLUMNS[_box_dim(results)]
+    cols = {k: [] for k in LAYER_COLUMNS[:4] + box_columns}
     rings = []
     for r, g in zip(results, georefs):
         bboxes, scores, labels = _rows(r['bboxes'], r['scores'], r['labels'])
-        x1, y1, x2, y2 = bboxes.T
-        xs = np.stack([x1, x2, x2, x1, x1], axis=1)
-        ys = np.stack([y1, y1, y2, y2, y1], axis=1)
+        if bboxes.shape[1] != len(box_columns):  # an empty M x 4
+            bboxes = np.zeros((0, len(box_columns)))
+        ring = box_outlines(bboxes)
+        xs, ys = ring[..., 0], ring[..., 1]
         if g is not None:
             xs, ys = g.apply(xs, ys)
         rings.append(np.stack([xs, ys], axis=2))
@@ -140,7 +233,7 @@ def detections_frame(results: List[dict], classes: Sequence[str],
         cols['score'].append(scores)
         cols['source'].append(
             np.array([r['image_path']] * len(labels), dtype=object))
-        for i, k in enumerate(('x1', 'y1', 'x2', 'y2')):
+        for i, k in enumerate(box_columns):
             cols[k].append(bboxes[:, i])
     data = {
         k: (np.concatenate(v) if v else np.zeros(0))
@@ -213,6 +306,8 @@ def draw_detections(path: str, img_bgr: np.ndarray, result: dict,
     """The image with the boxes of score >= ``score_thr`` and their scores,
     drawn with OpenCV (mmdet's matplotlib visualiser needs ~6 ms a box:
     minutes for the thousands of a large raster), saved to ``path``.
+    ``result['bboxes']``: M x 4, or rotated M x 5 (drawn as closed
+    polylines through the four corners), in the image's pixels.
     ``palette``: RGB colour per class. Returns the number of boxes drawn."""
     import cv2
     bboxes, scores, labels = _rows(result['bboxes'], result['scores'],
@@ -225,15 +320,16 @@ def draw_detections(path: str, img_bgr: np.ndarray, result: dict,
     # tens of thousands of boxes are drawn as boxes only (the text took
     # 3 s of 4 for 50,000 boxes; the scores are in the layer and the CSV)
     with_text = int(keep.sum()) <= MAX_LABELLED_BOXES
-    for box, score, label in zip(bboxes[keep], scores[keep], labels[keep]):
+    rings = np.rint(box_outlines(bboxes[keep])[:, :4]).astype(np.int32)
+    for ring, score, label in zip(rings, scores[keep], labels[keep]):
         rgb = (palette[label % len(palette)]
                if palette else _PALETTE[label % len(_PALETTE)])
         color = tuple(int(c) for c in rgb[::-1])
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thick)
+        cv2.polylines(canvas, [ring], True, color, thick)
         if not with_text:
             continue
         text = f'{_name(classes, int(label))} {score:.2f}'
+        x1, y1 = int(ring[:, 0].min()), int(ring[:, 1].min())
         cv2.putText(canvas, text, (x1, max(y1 - 3, 8)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.3 * thick, color, 1,
                     cv2.LINE_AA)

@@ -1,7 +1,10 @@
 """Merging the detections of the windows of one image (pure functions of
 boxes, scores, labels and the windows of :mod:`mmretina.geo.windows`).
 
-Merging (all boxes in image coordinates, (x1, y1, x2, y2)):
+Boxes are in image coordinates, either axis-aligned (M, 4) ``(x1, y1, x2,
+y2)`` or rotated (M, 5) ``(cx, cy, w, h, angle)`` (mmrotate's boxes, angle in
+radians) from an oriented model; every function takes both, told apart by
+the last dimension (:func:`is_rotated`).
 
 1. :func:`drop_cut_boxes`: a box that touches an *inner* edge of its window
    (an edge that is not the image border) may show only part of an object.
@@ -9,13 +12,26 @@ Merging (all boxes in image coordinates, (x1, y1, x2, y2)):
    that is *whole* there (touches none of that window's inner edges) and
    covers at least ``min_cover`` of the cut box's area. A cut box that no
    other window sees whole is kept: a truncated box is better than none.
+
+   Rotated form: a rotated box touches an inner edge when one of its four
+   corners lies within ``border`` px of that edge or beyond it, which is
+   the axis-aligned rule applied to the box's enclosing axis-aligned box
+   (its corners' extreme x and y, :func:`~mmretina.structures.rotated.
+   rbox_to_hbox`). The rectangle a model draws around a cut object reaches
+   the window's edge at a corner, not along a side, so a test of the
+   centre or of the sides would miss it. The cover is the rotated
+   intersection over the cut box's area (mmcv's ``box_iou_rotated`` in
+   ``iof`` mode, :func:`~mmretina.structures.rotated.rotated_iou`).
 2. then one of
-   * :func:`merge_nms`: class-aware NMS (mmcv's ``batched_nms``), or
+   * :func:`merge_nms`: class-aware NMS (mmcv's ``batched_nms``; rotated
+     boxes: ``nms_rotated``, which suppresses at IoU >= the threshold where
+     ``nms`` needs IoU > it), or
    * :func:`weighted_boxes_fusion`: boxes of one class that overlap by more
      than ``iou_thr`` are fused into their score-weighted mean (Solovyev et
      al., "Weighted boxes fusion", 2021), the score being the mean score
      times ``min(n, T) / T``, with n the cluster's boxes and T the number of
-     windows that contain the fused box whole.
+     windows that contain the fused box whole. Axis-aligned boxes only: a
+     mean of angles is not defined for boxes whose angle wraps around.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -25,12 +41,33 @@ from torch import Tensor
 
 from mmretina.geo.windows import Window
 from mmretina.structures import pairwise_iou
+from mmretina.structures.rotated import rbox_to_hbox, rotated_iou
 
 __all__ = [
-    'cut_mask', 'drop_cut_boxes',
+    'is_rotated', 'shift_boxes', 'cut_mask', 'drop_cut_boxes',
     'merge_nms', 'weighted_boxes_fusion', 'window_neighbours',
     'drop_cut_boxes_local', 'merge_nms_local', 'LOCAL_MERGE_MIN'
 ]
+
+
+def is_rotated(bboxes: Tensor) -> bool:
+    """Whether ``bboxes`` are rotated boxes: (..., 5) ``(cx, cy, w, h,
+    angle)`` rather than (..., 4) ``(x1, y1, x2, y2)``.
+
+    Raises:
+        ValueError: the last dimension is neither 4 nor 5.
+    """
+    if bboxes.dim() == 0 or bboxes.size(-1) not in (4, 5):
+        raise ValueError('boxes must be (M, 4) (x1, y1, x2, y2) or (M, 5) '
+                         f'(cx, cy, w, h, angle), got {tuple(bboxes.shape)}')
+    return bboxes.size(-1) == 5
+
+
+def shift_boxes(bboxes: Tensor, dx: float, dy: float) -> Tensor:
+    """(M, 4) or (M, 5) boxes moved by ``(dx, dy)`` px (a window's offset:
+    window pixels -> image pixels); sizes and angles unchanged."""
+    shift = [dx, dy] * 2 if not is_rotated(bboxes) else [dx, dy, 0, 0, 0]
+    return bboxes + bboxes.new_tensor(shift)
 
 
 def cut_mask(bboxes: Tensor, window: Window, width: int, height: int,
@@ -38,7 +75,9 @@ def cut_mask(bboxes: Tensor, window: Window, width: int, height: int,
     """Which boxes of a window touch one of its inner edges.
 
     Args:
-        bboxes (Tensor): (M, 4) boxes in image coordinates.
+        bboxes (Tensor): (M, 4) or rotated (M, 5) boxes in image
+            coordinates; a rotated box is tested by its enclosing
+            axis-aligned box (its corners, see the module's rule).
         window (Window): the window the boxes were detected in.
         width, height (int): image size (edges on the image border are not
             inner edges).
@@ -48,6 +87,8 @@ def cut_mask(bboxes: Tensor, window: Window, width: int, height: int,
     Returns:
         Tensor: (M,) bool.
     """
+    if is_rotated(bboxes):
+        bboxes = rbox_to_hbox(bboxes)
     cut = torch.zeros(len(bboxes), dtype=torch.bool, device=bboxes.device)
     if window.x0 > 0:
         cut |= bboxes[:, 0] <= window.x0 + border
@@ -81,7 +122,8 @@ def drop_cut_boxes(bboxes: Tensor,
     """Keep-mask that drops cut boxes another window sees whole.
 
     Args:
-        bboxes (Tensor): (M, 4) boxes of all windows, image coordinates.
+        bboxes (Tensor): (M, 4) or rotated (M, 5) boxes of all windows,
+            image coordinates.
         labels (Tensor): (M,) class indices.
         tile_ids (Tensor): (M,) window index of each box.
         cut (Tensor): (M,) bool, the box touches an inner edge of its
@@ -113,8 +155,12 @@ def _seen_whole(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
     """(len(cut_idx),) bool: the cut box is covered, at least ``min_cover``
     of its area, by one of the whole boxes ``whole_idx`` of its class from
     another window (the rule of :func:`drop_cut_boxes`)."""
-    cover = _intersection(bboxes[cut_idx], bboxes[whole_idx]) / \
-        _area(bboxes[cut_idx]).clamp(min=1e-6)[:, None]
+    if is_rotated(bboxes):
+        # rotated intersection over the cut box's area
+        cover = rotated_iou(bboxes[cut_idx], bboxes[whole_idx], mode='iof')
+    else:
+        cover = _intersection(bboxes[cut_idx], bboxes[whole_idx]) / \
+            _area(bboxes[cut_idx]).clamp(min=1e-6)[:, None]
     same = (labels[cut_idx, None] == labels[None, whole_idx]) & \
         (tile_ids[cut_idx, None] != tile_ids[None, whole_idx])
     return ((cover >= min_cover) & same).any(dim=1)
@@ -175,8 +221,11 @@ def drop_cut_boxes_local(bboxes: Tensor, labels: Tensor, tile_ids: Tensor,
                          cut: Tensor, windows: Sequence[Window],
                          min_cover: float = 0.5) -> Tensor:
     """:func:`drop_cut_boxes`, each cut box compared only with the whole
-    boxes of the windows that intersect its own (the same result when
-    ``min_cover`` > 0 and every box lies inside its window)."""
+    boxes of the windows that intersect its own. The same result when
+    ``min_cover`` > 0 and less than ``min_cover`` of each box's area lies
+    outside its window: the head clips axis-aligned boxes to the window; a
+    rotated box is not clipped, and only its corners leave the window by
+    a few px."""
     keep = torch.ones(len(bboxes), dtype=torch.bool, device=bboxes.device)
     by = _ByWindow(tile_ids, windows)
     for t, own in enumerate(by.own):
@@ -202,7 +251,11 @@ def merge_nms_local(bboxes: Tensor, scores: Tensor, labels: Tensor,
     visits the boxes by descending score, keeping a box no kept box has
     suppressed and suppressing its pairs. The same boxes as the global NMS
     (tested); a global NMS on a trained model's 200,000 boxes of a
-    10,000 px raster does not finish in minutes.
+    10,000 px raster does not finish in minutes. Rotated (M, 5) boxes pair
+    at IoU >= ``iou_thr``, as ``nms_rotated`` suppresses; they are not
+    clipped to their window, and the result is the global one while less
+    than ``iou_thr / 2`` of each box's area lies outside its window (two
+    boxes of windows that do not meet overlap only outside their windows).
 
     Returns:
         Tensor: indices of the kept boxes, by descending score.
@@ -212,12 +265,14 @@ def merge_nms_local(bboxes: Tensor, scores: Tensor, labels: Tensor,
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=bboxes.device)
     by = _ByWindow(tile_ids, windows)
+    rotated = is_rotated(bboxes)
     src, dst = [], []
     for t, own in enumerate(by.own):
         if own.numel() == 0:
             continue
         near = by.around(t)  # a pair is found from both sides: harmless
-        hit = (_nms_iou(bboxes[own], bboxes[near]) > iou_thr) & \
+        iou = _nms_iou(bboxes[own], bboxes[near])
+        hit = ((iou >= iou_thr) if rotated else (iou > iou_thr)) & \
             (labels[own, None] == labels[None, near])
         i, j = hit.nonzero(as_tuple=True)
         src.append(own[i])
@@ -241,7 +296,11 @@ def _nms_iou(a: Tensor, b: Tensor) -> Tensor:
     """(M, N) IoU in the arithmetic of mmcv's CPU ``nms`` (float32,
     ``inter / (area_a + area_b - inter)``, no epsilon; areas of valid boxes,
     as detections are), so that the local NMS keeps exactly the boxes
-    mmcv's does."""
+    mmcv's does; rotated boxes: mmcv's ``box_iou_rotated``, the kernel
+    ``nms_rotated`` calls (without :func:`rotated_iou`'s clamping)."""
+    if is_rotated(a):
+        from mmcv.ops import box_iou_rotated
+        return box_iou_rotated(a.float(), b.float())
     inter = _intersection(a, b)
     return inter / (_area(a)[:, None] + _area(b)[None, :] - inter)
 
@@ -250,14 +309,21 @@ def merge_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
               iou_thr: float = 0.5) -> Tensor:
     """Class-aware NMS over the boxes of all windows.
 
+    Args:
+        bboxes (Tensor): (M, 4), or rotated (M, 5): ``nms_rotated``.
+        scores (Tensor): (M,).
+        labels (Tensor): (M,).
+        iou_thr (float): the NMS IoU.
+
     Returns:
         Tensor: indices of the kept boxes, by descending score.
     """
     from mmcv.ops import batched_nms
     if len(bboxes) == 0:
         return torch.zeros(0, dtype=torch.long, device=bboxes.device)
+    nms = 'nms_rotated' if is_rotated(bboxes) else 'nms'
     _, keep = batched_nms(bboxes, scores, labels,
-                          dict(type='nms', iou_threshold=iou_thr))
+                          dict(type=nms, iou_threshold=iou_thr))
     return keep
 
 
@@ -291,6 +357,10 @@ def weighted_boxes_fusion(
     """
     if not 0 <= iou_thr <= 1:
         raise ValueError(f'iou_thr must be in [0, 1], got {iou_thr}')
+    if is_rotated(bboxes):
+        raise ValueError('weighted boxes fusion (--merge wbf) fuses '
+                         'axis-aligned boxes; merge the rotated boxes of an '
+                         'oriented model with --merge nms (rotated NMS)')
     out_boxes, out_scores, out_labels = [], [], []
     b64 = bboxes.double()
     for label in labels.unique(sorted=True).tolist():

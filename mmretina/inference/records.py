@@ -7,7 +7,8 @@ Keyed by a fingerprint of what determines the detections
 
 * per input still running, ``<name>.<fingerprint>.parts/``: one ``.npz`` per
   batch of windows (the windows it accounts for, nodata ones included, and
-  their detections in the windows' pixels), written whole and renamed;
+  their detections in the windows' pixels, boxes M x 4 or rotated M x 5),
+  written whole and renamed;
 * per finished input, ``<name>.npz`` (its merged detections in the
   raster's pixels, classes, georeferencing) and ``<name>.preview.png``
   (the image its PNG is drawn on).
@@ -25,6 +26,8 @@ import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
+from mmretina.inference.tiled import box_tensor
+
 __all__ = ['fingerprint', 'RunRecord', 'as_arrays', 'as_instance']
 
 
@@ -37,8 +40,12 @@ def fingerprint(settings: dict) -> str:
 
 def as_arrays(inst: InstanceData
               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bboxes M x 4 float32, scores (M,) float32, labels (M,) int64)."""
-    return (torch.as_tensor(inst.bboxes).float().cpu().numpy().reshape(-1, 4),
+    """(bboxes M x 4 float32, or M x 5 rotated (cx, cy, w, h, angle);
+    scores (M,) float32; labels (M,) int64)."""
+    bboxes = box_tensor(inst.bboxes)
+    if bboxes.dim() != 2:  # an empty (0,) tensor
+        bboxes = bboxes.reshape(-1, 4)
+    return (bboxes.numpy(),
             torch.as_tensor(inst.scores).float().cpu().numpy(),
             torch.as_tensor(inst.labels).long().cpu().numpy())
 

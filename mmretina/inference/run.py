@@ -16,6 +16,12 @@ write_layer`); for all inputs ``results.json`` (COCO results) and
 ``detections.csv``. ``merge_layers``: one ``detections.<format>`` for all
 inputs instead of one layer each.
 
+An oriented model (rotated boxes, (M, 5) ``(cx, cy, w, h, angle)``) goes
+through the same steps: rotated NMS and the rotated cut-box rule across
+windows, layers of rotated polygons (the four corners through the raster's
+affine transform), CSV ``image_path,cx,cy,w,h,angle,label,score`` and
+rotated rectangles in the PNG (:mod:`mmretina.geo.writers`).
+
 The run's record (``out_dir/.mmretina``), keyed by a fingerprint of what
 determines the detections (model files, windows, merge, bands, scale, GSD;
 not the output options):
@@ -42,7 +48,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.structures import InstanceData
 
 from mmretina.geo.formats import IMAGE_EXTS
-from mmretina.geo.raster import ArraySource, PreviewCanvas, RasterSource
+from mmretina.geo.raster import (ArraySource, PreviewCanvas, RasterSource,
+                                 scale_boxes)
 from mmretina.geo.writers import (VECTOR_FORMATS, detections_frame,
                                   draw_detections, write_coco_json,
                                   write_csv, write_layer)
@@ -216,8 +223,9 @@ class InferenceRun:
 
         Returns:
             list[dict]: per input (rank 0; [] on the other ranks),
-            ``image_path``, ``bboxes`` (M, 4) in its pixels, ``scores``,
-            ``labels`` (all detections) and ``georef``.
+            ``image_path``, ``bboxes`` (M, 4), or rotated (M, 5), in its
+            pixels, ``scores``, ``labels`` (all detections) and
+            ``georef``.
         """
         if self.out_dir:
             check_writable(self.out_dir)
@@ -337,8 +345,9 @@ class InferenceRun:
         meta = rec.pop('meta')
         if self._classes is None and 'classes' in meta:
             self._classes = tuple(meta['classes'])
-            if self._palette is None and meta.get('palette'):
-                self._palette = [tuple(c) for c in meta['palette']]
+            if self._palette is None and 'palette' in meta:
+                # [] for a model without one: known, so not loaded for it
+                self._palette = [tuple(c) for c in meta['palette'] or ()]
         if self.rank != 0:
             return rec
         import cv2
@@ -374,7 +383,9 @@ class InferenceRun:
         drawn = 0
         if preview is not None:
             drawn = draw_detections(
-                png, preview, dict(shown, bboxes=shown['bboxes'] / factor),
+                png, preview,
+                dict(shown, bboxes=scale_boxes(shown['bboxes'], 1 / factor,
+                                               1 / factor)),
                 self.classes, self.score_thr, self.palette)
         n_win, skipped = meta['windows'], meta['skipped']
         self.log(f'{drawn} detections with score >= {self.score_thr} '
@@ -394,9 +405,10 @@ class InferenceRun:
                                          shown['labels']):
                 name = (self.classes[label]
                         if label < len(self.classes) else str(label))
-                x1, y1, x2, y2 = (float(v) for v in box)
-                self.log(f'  {name}\t{float(score):.3f}\t'
-                         f'[{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]')
+                # [x1, y1, x2, y2]; rotated: [cx, cy, w, h, angle (rad)]
+                text = ', '.join(f'{float(v):.1f}' for v in box[:4]) + (
+                    f', {float(box[4]):.3f}' if len(box) == 5 else '')
+                self.log(f'  {name}\t{float(score):.3f}\t[{text}]')
 
     def _write_layer(self, shown: List[dict], georefs: list,
                      base: str) -> None:

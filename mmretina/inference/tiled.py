@@ -2,10 +2,15 @@
 
 A *backend* is a callable that takes a list of H x W x 3 uint8 BGR images
 (as ``mmcv.imread`` returns them) and returns, per image, an
-``InstanceData`` with ``bboxes`` (M, 4) in that image's pixel coordinates,
+``InstanceData`` with ``bboxes`` in that image's pixel coordinates,
 ``scores`` (M,) and ``labels`` (M,): every runtime of
 :mod:`mmretina.deploy` (``PytorchBackend``, ``OrtBackend`` on onnxruntime or
-OpenVINO) is one.
+OpenVINO) is one. ``bboxes`` are (M, 4) ``(x1, y1, x2, y2)``, or, from an
+oriented model (a rotated box coder, ``encode_size == 5``), rotated boxes
+(M, 5) ``(cx, cy, w, h, angle)`` (mmrotate's, angle in radians) as a tensor
+or mmrotate's ``RotatedBoxes``; the loop turns them into tensors
+(:func:`box_tensor`) and every later step (merge, records, writers)
+follows their last dimension: there is no second loop.
 
 :func:`detect_windows` is the loop: the windows of a source (a raster read
 from disk, :class:`~mmretina.geo.raster.RasterSource`, possibly at another
@@ -17,9 +22,10 @@ every rank of a distributed run (:class:`mmretina.inference.run.
 InferenceRun`). :meth:`TiledInferencer.merge_windows` shifts the boxes back
 by the window offsets, drops boxes cut by an inner window edge when a
 neighbouring window sees the object whole, and merges the rest by
-class-aware NMS or weighted boxes fusion (:mod:`.merge`); an image no
-larger than one window is one window and its result is the backend's
-result, untouched.
+class-aware NMS or weighted boxes fusion (:mod:`.merge`; rotated boxes:
+the cut-box rule in rotated form and rotated NMS); an image no larger than
+one window is one window and its result is the backend's result,
+untouched.
 """
 import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -33,12 +39,13 @@ from mmretina.geo.raster import (ArraySource, PreviewCanvas, Source,
 from mmretina.geo.windows import Window, tile_windows
 from mmretina.inference.merge import (
     LOCAL_MERGE_MIN, cut_mask, drop_cut_boxes, drop_cut_boxes_local,
-    merge_nms, merge_nms_local, weighted_boxes_fusion)
+    merge_nms, merge_nms_local, shift_boxes, weighted_boxes_fusion)
 from mmretina.inference.progress import progress_bar
 
 __all__ = [
     'Backend', 'LazyBackend', 'TiledInferencer', 'load_image', 'image_size',
-    'detect_windows', 'detect_raster', 'to_native', 'DEFAULT_MAX_PIXELS'
+    'detect_windows', 'detect_raster', 'to_native', 'box_tensor',
+    'DEFAULT_MAX_PIXELS'
 ]
 
 
@@ -109,6 +116,17 @@ def load_image(image: Union[str, np.ndarray],
     return img
 
 
+def box_tensor(bboxes) -> torch.Tensor:
+    """A backend's boxes as a float32 CPU tensor: (M, 4) ``(x1, y1, x2,
+    y2)`` or rotated (M, 5) ``(cx, cy, w, h, angle)``, from a tensor, an
+    ndarray or an mmdet / mmrotate box type (``HorizontalBoxes``,
+    ``RotatedBoxes``)."""
+    from mmdet.structures.bbox import BaseBoxes
+    if isinstance(bboxes, BaseBoxes):
+        bboxes = bboxes.tensor
+    return torch.as_tensor(bboxes).float().cpu()
+
+
 class LazyBackend:
     """A backend built at its first use: a run whose inputs are all
     finished (outputs re-written from its records) never loads the model.
@@ -148,8 +166,8 @@ class TiledInferencer:
         tile (int): window side in px.
         overlap (float): window overlap, fraction of ``tile`` (< 1) or px.
         batch_size (int): windows per backend call.
-        merge (str): ``'nms'`` (class-aware NMS) or ``'wbf'`` (weighted
-            boxes fusion).
+        merge (str): ``'nms'`` (class-aware NMS; rotated boxes: rotated
+            NMS) or ``'wbf'`` (weighted boxes fusion, axis-aligned boxes).
         iou_thr (float, optional): IoU of the merge; default: the backend's
             NMS IoU (``nms_iou``, 0.5 if it has none) for NMS, 0.55 for WBF.
         border (float): a box within this many px of an inner window edge
@@ -197,8 +215,9 @@ class TiledInferencer:
         disk (:func:`~mmretina.inference.tiled.detect_raster`).
 
         Returns:
-            InstanceData: ``bboxes`` (K, 4) float32 in image pixels,
-            ``scores`` (K,), ``labels`` (K,) by descending score; its
+            InstanceData: ``bboxes`` (K, 4) float32 in image pixels (or
+            (K, 5) rotated, from an oriented model), ``scores`` (K,),
+            ``labels`` (K,) by descending score; its
             metainfo holds ``ori_shape`` (H, W), ``windows`` and, for a
             path, ``img_path``.
         """
@@ -226,18 +245,19 @@ class TiledInferencer:
 
         Args:
             per_window (dict[int, InstanceData]): window index -> its
-                detections (``bboxes`` (M, 4) in the **window's** pixels,
-                ``scores`` (M,), ``labels`` (M,)); windows without an entry
-                (left out: entirely nodata) have no detection.
+                detections (``bboxes`` (M, 4), or rotated (M, 5), in the
+                **window's** pixels, ``scores`` (M,), ``labels`` (M,));
+                windows without an entry (left out: entirely nodata) have
+                no detection.
             windows (list[Window]): all windows of the image.
             width (int), height (int): image size in px.
             meta (dict, optional): added to the result's metainfo.
 
         Returns:
-            InstanceData: ``bboxes`` (K, 4) float32 in the image's pixels,
-            ``scores`` (K,), ``labels`` (K,) by descending score; metainfo
-            ``ori_shape`` (H, W), ``windows`` and ``meta``. One window: the
-            backend's result, untouched.
+            InstanceData: ``bboxes`` (K, 4) (rotated: (K, 5)) float32 in
+            the image's pixels, ``scores`` (K,), ``labels`` (K,) by
+            descending score; metainfo ``ori_shape`` (H, W), ``windows``
+            and ``meta``. One window: the backend's result, untouched.
         """
         meta = dict(meta or {}, ori_shape=(height, width), windows=windows)
         if len(windows) == 1 and 0 in per_window:
@@ -247,9 +267,7 @@ class TiledInferencer:
         boxes, scores, labels, tile_ids, cut = [], [], [], [], []
         for t in sorted(per_window):
             inst, win = per_window[t], windows[t]
-            b = torch.as_tensor(inst.bboxes).float().cpu()
-            b = b + torch.tensor([win.x0, win.y0, win.x0, win.y0],
-                                 dtype=b.dtype)
+            b = shift_boxes(box_tensor(inst.bboxes), win.x0, win.y0)
             boxes.append(b)
             scores.append(torch.as_tensor(inst.scores).float().cpu())
             labels.append(torch.as_tensor(inst.labels).long().cpu())
@@ -260,6 +278,13 @@ class TiledInferencer:
             labels, tile_ids = [torch.zeros(0, dtype=torch.long)], \
                 [torch.zeros(0, dtype=torch.long)]
             cut = [torch.zeros(0, dtype=torch.bool)]
+        dims = {b.size(-1) for b in boxes if len(b)}
+        if len(dims) > 1:
+            raise ValueError('the backend returned axis-aligned (M, 4) boxes '
+                             'for some windows and rotated (M, 5) boxes for '
+                             'others')
+        if dims:  # a window without detections may say (0, 4)
+            boxes = [b if len(b) else b.new_zeros((0, *dims)) for b in boxes]
         boxes, scores, labels = (torch.cat(boxes), torch.cat(scores),
                                  torch.cat(labels))
         tile_ids, cut = torch.cat(tile_ids), torch.cat(cut)
@@ -311,7 +336,8 @@ def detect_windows(backend, source: Source, windows: Sequence[Window],
 
     Args:
         backend (callable): list of h x w x 3 uint8 BGR -> list of
-            ``InstanceData`` (``bboxes`` (M, 4) in the window's pixels,
+            ``InstanceData`` (``bboxes`` (M, 4) or rotated (M, 5) in the
+            window's pixels, a tensor or an mmdet / mmrotate box type,
             ``scores`` (M,), ``labels`` (M,)).
         source (RasterSource | ArraySource): the image.
         windows (list[Window]): all windows of the image (model px).
@@ -326,8 +352,9 @@ def detect_windows(backend, source: Source, windows: Sequence[Window],
 
     Returns:
         dict[int, InstanceData]: per window run and not entirely nodata,
-        its detections in the **window's** pixels, those centred on nodata
-        dropped. Windows left out (nodata) have no entry.
+        its detections in the **window's** pixels (``bboxes`` a float32
+        tensor, :func:`box_tensor`), those centred on nodata dropped.
+        Windows left out (nodata) have no entry.
     """
     ids = list(range(len(windows))) if ids is None else list(ids)
     out = {}
@@ -338,9 +365,9 @@ def detect_windows(backend, source: Source, windows: Sequence[Window],
                 preview.paste(source.native_bounds(windows[i]), img)
         done = {}
         for i, inst, valid in zip(batch.ids, results, batch.valid):
+            inst.bboxes = box_tensor(inst.bboxes)
             if valid is not None and len(inst):
-                keep = drop_nodata_centres(
-                    torch.as_tensor(inst.bboxes).cpu().numpy(), valid)
+                keep = drop_nodata_centres(inst.bboxes.numpy(), valid)
                 inst = inst[torch.from_numpy(keep)]
             done[i] = inst
         out.update(done)
@@ -353,7 +380,8 @@ def detect_windows(backend, source: Source, windows: Sequence[Window],
 
 def to_native(inst: 'InstanceData', source: Source) -> 'InstanceData':
     """A merged result in the model px grid of ``source`` -> its raster
-    px (boxes scaled by ``fx, fy``; ``ori_shape`` the raster's)."""
+    px (boxes scaled by ``fx, fy``, :meth:`~mmretina.geo.raster.
+    RasterSource.to_native`; ``ori_shape`` the raster's)."""
     if source.resampled:
         inst.bboxes = source.to_native(inst.bboxes)
     inst.set_metainfo(dict(ori_shape=(source.native_height,
@@ -377,8 +405,9 @@ def detect_raster(inferencer, source: Source,
         preview (PreviewCanvas, optional): filled with the windows read.
 
     Returns:
-        InstanceData: ``bboxes`` (K, 4) float32 in the raster's pixels,
-        ``scores`` (K,), ``labels`` (K,) by descending score; metainfo
+        InstanceData: ``bboxes`` (K, 4) (an oriented model: rotated
+        (K, 5)) float32 in the raster's pixels, ``scores`` (K,),
+        ``labels`` (K,) by descending score; metainfo
         ``ori_shape`` (H, W) of the raster, ``windows`` (model px),
         ``img_path``, ``gsd`` (the GSD read at, None: the raster's own),
         ``skipped`` (the number of windows left out as entirely nodata).

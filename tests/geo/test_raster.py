@@ -241,6 +241,30 @@ def test_drop_nodata_centres():
     valid[:, 5:] = True
     boxes = np.array([[0, 0, 4, 4], [3, 0, 9, 4], [6, 6, 20, 20.]])
     assert drop_nodata_centres(boxes, valid).tolist() == [False, True, True]
+    # rotated boxes: their (cx, cy), whatever the corners reach
+    rboxes = np.array([[4.5, 2, 30, 2, 0.3], [5.2, 2, 30, 2, 0.3],
+                       [40, 40, 4, 4, 1.0]])
+    assert drop_nodata_centres(rboxes, valid).tolist() == [False, True,
+                                                          True]
+    assert drop_nodata_centres(np.zeros((0, 5)), valid).tolist() == []
+
+
+def test_scale_boxes_and_pixels_of_map_coordinates():
+    from mmretina.geo.raster import Georef, scale_boxes
+    boxes = np.array([[10.0, 20.0, 30.0, 60.0]], np.float32)
+    np.testing.assert_array_equal(scale_boxes(boxes, 2.0, 0.5),
+                                  [[20.0, 10.0, 60.0, 30.0]])
+    # a rotated box: centre by (fx, fy), sides by sqrt(fx fy), angle kept
+    rbox = torch.tensor([[10.0, 20.0, 8.0, 4.0, 0.7]])
+    np.testing.assert_allclose(scale_boxes(rbox, 2.0, 2.0).numpy(),
+                               [[20.0, 40.0, 16.0, 8.0, 0.7]], rtol=1e-7)
+    np.testing.assert_allclose(scale_boxes(rbox, 1.0, 4.0).numpy(),
+                               [[10.0, 80.0, 16.0, 8.0, 0.7]], rtol=1e-7)
+    # Georef.to_pixels inverts Georef.apply (a rotated, sheared transform)
+    g = Georef((0.3, 0.2, 500000.0, 0.1, -0.4, 4100000.0), None)
+    cols, rows = np.array([0.0, 12.5, 300.0]), np.array([0.0, 7.25, 80.0])
+    back = g.to_pixels(*g.apply(cols, rows))
+    np.testing.assert_allclose(back, [cols, rows], rtol=0, atol=1e-9)
 
 
 def test_bad_rasters(tmp_path, yell_bgr):

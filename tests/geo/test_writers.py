@@ -157,3 +157,132 @@ def test_map_plot_of_a_raster_without_crs(tmp_path):
         plot_layer_on_raster(str(tmp_path / 'm.png'),
                              str(tmp_path / 'p.png'), [(frame, 'd', 'red')])
     assert not (tmp_path / 'm.png').exists()
+
+
+# ------------------------------------------------------------ rotated boxes
+# (cx, cy, w, h, angle) px and radians: 20 x 10 px at 30 degrees, and a
+# 16 x 4 px box at -45 degrees
+ROTATED = dict(
+    image_path='r.tif',
+    bboxes=np.array([[40.0, 30.0, 20.0, 10.0, np.pi / 6],
+                     [70.0, 50.0, 16.0, 4.0, -np.pi / 4]]),
+    scores=np.array([0.9, 0.6]),
+    labels=np.array([1, 0]))
+
+
+def _corners_by_hand(cx, cy, w, h, a):
+    """mmrotate's rbox2qbox order: c + u + v, c + u - v, c - u - v,
+    c - u + v, with u = w/2 (cos a, sin a), v = h/2 (-sin a, cos a)."""
+    import math
+    ux, uy = w / 2 * math.cos(a), w / 2 * math.sin(a)
+    vx, vy = -h / 2 * math.sin(a), h / 2 * math.cos(a)
+    return [(cx + ux + vx, cy + uy + vy), (cx + ux - vx, cy + uy - vy),
+            (cx - ux - vx, cy - uy - vy), (cx - ux + vx, cy - uy + vy)]
+
+
+def test_rotated_corners_by_hand():
+    from mmretina.geo.writers import box_outlines
+    import math
+    ring = box_outlines(ROTATED['bboxes'])
+    assert ring.shape == (2, 5, 2)
+    # the first box written out: u = (5 sqrt 3, 5), v = (-2.5, 2.5 sqrt 3)
+    s3 = math.sqrt(3)
+    want = [(40 + 5 * s3 - 2.5, 30 + 5 + 2.5 * s3),
+            (40 + 5 * s3 + 2.5, 30 + 5 - 2.5 * s3),
+            (40 - 5 * s3 + 2.5, 30 - 5 - 2.5 * s3),
+            (40 - 5 * s3 - 2.5, 30 - 5 + 2.5 * s3)]
+    np.testing.assert_allclose(ring[0, :4], want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ring[:, 4], ring[:, 0])  # closed
+    np.testing.assert_allclose(ring[1, :4],
+                               _corners_by_hand(*ROTATED['bboxes'][1]),
+                               rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('transform', [
+    (0.5, 0.0, 500000.0, 0.0, -0.5, 4100000.0),  # north-up, UTM 33N
+    (0.3, 0.2, 500000.0, 0.1, -0.4, 4100000.0),  # rotated and sheared
+])
+def test_rotated_polygons_through_the_affine_to_1e6_m(tmp_path, transform):
+    geopandas = pytest.importorskip('geopandas')
+    from pyproj import CRS
+    g = Georef(transform, CRS.from_epsg(32633).to_wkt())
+    frame = detections_frame([ROTATED], ('ship', 'plane'), [g])
+    write_layer(str(tmp_path / 'r.gpkg'), frame)
+    gdf = geopandas.read_file(tmp_path / 'r.gpkg')
+    assert gdf.crs.to_epsg() == 32633
+    assert [c for c in gdf.columns if c != 'geometry'] == [
+        'label', 'class_name', 'score', 'source', 'cx', 'cy', 'w', 'h',
+        'angle']
+    assert gdf['class_name'].tolist() == ['plane', 'ship']
+    np.testing.assert_array_equal(
+        gdf[['cx', 'cy', 'w', 'h', 'angle']].to_numpy(), ROTATED['bboxes'])
+    a, b, c, d, e, f = transform
+    for geom, box in zip(gdf.geometry, ROTATED['bboxes']):
+        want = [(a * x + b * y + c, d * x + e * y + f)
+                for x, y in _corners_by_hand(*box)]
+        ring = np.array(geom.exterior.coords)
+        assert len(ring) == 5
+        np.testing.assert_allclose(ring[:4], want, rtol=0, atol=1e-6)
+        # the polygon is the rectangle: area w x h x |det| m^2
+        assert geom.area == pytest.approx(box[2] * box[3] * abs(a * e - b * d),
+                                          rel=1e-9)
+
+
+def test_rotated_csv_and_coco_results(tmp_path):
+    from mmretina.geo.writers import ROTATED_CSV_HEADER, box_outlines
+    write_csv(str(tmp_path / 'r.csv'), [ROTATED], ('ship', 'plane'))
+    with open(tmp_path / 'r.csv') as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == ROTATED_CSV_HEADER == (
+        'image_path', 'cx', 'cy', 'w', 'h', 'angle', 'label', 'score')
+    assert rows[1] == ['r.tif', '40.00', '30.00', '20.00', '10.00',
+                       '0.523599', 'plane', '0.90000']
+    assert rows[2][5:] == ['-0.785398', 'ship', '0.60000']
+    write_coco_json(str(tmp_path / 'r.json'), [ROTATED])
+    with open(tmp_path / 'r.json') as f:
+        res = json.load(f)
+    ring = box_outlines(ROTATED['bboxes'][:1])[0]
+    x1, y1 = ring.min(0)
+    x2, y2 = ring.max(0)
+    assert res[0]['bbox'] == pytest.approx(
+        [x1, y1, x2 - x1, y2 - y1], abs=0.006)
+    assert res[0]['rbox'] == pytest.approx(
+        [40.0, 30.0, 20.0, 10.0, np.pi / 6], abs=1e-6)
+    assert res[0]['category_id'] == 2 and res[0]['score'] == 0.9
+    # an empty rotated result keeps the rotated header; mixing is refused
+    empty = dict(ROTATED, bboxes=np.zeros((0, 5)), scores=np.zeros(0),
+                 labels=np.zeros(0, int))
+    write_csv(str(tmp_path / 'e.csv'), [empty], ('ship', ))
+    with open(tmp_path / 'e.csv') as f:
+        assert tuple(next(csv.reader(f))) == ROTATED_CSV_HEADER
+    with pytest.raises(ValueError, match='cannot share one file'):
+        write_csv(str(tmp_path / 'm.csv'), [RESULT, ROTATED], ('ship', ))
+    with pytest.raises(ValueError, match='M x 4 .* or M x 5'):
+        write_csv(str(tmp_path / 'b.csv'),
+                  [dict(RESULT, bboxes=np.zeros((2, 3)))], ('ship', ))
+
+
+def test_rotated_boxes_drawn_as_rotated_rectangles(tmp_path):
+    import cv2
+    from mmretina.geo.writers import draw_detections
+    box = np.array([[50.0, 50.0, 60.0, 10.0, np.pi / 4]])
+    n = draw_detections(str(tmp_path / 'p.png'), np.zeros((100, 100, 3),
+                                                          np.uint8),
+                        dict(bboxes=box, scores=[0.9], labels=[0]),
+                        ('ship', ), 0.3, palette=[(255, 0, 0)])
+    assert n == 1
+    drawn = cv2.imread(str(tmp_path / 'p.png'))[..., 2] > 0  # red
+
+    def near(x, y):  # a pixel of the 1 px line within 1 px of (x, y)
+        return drawn[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2].any()
+
+    # the long sides run along the diagonal (y down), 5 px from the centre
+    # across it: through (50 -+ 5 / sqrt 2, 50 +- 5 / sqrt 2) and 18 px on
+    r = 5 / np.sqrt(2)
+    for t in (0, 18, -18):
+        assert near(50 - r + t, 50 + r + t) and near(50 + r + t, 50 - r + t)
+    # the short sides cross the diagonal 30 px from the centre
+    assert near(50 + 30 / np.sqrt(2), 50 + 30 / np.sqrt(2))
+    # inside, and the enclosing axis-aligned box's corners, stay empty
+    assert not near(50, 50) and not near(50 + 12, 50 + 12)
+    assert not near(30, 70) and not near(70, 30) and not near(75, 75)

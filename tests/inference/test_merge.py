@@ -189,3 +189,120 @@ def test_tiled_inferencer_merges_locally_above_the_threshold(monkeypatch):
     assert tiling.LOCAL_MERGE_MIN == 10000
     for k in ('bboxes', 'scores', 'labels'):
         assert torch.equal(results['local'][k], results['global'][k]), k
+
+
+# ------------------------------------------------------------ rotated boxes
+# (cx, cy, w, h, angle) px and radians, as an oriented model returns them
+Q = 3.141592653589793 / 4
+
+
+def test_rotated_cut_mask_tests_the_corners():
+    win = Window(300, 0, 700, 400)  # touches the image top, not the rest
+    boxes = torch.tensor([
+        [322.0, 200, 30, 30, Q],  # a diamond: left corner at x = 300.8
+        [322.0, 200, 30, 30, 0],  # the same square upright: x >= 307
+        [500.0, 10, 30, 30, Q],  # top corner above the image border
+        [680.0, 200, 30, 10, 0.3],  # right corner at x = 695.8
+        [680.0, 200, 40, 10, 0.3],  # right corner at x = 700.6: past
+    ])
+    assert cut_mask(boxes, win, 1000, 800).tolist() == [
+        True, False, False, False, True]
+    assert not cut_mask(boxes, Window(0, 0, 1000, 800), 1000, 800).any()
+
+
+def test_rotated_cut_boxes_dropped_by_rotated_cover():
+    # tiles 0 = [0, 400) and 1 = [300, 700) of a 1000 x 400 image
+    boxes = torch.tensor([
+        [385.0, 100, 30, 30, Q],  # 0: cut (right corner at 406), tile 0
+        [386.0, 100, 30, 30, Q],  # 1: the same object whole in tile 1
+        [390.0, 200, 40, 4, Q],  # 2: a bar, cut, tile 0
+        [390.0, 200, 40, 4, -Q],  # 3: a crossing bar, whole in tile 1
+    ])
+    labels = torch.zeros(4, dtype=torch.long)
+    tiles = torch.tensor([0, 1, 0, 1])
+    wins = [Window(0, 0, 400, 400), Window(300, 0, 700, 400)]
+    cut = torch.stack([cut_mask(b[None], wins[t], 1000, 400)[0]
+                       for b, t in zip(boxes, tiles.tolist())])
+    assert cut.tolist() == [True, False, True, False]
+    # 2 and 3 have the same enclosing box (cover 1 as axis-aligned boxes)
+    # but cross in a 4 x 4 square: 16 / 160 = 0.1 of the cut bar
+    from mmretina.structures.rotated import rotated_iou
+    assert float(rotated_iou(boxes[2:3], boxes[3:], mode='iof')) == \
+        pytest.approx(0.1, abs=1e-3)
+    keep = drop_cut_boxes(boxes, labels, tiles, cut)
+    assert keep.tolist() == [False, True, True, True]
+    assert drop_cut_boxes(boxes, labels, tiles, cut, min_cover=0.05).tolist() \
+        == [False, True, False, True]
+
+
+def test_rotated_nms_keeps_ships_moored_side_by_side():
+    from mmretina.structures.rotated import rbox_to_hbox
+    # two 60 x 8 px ships at 45 degrees, 10 px apart across their length
+    # (a 2 px gap), a near copy of the first, and a copy of another class
+    boxes = torch.tensor([[100.0, 100, 60, 8, Q],
+                          [100.0 - 7.0711, 100 + 7.0711, 60, 8, Q],
+                          [101.0, 100, 60, 8, Q],
+                          [100.0, 100, 60, 8, Q]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    labels = torch.tensor([0, 0, 0, 1])
+    assert merge_nms(boxes, scores, labels, 0.1).tolist() == [0, 1, 3]
+    # as axis-aligned boxes the two ships overlap by IoU 0.6: one is lost
+    assert merge_nms(rbox_to_hbox(boxes), scores, labels,
+                     0.5).tolist() == [0, 3]
+    with pytest.raises(ValueError, match='--merge nms'):
+        weighted_boxes_fusion(boxes, scores, labels)
+
+
+def _many_rboxes(seed=0, size=1200, tile=400, overlap=100, per_window=60):
+    """Rotated boxes detected window by window: clusters of jittered
+    copies at random angles, centres inside their window, corners past
+    its edge by up to a few px where a box lies at it."""
+    from mmretina.geo.windows import tile_windows
+    g = torch.Generator().manual_seed(seed)
+    windows = tile_windows(size, size, tile, overlap)
+    boxes, tiles = [], []
+    for t, w in enumerate(windows):
+        n = per_window // 3
+        centre = (torch.rand(n, 2, generator=g) * (tile - 30) + 15)
+        wh = torch.rand(n, 2, generator=g) * 25 + 5
+        angle = (torch.rand(n, 1, generator=g) - 0.5) * 3.1
+        b = torch.cat([centre, wh, angle], 1).repeat_interleave(3, 0)
+        b = b + torch.randn(b.shape, generator=g) * torch.tensor(
+            [1.0, 1.0, 1.0, 1.0, 0.05])
+        boxes.append(b + torch.tensor([w.x0, w.y0, 0, 0, 0]))
+        tiles.append(torch.full((len(b), ), t))
+    boxes, tiles = torch.cat(boxes), torch.cat(tiles)
+    scores = (torch.randperm(len(boxes), generator=g) + 1) / len(boxes)
+    labels = torch.randint(0, 2, (len(boxes), ), generator=g)
+    return boxes, scores, labels, tiles, windows, size
+
+
+def test_rotated_local_merge_equals_the_global_merge(monkeypatch):
+    from mmengine.structures import InstanceData
+
+    from mmretina.inference.tiled import TiledInferencer
+    boxes, scores, labels, tiles, windows, size = _many_rboxes()
+    per_window = {}
+    for t, w in enumerate(windows):
+        m = tiles == t
+        inst = InstanceData()
+        inst.bboxes = boxes[m] - torch.tensor([w.x0, w.y0, 0, 0, 0])
+        inst.scores, inst.labels = scores[m], labels[m]
+        per_window[t] = inst
+    inf = TiledInferencer(lambda imgs: [], tile=400, overlap=100,
+                          iou_thr=0.1, progress=False)
+    results = {}
+    for name, threshold in (('global', 10**9), ('local', 0)):
+        monkeypatch.setattr('mmretina.inference.tiled.LOCAL_MERGE_MIN',
+                            threshold)
+        results[name] = inf.merge_windows(per_window, windows, size, size)
+    got = results['global']
+    assert got.bboxes.shape[1] == 5
+    assert len(boxes) * 0.2 < len(got) < len(boxes) * 0.6
+    for k in ('bboxes', 'scores', 'labels'):
+        assert torch.equal(results['local'][k], got[k]), k
+    # what NMS left: no two boxes of a class at rotated IoU >= 0.1
+    from mmretina.structures.rotated import rotated_iou
+    iou = rotated_iou(got.bboxes, got.bboxes).fill_diagonal_(0)
+    same = got.labels[:, None] == got.labels[None]
+    assert not ((iou >= 0.1) & same).any()

@@ -2,6 +2,7 @@
 GeoPackage polygons are the pixel boxes through the raster's affine
 transform, bad inputs, reruns, merged layers, and 2 gloo ranks giving
 exactly the 1-process output."""
+import csv
 import json
 import os
 import os.path as osp
@@ -10,6 +11,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip('rasterio')
 geopandas = pytest.importorskip('geopandas')
@@ -266,3 +268,121 @@ def test_one_command_line_same_detections_everywhere(df_checkpoint,
                                                             g2.geometry))
         assert not [n for n in os.listdir(tmp_path / name / '.mmretina')
                     if n.endswith('.parts')]
+
+
+# ------------------------------------------------------------ oriented model
+@pytest.fixture(scope='module')
+def oriented():
+    from oriented_model import oriented_model
+    return oriented_model()
+
+
+def _corners_by_hand(cx, cy, w, h, a):
+    """mmrotate's rbox2qbox order: c + u + v, c + u - v, c - u - v,
+    c - u + v; u = w/2 (cos a, sin a), v = h/2 (-sin a, cos a)."""
+    import math
+    ux, uy = w / 2 * math.cos(a), w / 2 * math.sin(a)
+    vx, vy = -h / 2 * math.sin(a), h / 2 * math.cos(a)
+    return [(cx + ux + vx, cy + uy + vy), (cx + ux - vx, cy + uy - vy),
+            (cx - ux - vx, cy - uy - vy), (cx - ux + vx, cy - uy + vy),
+            (cx + ux + vx, cy + uy + vy)]
+
+
+def _mapped(t, points):
+    """(col, row) -> (X, Y) through the affine t, written out."""
+    return [(t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f)
+            for x, y in points]
+
+
+def _oriented_tif(path, bgr, transform, crs='EPSG:32633'):
+    h, w = bgr.shape[:2]
+    with rasterio.open(path, 'w', driver='GTiff', width=w, height=h,
+                       count=3, dtype='uint8', crs=crs,
+                       transform=transform) as ds:
+        ds.write(np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1)))
+    return str(path)
+
+
+def test_oriented_gpkg_corners_are_the_window_detections_mapped(
+        oriented, tmp_path):
+    """The 'done when' of oriented rasters: a georeferenced raster (UTM 33N,
+    0.5 m) read as 2 x 2 windows gives a GeoPackage of rotated polygons
+    whose corners are the model's detections on the windows, computed
+    directly, shifted to the raster and mapped through the affine (1e-6 m);
+    the CSV holds cx, cy, w, h, angle; a rerun re-writes the layer from the
+    records without the model."""
+    bgr = np.random.RandomState(3).randint(0, 255, (200, 200, 3), np.uint8)
+    transform = from_origin(500000.0, 4100000.0, 0.5, 0.5)
+    tif = _oriented_tif(tmp_path / 'ships.tif', bgr, transform)
+    backend = PytorchBackend(oriented)
+    inf = TiledInferencer(backend, tile=128, overlap=56, batch_size=4,
+                          progress=False)
+    lines = []
+    run = InferenceRun(inf, out_dir=str(tmp_path / 'out'), score_thr=0.5,
+                       settings=dict(v=1), log=lines.append)
+    (res, ) = run.run([tif])
+    assert res['bboxes'].shape[1] == 5
+    # the windows' detections computed directly (one batch, as the loop)
+    wins = inf.windows(200, 200)
+    assert len(wins) == 4
+    direct = backend([bgr[w.y0:w.y1, w.x0:w.x1] for w in wins])
+    shifted = torch.cat([d.bboxes + torch.tensor([w.x0, w.y0, 0, 0, 0])
+                         for d, w in zip(direct, wins)]).numpy()
+    keep = res['scores'] >= 0.5
+    boxes = res['bboxes'][keep]
+    for box in boxes:
+        assert (shifted == box).all(axis=1).any()
+    gdf = geopandas.read_file(tmp_path / 'out' / 'ships.gpkg')
+    assert gdf.crs.to_epsg() == 32633
+    assert len(gdf) == len(boxes) > 5
+    assert set(gdf['class_name']) <= {'ship', 'plane'}
+    for geom, box in zip(gdf.geometry, boxes.astype(np.float64)):
+        want = _mapped(transform, _corners_by_hand(*box))
+        np.testing.assert_allclose(np.array(geom.exterior.coords), want,
+                                   rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(
+        gdf[['cx', 'cy', 'w', 'h', 'angle']].to_numpy(),
+        boxes.astype(np.float64))
+    assert any('polygons (EPSG:32633) -> ' in s for s in lines)
+    with open(tmp_path / 'out' / 'detections.csv') as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ['image_path', 'cx', 'cy', 'w', 'h', 'angle', 'label',
+                       'score']
+    assert len(rows) == len(boxes) + 1
+    assert [float(v) for v in rows[1][1:6]] == pytest.approx(
+        boxes[0].tolist(), abs=0.006)
+    with open(tmp_path / 'out' / 'results.json') as f:
+        assert len(json.load(f)[0]['rbox']) == 5
+    # a rerun with another score threshold: from the records, no model
+    lazy = LazyBackend(lambda: pytest.fail('the model was loaded'))
+    again = InferenceRun(TiledInferencer(lazy, tile=128, overlap=56,
+                                         batch_size=4, progress=False),
+                         out_dir=str(tmp_path / 'out'), score_thr=0.7,
+                         settings=dict(v=1), log=lambda s: None).run([tif])
+    assert not lazy.loaded
+    np.testing.assert_array_equal(again[0]['bboxes'], res['bboxes'])
+    layer = geopandas.read_file(tmp_path / 'out' / 'ships.gpkg')
+    assert len(layer) == (res['scores'] >= 0.7).sum()
+    assert list(layer.columns[4:9]) == ['cx', 'cy', 'w', 'h', 'angle']
+
+
+def test_oriented_polygons_in_a_rotated_geotransform(oriented, tmp_path):
+    """A raster whose geotransform rotates and shears its pixels: each
+    polygon is the window's detection's corners through that affine."""
+    from rasterio.transform import Affine
+    bgr = np.random.RandomState(4).randint(0, 255, (128, 128, 3), np.uint8)
+    transform = Affine(0.3, 0.2, 500000.0, 0.1, -0.4, 4100000.0)
+    tif = _oriented_tif(tmp_path / 'sheared.tif', bgr, transform)
+    backend = PytorchBackend(oriented)
+    run = InferenceRun(TiledInferencer(backend, tile=128, progress=False),
+                       out_dir=str(tmp_path / 'out'), score_thr=0.5,
+                       log=lambda s: None)
+    run.run([tif])
+    ref = backend([bgr])[0]  # one window: the backend's detections
+    ref_boxes = ref.bboxes[ref.scores >= 0.5].double().numpy()
+    gdf = geopandas.read_file(tmp_path / 'out' / 'sheared.gpkg')
+    assert len(gdf) == len(ref_boxes) > 5
+    for geom, box in zip(gdf.geometry, ref_boxes):
+        want = _mapped(transform, _corners_by_hand(*box))
+        np.testing.assert_allclose(np.array(geom.exterior.coords), want,
+                                   rtol=0, atol=1e-6)

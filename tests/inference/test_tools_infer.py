@@ -207,3 +207,57 @@ def test_test_py_tile(df_images, df_checkpoint, df_model, run_tool,
     assert len(tiled_res[2]['bboxes']) > len(plain_res[2]['bboxes'])
     assert float(tw.median()) < float(pw.median())
     assert float(tiled_res[2]['bboxes'][:, 2].max()) > 450
+
+
+def test_predict_oriented_model_writes_rotated_polygons(tmp_path):
+    """`mmretina predict` on a georeferenced raster with an oriented model
+    (mmrotate's rotated RetinaNet config, shrunk): a GeoPackage of rotated
+    polygons, the model's detections on the raster's window through the
+    affine; the CSV in cx, cy, w, h, angle."""
+    import subprocess
+    import sys
+
+    geopandas = pytest.importorskip('geopandas')
+    rasterio = pytest.importorskip('rasterio')
+    from rasterio.transform import from_origin
+
+    from mmretina.deploy.pytorch import PytorchBackend
+    from mmretina.structures.rotated import rbox_corners
+    from oriented_model import oriented_model, write_oriented
+    model = oriented_model()
+    config, ckpt = write_oriented(str(tmp_path), model)
+    bgr = np.random.RandomState(5).randint(0, 255, (128, 128, 3), np.uint8)
+    t = from_origin(500000.0, 4100000.0, 0.5, 0.5)
+    tif = str(tmp_path / 'harbour.tif')
+    with rasterio.open(tif, 'w', driver='GTiff', width=128, height=128,
+                       count=3, dtype='uint8', crs='EPSG:32633',
+                       transform=t) as ds:
+        ds.write(np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1)))
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PYTHONPATH=repo + os.pathsep + os.environ.get('PYTHONPATH',
+                                                             ''))
+    out = tmp_path / 'out'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'mmretina', 'predict', tif, config, ckpt,
+         '--out-dir', str(out), '--score-thr', '0.5', '--device', 'cpu',
+         '--no-progress'], cwd=repo, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert 'polygons (EPSG:32633) -> ' in proc.stdout
+    gdf = geopandas.read_file(out / 'harbour.gpkg')
+    ref = PytorchBackend(model)([bgr])[0]  # the raster is one window
+    keep = ref.scores >= 0.5
+    assert len(gdf) == int(keep.sum()) > 5
+    assert gdf['class_name'].tolist() == [
+        ('ship', 'plane')[i] for i in ref.labels[keep].tolist()]
+    corners = rbox_corners(ref.bboxes[keep].double()).numpy()
+    for geom, c in zip(gdf.geometry, corners):
+        want = np.stack([t.a * c[:, 0] + t.b * c[:, 1] + t.c,
+                         t.d * c[:, 0] + t.e * c[:, 1] + t.f], 1)
+        # another process, one thread: equal to float rounding (1e-4 px)
+        np.testing.assert_allclose(np.array(geom.exterior.coords)[:4], want,
+                                   rtol=0, atol=5e-5)
+    with open(out / 'detections.csv') as f:
+        assert next(csv.reader(f)) == ['image_path', 'cx', 'cy', 'w', 'h',
+                                       'angle', 'label', 'score']
