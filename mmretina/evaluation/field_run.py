@@ -141,9 +141,7 @@ class FieldEvaluator:
         oriented model; scores K; labels K))."""
         source = RasterSource(path, self.bands, self.scale, self.gsd)
         if source.resampled:
-            self.log(f'{path}: {source.native_gsd:.4g} m pixels read at the '
-                     f'model\'s {source.gsd:.4g} m (GDAL '
-                     f'{source.resampling})')
+            self.log(source.resampling_note())
         # progress lines per raster when the inferencer shows progress
         return source, as_arrays(detect_raster(self.inferencer, source))
 

@@ -488,6 +488,18 @@ class RasterSource:
             return None
         return 'average' if self.fx * self.fy > 1 else 'bilinear'
 
+    def resampling_note(self, action: str = "read at the model's"
+                        ) -> Optional[str]:
+        """The one line that says a raster is read at another GSD, e.g.
+        ``'ortho.tif: 0.025 m pixels read at the model's 0.1 m (1600x1600
+        px, GDAL average)'`` (``action``: ``'cut into chips at'``, ...); None
+        when the raster is read at its own pixels."""
+        if not self.resampled:
+            return None
+        return (f'{self.path}: {self.native_gsd:.4g} m pixels {action} '
+                f'{self.gsd:.4g} m ({self.width}x{self.height} px, GDAL '
+                f'{self.resampling})')
+
     @property
     def shape(self) -> Tuple[int, int]:
         """(height, width) in model px."""

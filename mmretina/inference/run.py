@@ -208,10 +208,8 @@ class InferenceRun:
                      'is read as one window (or a row / column) of the '
                      'raster\'s size')
         if source.resampled:
-            self.log(f'{source.path}: {source.native_gsd:.4g} m pixels read '
-                     f'at the model\'s {source.gsd:.4g} m ({source.width}x'
-                     f'{source.height} px, GDAL {source.resampling}); '
-                     'detections mapped back to the raster\'s pixels')
+            self.log(source.resampling_note() +
+                     '; detections mapped back to the raster\'s pixels')
         elif self.gsd is not None and getattr(source, 'native_gsd',
                                               None) is None:
             self.log(f'{source.path}: no CRS, so no ground sample distance: '

@@ -311,3 +311,17 @@ def test_far_coarser_raster_is_refused_not_enlarged(tmp_path):
         RasterSource(path, gsd=GSD)
     assert RasterSource(path, gsd=None).width == 120  # --gsd off
     assert RasterSource(path, gsd=2.0).resampled  # 5x: read enlarged
+
+
+def test_resampling_note_is_one_line_for_every_caller(rasters):
+    """The line a run, an evaluation and the chip tool print when a raster
+    is read at the model's GSD comes from one method."""
+    paths, _ = rasters
+    native = RasterSource(paths[1.0], gsd=GSD)
+    assert native.resampling_note() is None
+    fine = RasterSource(paths[4.0], gsd=GSD)
+    note = fine.resampling_note()
+    assert note == (f"{paths[4.0]}: 0.025 m pixels read at the model's "
+                    f'0.1 m ({fine.width}x{fine.height} px, GDAL average)')
+    assert fine.resampling_note('cut into chips at').startswith(
+        f'{paths[4.0]}: 0.025 m pixels cut into chips at 0.1 m')

@@ -834,8 +834,7 @@ def raster_to_coco(rasters: str,
         except RasterError as e:
             raise ConversionError(str(e)) from None
         if source.resampled:
-            log(f'{raster}: {source.native_gsd:.4g} m pixels, chips cut at '
-                f'{source.gsd:.4g} m (GDAL {source.resampling})')
+            log(source.resampling_note('cut into chips at'))
         if lab_path is not None:
             lab = load_labels(list_layers(lab_path), class_field, label_crs,
                               log)
