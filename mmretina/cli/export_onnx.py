@@ -84,18 +84,15 @@ def main(argv=None):
                          '"mmretina[deploy]")')
     from mmdet.apis import init_detector
     from mmretina.deploy.export import export_onnx
+    from mmretina.utils.mmrotate import require_for_config
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if cfg.get('default_scope') == 'mmrotate':
-        # mmrotate's own configs (rotated-retinanet-*): its modules must be
-        # registered before init_detector switches to its scope
-        from mmretina.utils.mmrotate import require_mmrotate
-        try:
-            require_mmrotate(f'{args.config} (default_scope mmrotate)')
-        except ImportError as e:
-            raise SystemExit(f'error: {e}')
+    try:  # oriented boxes: mmrotate's modules before init_detector
+        require_for_config(cfg)
+    except ImportError as e:
+        raise SystemExit(f'error: {e}')
     check_checkpoint(args.checkpoint, 'load')
     model = init_detector(cfg, args.checkpoint, device='cpu')
     shape = tuple(args.shape) if args.shape else default_shape(cfg)

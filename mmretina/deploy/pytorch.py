@@ -28,14 +28,13 @@ def init_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu',
     """
     from mmdet.apis import init_detector
     from mmengine.config import Config
+
+    from mmretina.utils.mmrotate import require_for_config
     if isinstance(cfg, str):
         cfg = Config.fromfile(cfg)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if cfg.get('default_scope') == 'mmrotate':
-        from mmretina.utils.mmrotate import require_mmrotate
-        require_mmrotate(f'{cfg.filename or "the config"} (default_scope '
-                         'mmrotate)')
+    require_for_config(cfg)
     return init_detector(cfg, checkpoint, device=device)
 
 

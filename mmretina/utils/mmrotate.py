@@ -15,7 +15,8 @@ import sys
 import types
 from types import ModuleType
 
-__all__ = ['ROTATED_INSTALL_HINT', 'require_mmrotate']
+__all__ = ['ROTATED_INSTALL_HINT', 'require_mmrotate', 'uses_mmrotate',
+           'require_for_config']
 
 ROTATED_INSTALL_HINT = ('pip install -r requirements/rotated.txt '
                         '(mmrotate-dev 1.0.1; or bash tools/install.sh)')
@@ -35,8 +36,9 @@ class _MissingTorchvision(types.ModuleType):
 
 
 def _torchvision_imports() -> bool:
-    if 'torchvision' in sys.modules:
-        return not isinstance(sys.modules['torchvision'], _MissingTorchvision)
+    loaded = sys.modules.get('torchvision')
+    if loaded is not None:
+        return not isinstance(loaded, _MissingTorchvision)
     try:
         importlib.import_module('torchvision')
         return True
@@ -78,3 +80,45 @@ def require_mmrotate(feature: str = 'oriented boxes',
                     if isinstance(sys.modules.get(name), _MissingTorchvision):
                         del sys.modules[name]
     return mmrotate
+
+
+def uses_mmrotate(node) -> bool:
+    """Whether a config (or part of one, a dict / list) names mmrotate's
+    scope: a ``default_scope`` or ``_scope_`` of 'mmrotate', or a ``type``
+    written 'mmrotate.X'."""
+    if hasattr(node, 'to_dict'):  # mmengine Config
+        node = node.to_dict()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ('default_scope', '_scope_') and value == 'mmrotate':
+                return True
+            if (key == 'type' and isinstance(value, str)
+                    and value.startswith('mmrotate.')):
+                return True
+            if uses_mmrotate(value):
+                return True
+    elif isinstance(node, (list, tuple)):
+        return any(uses_mmrotate(v) for v in node)
+    return False
+
+
+def require_for_config(cfg) -> bool:
+    """Register mmrotate's models, datasets and metrics before a model or
+    Runner is built from an oriented-box config (mmrotate-dev's own, or one
+    on its bases): mmengine would import ``mmrotate.models`` itself from
+    the scope, which fails where torchvision does not import. Other configs
+    are left alone. The one check every command runs (train, test, predict,
+    evaluate, export).
+
+    Returns:
+        bool: whether the config needed mmrotate.
+
+    Raises:
+        ImportError: the config needs mmrotate and it is not installed; the
+        message names the config and the extra.
+    """
+    if not uses_mmrotate(cfg):
+        return False
+    name = getattr(cfg, 'filename', None) or 'the config'
+    require_mmrotate(f'{name} (mmrotate scope: oriented boxes)')
+    return True
