@@ -213,17 +213,9 @@ def rotated_inputs(num_gts: int, seed: int = 0):
 
 def same_rotated_detections(a, b) -> bool:
     """Equal detections; exact score ties may come in either order."""
-    import numpy as np
-    from mmdet.structures.bbox import get_box_tensor
-
-    def rows(r):
-        x = torch.cat([get_box_tensor(r.bboxes), r.scores[:, None],
-                       r.labels[:, None].float()], 1)
-        order = np.lexsort([x[:, i].numpy() for i in (4, 3, 2, 1, 0, 6)] +
-                           [-x[:, 5].numpy()])
-        return x[torch.from_numpy(order)]
-
-    return len(a) == len(b) and torch.equal(rows(a), rows(b))
+    from mmretina.testing import detection_rows
+    return len(a) == len(b) and torch.equal(detection_rows(a),
+                                            detection_rows(b))
 
 
 def compare_rotated(num_gts: int, repeats: int, with_ref: bool) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 from mmengine.config import ConfigDict
 
 __all__ = ['retina_head_cfg', 'CLASSES', 'IMG_SIZE', 'make_coco',
-           'TINY_CONFIG', 'write_tiny_config']
+           'TINY_CONFIG', 'write_tiny_config', 'detection_rows']
 
 
 def retina_head_cfg(prefix: str = 'mmretina.',
@@ -71,6 +71,31 @@ def retina_head_cfg(prefix: str = 'mmretina.',
 
 CLASSES = ('square', 'bar')
 IMG_SIZE = 128
+
+
+def detection_rows(results):
+    """Detections of one image as (M, D + 2) rows (box, score, label) in a
+    canonical order: descending score, exact score ties by label, then box.
+    mmcv's rotated NMS may list two detections of exactly equal score in
+    either order; comparing these rows compares everything else exactly.
+
+    Args:
+        results (InstanceData): ``bboxes`` (M, D) (tensor or box type),
+            ``scores`` (M,), ``labels`` (M,).
+
+    Returns:
+        Tensor: (M, D + 2).
+    """
+    import torch
+    from mmdet.structures.bbox import get_box_tensor
+    boxes = get_box_tensor(results.bboxes)
+    rows = torch.cat([boxes, results.scores[:, None],
+                      results.labels[:, None].to(boxes.dtype)], 1)
+    dim = boxes.size(1)
+    keys = [rows[:, i].numpy() for i in reversed(range(dim))]
+    order = np.lexsort(keys + [rows[:, dim + 1].numpy(),
+                               -rows[:, dim].numpy()])
+    return rows[torch.from_numpy(order)]
 
 
 def make_coco(root: str, num_images: int = 8, size: int = IMG_SIZE,

@@ -16,11 +16,11 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from mmdet.structures.bbox import get_box_tensor
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
+from mmretina.testing import detection_rows
 from mmretina.utils.mmrotate import require_mmrotate
 
 try:
@@ -111,15 +111,6 @@ def loss_and_grads(head, feats, gts, metas):
             [o.grad for lvl in leaves for o in lvl])
 
 
-def canonical(results):
-    """Detections as rows (box, score, label), exact score ties sorted."""
-    rows = torch.cat([get_box_tensor(results.bboxes), results.scores[:, None],
-                      results.labels[:, None].float()], 1)
-    order = np.lexsort([rows[:, i].numpy() for i in (4, 3, 2, 1, 0, 6)] +
-                       [-rows[:, 5].numpy()])
-    return rows[torch.from_numpy(order)]
-
-
 @pytest.mark.parametrize('angle_version', ['le90', 'oc', 'le135', None])
 def test_anchors_equal_mmrotate(angle_version):
     cfg = dict(angle_version=angle_version, octave_base_scale=4,
@@ -207,7 +198,7 @@ def test_losses_grads_detections_equal_mmrotate(name):
     for a, b in zip(ref, got):
         assert type(b.bboxes).__name__ == 'RotatedBoxes'
         assert len(a) == len(b) > 100
-        assert torch.equal(canonical(a), canonical(b))
+        assert torch.equal(detection_rows(a), detection_rows(b))
 
 
 def test_full_model_on_aerial_patch(df_images):
@@ -250,7 +241,7 @@ def test_full_model_on_aerial_patch(df_images):
         torch.testing.assert_close(our_g[name], ref_g[name], rtol=1e-4,
                                    atol=1e-7, msg=name)
     assert len(ref_p) == len(our_p) > 0
-    assert torch.equal(canonical(ref_p), canonical(our_p))
+    assert torch.equal(detection_rows(ref_p), detection_rows(our_p))
 
 
 def test_prefixed_types_resolve_from_mmrotate_scope():
