@@ -3,7 +3,9 @@ as mmdet 3.3.0's tools/test.py, plus:
   * `mmretina` is imported first (registers the `mmretina.*` modules and
     makes mmengine load its checkpoints under torch>=2.6's weights_only
     default, so CHECKPOINT loads);
-  * without CUDA, a distributed launch runs CPU processes with gloo.
+  * without CUDA, a distributed launch runs CPU processes with gloo;
+  * a config of mmrotate's scope (oriented boxes) gets mmrotate's modules
+    registered first (:func:`mmretina.cli.train.require_config_scopes`).
 Run it from an installed mmretina (tools/install.sh), or with the
 repository on PYTHONPATH as tools/dist_test.sh does (mmdet's habit).
 
@@ -25,6 +27,7 @@ from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
+from mmretina.cli.train import require_config_scopes  # noqa: E402
 from mmretina.cli.options import (add_device_arg,  # noqa: E402
                                   add_window_args, default_device)
 from mmretina.deploy.backends import BACKENDS  # noqa: E402
@@ -126,6 +129,9 @@ def main(argv=None):
         # use config filename as default work_dir if cfg.work_dir is None
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+
+    # oriented boxes: mmrotate's modules registered before any model
+    require_config_scopes(cfg)
 
     if args.checkpoint.endswith('.onnx') or args.backend:
         # an exported model: the config's datasets, loop and metrics, the

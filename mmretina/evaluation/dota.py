@@ -1,0 +1,55 @@
+"""DOTA's mAP for axis-aligned detectors too: ``mmretina.DOTAMetric``.
+
+mmrotate's ``DOTAMetric`` (VOC AP at rotated IoU, ``eval_rbbox_map``) reads
+predictions as rotated boxes ``(cx, cy, w, h, angle)``; an axis-aligned
+detector's ``(x1, y1, x2, y2)`` would be read as garbage. To compare an
+axis-aligned model with a rotated one on the same labels and the same
+metric (the oriented demo, ``configs/rotated/``), ``mmretina.DOTAMetric``
+takes either: a prediction with four coordinates is the rotated box of
+angle 0 that covers the same pixels (mmrotate's ``hbox2rbox``), and
+everything else, rotated predictions included, is mmrotate's metric
+unchanged (its arguments and results, tested equal).
+
+Needs the ``rotated`` extra. Import this module (``custom_imports=dict(
+imports=['mmretina', 'mmretina.evaluation.dota'])``) to use
+``type='mmretina.DOTAMetric'`` from a config.
+"""
+from typing import Sequence
+
+from mmdet.registry import METRICS as MMDET_METRICS
+from mmdet.structures.bbox import get_box_tensor
+
+from mmretina.registry import _index_under_root
+from mmretina.utils.checked_registry import MMRetinaRegistry
+from mmretina.utils.mmrotate import require_mmrotate
+
+require_mmrotate('mmretina.DOTAMetric')
+from mmrotate.evaluation.metrics import DOTAMetric as _DOTAMetric  # noqa
+from mmrotate.structures.bbox import hbox2rbox  # noqa: E402
+
+__all__ = ['METRICS', 'DOTAMetric']
+
+# metrics of scope 'mmretina' (mmretina.registry holds the others)
+METRICS = MMRetinaRegistry(
+    'metric',
+    parent=MMDET_METRICS,
+    scope='mmretina',
+    locations=['mmretina.evaluation.dota'])
+_index_under_root(METRICS)
+
+
+@METRICS.register_module()
+class DOTAMetric(_DOTAMetric):
+    """mmrotate's ``DOTAMetric`` (same arguments), which also scores
+    axis-aligned predictions: ``pred_instances.bboxes`` of shape (N, 4),
+    ``(x1, y1, x2, y2)`` in pixels of the original image, become
+    ``(cx, cy, w, h, 0)``. Ground truth is read as mmrotate reads it
+    (rotated boxes from the dataset's pipeline)."""
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            pred = sample['pred_instances']
+            boxes = get_box_tensor(pred['bboxes'])
+            if boxes.size(-1) == 4:
+                pred['bboxes'] = hbox2rbox(boxes)
+        super().process(data_batch, data_samples)
