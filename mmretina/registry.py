@@ -17,6 +17,7 @@ each registry is therefore also indexed under the root by its scope
 """
 from mmdet.registry import DATASETS as MMDET_DATASETS
 from mmdet.registry import HOOKS as MMDET_HOOKS
+from mmdet.registry import METRICS as MMDET_METRICS
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.registry import OPTIM_WRAPPERS as MMDET_OPTIM_WRAPPERS
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
@@ -54,6 +55,12 @@ OPTIM_WRAPPERS = MMRetinaRegistry(
     parent=MMDET_OPTIM_WRAPPERS,
     scope='mmretina',
     locations=['mmretina.engine.optimizers'])
+# mmretina.DOTAMetric (needs the rotated extra: imported on first use)
+METRICS = MMRetinaRegistry(
+    'metric',
+    parent=MMDET_METRICS,
+    scope='mmretina',
+    locations=['mmretina.evaluation.dota'])
 
 
 def _index_under_root(registry) -> None:
@@ -67,5 +74,5 @@ def _index_under_root(registry) -> None:
 
 
 for _registry in (MODELS, TASK_UTILS, DATASETS, TRANSFORMS, HOOKS,
-                  OPTIM_WRAPPERS):
+                  OPTIM_WRAPPERS, METRICS):
     _index_under_root(_registry)

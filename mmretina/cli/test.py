@@ -5,7 +5,7 @@ as mmdet 3.3.0's tools/test.py, plus:
     default, so CHECKPOINT loads);
   * without CUDA, a distributed launch runs CPU processes with gloo;
   * a config of mmrotate's scope (oriented boxes) gets mmrotate's modules
-    registered first (:func:`mmretina.cli.train.require_config_scopes`).
+    registered first (:func:`mmretina.utils.mmrotate.require_for_config`).
 Run it from an installed mmretina (tools/install.sh), or with the
 repository on PYTHONPATH as tools/dist_test.sh does (mmdet's habit).
 
@@ -27,7 +27,7 @@ from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmretina  # noqa: E402,F401  (registers mmretina.* modules)
-from mmretina.cli.train import require_config_scopes  # noqa: E402
+from mmretina.utils.mmrotate import require_for_config  # noqa: E402
 from mmretina.cli.options import (add_device_arg,  # noqa: E402
                                   add_window_args, default_device)
 from mmretina.deploy.backends import BACKENDS  # noqa: E402
@@ -131,7 +131,7 @@ def main(argv=None):
                                 osp.splitext(osp.basename(args.config))[0])
 
     # oriented boxes: mmrotate's modules registered before any model
-    require_config_scopes(cfg)
+    require_for_config(cfg)
 
     if args.checkpoint.endswith('.onnx') or args.backend:
         # an exported model: the config's datasets, loop and metrics, the

@@ -12,7 +12,8 @@
     bases) gets `mmretina.CheckFiniteLossHook`, and the log says so;
   * a config of mmrotate's scope (oriented boxes: `default_scope =
     'mmrotate'`, or a module of `_scope_` / `type` 'mmrotate') gets
-    mmrotate's modules registered first (:func:`require_config_scopes`).
+    mmrotate's modules registered first
+    (:func:`mmretina.utils.mmrotate.require_for_config`).
 Run it from an installed mmretina (tools/install.sh), or with the
 repository on PYTHONPATH as tools/dist_train.sh does (mmdet's habit).
 
@@ -33,7 +34,7 @@ from mmretina.engine.hooks import (ensure_finite_loss_guard,
                                    non_finite_message)
 from mmretina.utils import setup_cpu_distributed
 from mmretina.engine.resume import check_resume
-from mmretina.utils.mmrotate import require_mmrotate
+from mmretina.utils.mmrotate import require_for_config
 
 
 def parse_args(argv=None):
@@ -113,41 +114,6 @@ def _amp_device_available():
             or is_musa_available())
 
 
-def _uses_mmrotate(node) -> bool:
-    """Whether a config (or part of one) names mmrotate's scope: a
-    ``default_scope`` or ``_scope_`` of 'mmrotate', or a ``type`` written
-    'mmrotate.X'."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ('default_scope', '_scope_') and value == 'mmrotate':
-                return True
-            if (key == 'type' and isinstance(value, str)
-                    and value.startswith('mmrotate.')):
-                return True
-            if _uses_mmrotate(value):
-                return True
-    elif isinstance(node, (list, tuple)):
-        return any(_uses_mmrotate(v) for v in node)
-    return False
-
-
-def require_config_scopes(cfg: Config) -> bool:
-    """Register mmrotate's models, datasets and metrics before a Runner is
-    built from an oriented-box config (mmrotate-dev's own, or one on its
-    bases): mmengine would import ``mmrotate.models`` itself from the scope,
-    and that import fails where torchvision does not import
-    (:func:`mmretina.utils.mmrotate.require_mmrotate` puts its placeholder
-    in). Other configs are left alone.
-
-    Returns:
-        bool: whether the config needed mmrotate.
-    """
-    if not _uses_mmrotate(cfg.to_dict()):
-        return False
-    require_mmrotate(f'the config {cfg.filename}')
-    return True
-
-
 def main(argv=None):
     args = parse_args(argv)
 
@@ -213,7 +179,7 @@ def main(argv=None):
     setup_cpu_distributed(cfg)
 
     # oriented boxes: mmrotate's modules registered before the Runner
-    require_config_scopes(cfg)
+    require_for_config(cfg)
 
     # the NaN/inf guard holds however the config writes custom_hooks
     guard = ensure_finite_loss_guard(cfg)

@@ -10,33 +10,21 @@ angle 0 that covers the same pixels (mmrotate's ``hbox2rbox``), and
 everything else, rotated predictions included, is mmrotate's metric
 unchanged (its arguments and results, tested equal).
 
-Needs the ``rotated`` extra. Import this module (``custom_imports=dict(
-imports=['mmretina', 'mmretina.evaluation.dota'])``) to use
-``type='mmretina.DOTAMetric'`` from a config.
+Needs the ``rotated`` extra. ``type='mmretina.DOTAMetric'`` in a config
+imports this module on first use (the registry's location).
 """
 from typing import Sequence
 
-from mmdet.registry import METRICS as MMDET_METRICS
 from mmdet.structures.bbox import get_box_tensor
 
-from mmretina.registry import _index_under_root
-from mmretina.utils.checked_registry import MMRetinaRegistry
+from mmretina.registry import METRICS
 from mmretina.utils.mmrotate import require_mmrotate
 
 require_mmrotate('mmretina.DOTAMetric')
 from mmrotate.evaluation.metrics import DOTAMetric as _DOTAMetric  # noqa
 from mmrotate.structures.bbox import hbox2rbox  # noqa: E402
 
-__all__ = ['METRICS', 'DOTAMetric']
-
-# metrics of scope 'mmretina' (mmretina.registry holds the others)
-METRICS = MMRetinaRegistry(
-    'metric',
-    parent=MMDET_METRICS,
-    scope='mmretina',
-    locations=['mmretina.evaluation.dota'])
-_index_under_root(METRICS)
-
+__all__ = ['DOTAMetric']
 
 @METRICS.register_module()
 class DOTAMetric(_DOTAMetric):

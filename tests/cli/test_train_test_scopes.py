@@ -1,5 +1,5 @@
 """tools/train.py and tools/test.py on mmrotate-scoped configs (issue 29):
-:func:`mmretina.cli.train.require_config_scopes` registers mmrotate's
+:func:`mmretina.cli.train.require_for_config` registers mmrotate's
 modules before the Runner for such configs, and only for them."""
 import os.path as osp
 import subprocess
@@ -8,7 +8,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmretina.cli.train import require_config_scopes
+from mmretina.utils.mmrotate import require_for_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ROTATED = osp.join(REPO, 'configs', 'rotated')
@@ -19,7 +19,7 @@ pytest.importorskip('mmrotate')
 def test_mmdet_config_does_not_need_mmrotate():
     cfg = Config.fromfile(
         osp.join(REPO, 'configs', 'retinanet_r18_fpn_deepforest.py'))
-    assert require_config_scopes(cfg) is False
+    assert require_for_config(cfg) is False
 
 
 @pytest.mark.parametrize('name', [
@@ -30,7 +30,7 @@ def test_mmdet_config_does_not_need_mmrotate():
 ])
 def test_rotated_configs_need_mmrotate(name):
     cfg = Config.fromfile(osp.join(ROTATED, name))
-    assert require_config_scopes(cfg) is True
+    assert require_for_config(cfg) is True
 
 
 def test_a_scope_named_only_inside_the_model_counts():
@@ -38,28 +38,28 @@ def test_a_scope_named_only_inside_the_model_counts():
         default_scope='mmdet',
         model=dict(type='RetinaNet',
                    bbox_head=dict(type='mmrotate.RotatedRetinaHead'))))
-    assert require_config_scopes(cfg) is True
+    assert require_for_config(cfg) is True
     cfg = Config(dict(model=dict(type='RetinaNet', _scope_='mmrotate')))
-    assert require_config_scopes(cfg) is True
+    assert require_for_config(cfg) is True
 
 
 @pytest.mark.parametrize('register', [True, False])
 def test_runner_builds_from_a_fresh_process(tmp_path, register):
     """In a process that has imported nothing of mmrotate, the tools' path
-    (config -> require_config_scopes -> Runner) builds mmrotate's le90
+    (config -> require_for_config -> Runner) builds mmrotate's le90
     config with mmretina's modules; without the call, mmengine's own import
     of mmrotate.models meets torchvision (where it does not import, as
     here) and fails."""
     code = f'''
 from mmengine.config import Config
 from mmengine.runner import Runner
-from mmretina.cli.train import require_config_scopes
+from mmretina.utils.mmrotate import require_for_config
 cfg = Config.fromfile({osp.join(ROTATED,
                      'rotated_retinanet_r50_fpn_1x_dota_le90.py')!r})
 cfg.model.backbone.init_cfg = None
 cfg.work_dir = {str(tmp_path)!r}
 if {register}:
-    assert require_config_scopes(cfg)
+    assert require_for_config(cfg)
 runner = Runner.from_cfg(cfg)
 print(type(runner.model.bbox_head).__module__,
       type(runner.model.bbox_head.prior_generator).__module__)
