@@ -14,7 +14,7 @@ try:
 except ImportError as e:
     pytest.skip(str(e), allow_module_level=True)
 
-from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
 from mmrotate.evaluation.metrics import DOTAMetric as MMRotateDOTAMetric  # noqa
 from mmrotate.registry import METRICS as MMROTATE_METRICS  # noqa: E402
 
@@ -42,9 +42,9 @@ def evaluate(metric, samples):
 
 
 def test_built_from_mmrotate_scope_by_its_prefixed_name():
-    init_default_scope('mmrotate')
-    metric = MMROTATE_METRICS.build(dict(type='mmretina.DOTAMetric',
-                                         iou_thrs=[0.5]))
+    with DefaultScope.overwrite_default_scope('mmrotate'):
+        metric = MMROTATE_METRICS.build(dict(type='mmretina.DOTAMetric',
+                                             iou_thrs=[0.5]))
     assert type(metric) is DOTAMetric
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
 from mmretina.testing import detection_rows
@@ -59,11 +59,13 @@ def model_cfg(name, swap, small=False):
 
 @pytest.fixture(autouse=True)
 def mmrotate_scope():
-    init_default_scope('mmrotate')
+    """mmrotate's scope for each test, the previous one restored after (a
+    default scope left behind changes what later tests build)."""
+    with DefaultScope.overwrite_default_scope('mmrotate'):
+        yield
 
 
 def build_pair(name, small=False, seed=0):
-    init_default_scope('mmrotate')
     torch.manual_seed(seed)
     theirs = MODELS.build(model_cfg(name, False, small))
     theirs.init_weights()
