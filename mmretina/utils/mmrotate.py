@@ -114,8 +114,8 @@ def require_for_config(cfg) -> bool:
         bool: whether the config needed mmrotate.
 
     Raises:
-        ImportError: the config needs mmrotate and it is not installed; the
-        message names the config and the extra.
+        ImportError: the config needs mmrotate, which is not installed
+            (the message names the config and the extra).
     """
     if not uses_mmrotate(cfg):
         return False

@@ -29,7 +29,8 @@ def test_new_registries_are_children_of_mmdets():
     (MMDET_MODELS, 'RetinaHeadd', 'ExportedDetector, FocalLoss, RetinaHead',
      "Did you mean 'mmretina.RetinaHead'?"),
     (MMDET_TASK_UTILS, 'MaxIouAssigner',
-     'AnchorGenerator, MaxIoUAssigner, TorchvisionAnchorGenerator',
+     'AnchorGenerator, FakeRotatedAnchorGenerator, MaxIoUAssigner, '
+     'RBboxOverlaps2D, TorchvisionAnchorGenerator',
      "Did you mean 'mmretina.MaxIoUAssigner'?"),
     (MMDET_DATASETS, 'Xyz', 'CocoDataset', ''),
     (MMDET_HOOKS, 'CheckFiniteLosHook',
