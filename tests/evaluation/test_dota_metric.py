@@ -23,6 +23,18 @@ from mmretina.evaluation.dota import DOTAMetric  # noqa: E402
 META = dict(classes=('small-vehicle', 'ship'))
 
 
+@pytest.fixture(autouse=True)
+def forked_ap_pool(monkeypatch):
+    """mmrotate's eval_rbbox_map computes TP / FP in a pool of 4 *spawned*
+    processes, each importing torch and mmcv again (~20 s per metric here);
+    forked workers run the same functions on the same inputs in a second."""
+    import multiprocessing
+
+    from mmrotate.evaluation.functional import mean_ap
+    monkeypatch.setattr(mean_ap, 'get_context',
+                        lambda method: multiprocessing.get_context('fork'))
+
+
 def sample(pred_boxes, scores, labels, gt_rboxes, gt_labels):
     return dict(
         img_id='img',
