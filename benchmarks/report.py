@@ -2,21 +2,32 @@
 
 A benchmark run with ``--json OUT`` writes one record: the table it printed
 (columns and rows of text, exactly as printed), the command, the date (UTC),
-the CPU and the library versions. ``render`` turns a record into the
-Markdown of the speed guide: a line naming the command, the date and the
-CPU, then the table. ``update`` rewrites every block of a page that stands
-between
+the commit, the CPU and the library versions, and any single figures it
+names (``figures``). The main job, ``tools/run_demo.sh``, writes one too.
+``render`` turns a record into the Markdown of the guides: a line naming the
+command, the date, the commit and the CPU, then the table. ``update``
+rewrites every block of a page that stands between
 
-    <!-- benchmark: RECORD.json -->
+    <!-- benchmark: RECORD.json [RECORD.json ...] -->
     <!-- /benchmark -->
 
-(the path relative to the page) with the rendering of that record, and
+(paths relative to the page; several records with the same columns make
+one table, a row each, with a line per row naming its run) with the
+rendering of those records, and every figure quoted in a sentence as
+
+    <!-- figure: RECORD.json#KEY -->VALUE<!-- /figure -->
+
+with the record's value: KEY is a name of the record's ``figures`` or
+``ROW/COLUMN``, a cell (rows counted from 1, the column by its header).
 ``--check`` only says whether the page is up to date (``tests/docs`` runs
-it), so a table in the docs cannot drift from its record.
+it), so a figure in the docs cannot drift from its record. ``figures``
+lists the machine-made figures a page states outside those forms (times,
+ratios, sizes, accuracies; see :func:`loose_figures`).
 
     python benchmarks/bench_head.py --json head.json
     python benchmarks/report.py render head.json
     python benchmarks/report.py update docs/user_guides/speed.md [--check]
+    python benchmarks/report.py figures README.md
 
 This module imports nothing beyond the standard library.
 """
@@ -27,17 +38,45 @@ import os
 import os.path as osp
 import platform
 import re
+import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-BLOCK = re.compile(r'(<!-- benchmark: (?P<path>\S+) -->\n)(?P<body>.*?)'
+BLOCK = re.compile(r'(<!-- benchmark: (?P<paths>[^>\n]*?) -->\n)(?P<body>.*?)'
                    r'(<!-- /benchmark -->)', re.S)
-FIELDS = ('benchmark', 'command', 'date', 'cpu', 'columns', 'rows')
+FIGURE = re.compile(r'(<!-- figure: (?P<path>[^#\s]+)#(?P<key>[^>\n]*?) -->)'
+                    r'(?P<value>[^<\n]*)(<!-- /figure -->)')
+FIELDS = ('benchmark', 'command', 'date', 'commit', 'cpu', 'columns', 'rows')
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def git_commit(path: str = HERE) -> str:
+    """The commit of the clone that holds ``path`` (by default this
+    repository): ``git rev-parse --short=10 HEAD``, with ``-dirty`` when
+    tracked files differ from it, or ``'unknown'`` outside a clone (an
+    installed copy, a tarball) or without git."""
+
+    def git(*args):
+        return subprocess.run(('git', ) + args, cwd=path, text=True,
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, timeout=30)
+
+    try:
+        head = git('rev-parse', '--short=10', 'HEAD')
+        if head.returncode or not head.stdout.strip():
+            return 'unknown'
+        changed = git('status', '--porcelain', '--untracked-files=no')
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+    dirty = '-dirty' if changed.stdout.strip() else ''
+    return head.stdout.strip() + dirty
 
 
 def table_record(benchmark: str, cpu: str, columns: Sequence[str],
                  rows: Sequence[Sequence[str]], notes: Sequence[str] = (),
-                 argv: Optional[Sequence[str]] = None, **context) -> Dict:
+                 argv: Optional[Sequence[str]] = None,
+                 figures: Optional[Dict[str, str]] = None,
+                 commit: Optional[str] = None, **context) -> Dict:
     """One benchmark table as a JSON-ready dict.
 
     Args:
@@ -50,13 +89,17 @@ def table_record(benchmark: str, cpu: str, columns: Sequence[str],
         notes (list[str]): sentences printed below the table.
         argv (list[str], optional): the script's arguments (default:
             ``sys.argv[1:]``, minus ``--json OUT``).
+        figures (dict[str, str], optional): single figures of the run by
+            name, as the pages quote them (``{'whole job s': '778'}``).
+        commit (str, optional): the code measured (default:
+            :func:`git_commit` of this repository).
         **context: more facts of the run (``threads``, ``repeats``, ...),
             stored as given and shown after the CPU.
 
     Returns:
         dict: ``benchmark``, ``command``, ``date`` (UTC, ISO 8601 to the
-        minute), ``cpu``, ``python``, ``columns``, ``rows``, ``notes`` and
-        ``context``.
+        minute), ``commit``, ``cpu``, ``python``, ``columns``, ``rows``,
+        ``notes``, ``figures`` and ``context``.
     """
     for i, row in enumerate(rows):
         if len(row) != len(columns):
@@ -72,11 +115,13 @@ def table_record(benchmark: str, cpu: str, columns: Sequence[str],
         benchmark=benchmark,
         command=' '.join(['python', benchmark] + list(argv)),
         date=now.strftime('%Y-%m-%dT%H:%MZ'),
+        commit=git_commit() if commit is None else commit,
         cpu=cpu,
         python=platform.python_version(),
         columns=list(columns),
         rows=[[str(c) for c in row] for row in rows],
         notes=list(notes),
+        figures={k: str(v) for k, v in (figures or {}).items()},
         context=dict(context, **{'load average': _load_average()}))
 
 
@@ -111,46 +156,213 @@ def read_record(path: str) -> Dict:
     return record
 
 
-def render(record: Dict) -> str:
-    """Markdown of a record: what was run, when and on which CPU, then the
-    table and its notes."""
+def _origin(record: Dict) -> str:
+    """What was run, when, on which commit and CPU, and the context."""
     context = '; '.join(f'{k}: {v}'
                         for k, v in record.get('context', {}).items())
-    lines = [
-        f'`{record["command"]}`, {record["date"][:10]}, on '
-        f'{record["cpu"]}.' + (f' ({context})' if context else ''), '',
-        '| ' + ' | '.join(record['columns']) + ' |',
-        '|' + '---|' * len(record['columns'])
-    ]
-    lines += ['| ' + ' | '.join(row) + ' |' for row in record['rows']]
+    return (f'`{record["command"]}`, {record["date"][:10]}, commit '
+            f'{record["commit"]}, on {record["cpu"]}.' +
+            (f' ({context})' if context else ''))
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> List:
+    return (['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+            + ['| ' + ' | '.join(row) + ' |' for row in rows])
+
+
+def render(record: Dict) -> str:
+    """Markdown of a record: what was run, when, on which commit and CPU,
+    then the table and its notes."""
+    lines = [_origin(record), ''] + _table(record['columns'], record['rows'])
     for note in record.get('notes', []):
         lines += ['', note]
     return '\n'.join(lines) + '\n'
 
 
-def update_page(page: str, check: bool = False) -> List[str]:
-    """Re-render the benchmark blocks of the Markdown file ``page``.
+def render_rows(records: Sequence[Dict], names: Sequence[str] = ()) -> str:
+    """Markdown of several records with the same columns (runs of one tool
+    on several machines): one table, their rows in order, then a line per
+    record naming its rows, what was run, when, on which commit and CPU,
+    and its notes."""
+    names = list(names) or [f'record {i + 1}' for i in range(len(records))]
+    columns = records[0]['columns']
+    for name, record in zip(names, records):
+        if record['columns'] != columns:
+            raise ValueError(f'{name}: columns {record["columns"]} differ '
+                             f'from {names[0]}\'s {columns}; one table '
+                             'needs the same columns')
+    rows = [row for record in records for row in record['rows']]
+    lines = _table(columns, rows) + ['']
+    first = 1
+    for record in records:
+        n = len(record['rows'])
+        which = f'row {first}' if n == 1 else f'rows {first}-{first + n - 1}'
+        notes = ''.join(' ' + note for note in record.get('notes', []))
+        lines.append(f'- {which}: {_origin(record)}{notes}')
+        first += n
+    return '\n'.join(lines) + '\n'
+
+
+def figure_value(record: Dict, key: str, name: str = 'record') -> str:
+    """The figure ``key`` of ``record``: a name of its ``figures``, or
+    ``ROW/COLUMN``, the cell of row ROW (from 1) in the column headed
+    COLUMN (or the COLUMN-th, from 1, where headers repeat). The error
+    names the record and what it holds."""
+    cell = re.fullmatch(r'(\d+)/(.+)', key)
+    if cell:
+        row, column = int(cell.group(1)), cell.group(2)
+        columns = record['columns']
+        if column.isdigit() and 1 <= int(column) <= len(columns):
+            col = int(column) - 1
+        elif columns.count(column) == 1:
+            col = columns.index(column)
+        else:
+            col = None
+        if col is None or not 1 <= row <= len(record['rows']):
+            raise KeyError(f'{name}#{key}: no such cell (or a header that '
+                           f'repeats: give its number); rows 1-'
+                           f'{len(record["rows"])}, columns {columns}')
+        return record['rows'][row - 1][col]
+    figures = record.get('figures', {})
+    if key not in figures:
+        raise KeyError(f'{name}#{key}: no figure of that name; it has '
+                       f'{sorted(figures)} (or ROW/COLUMN for a cell)')
+    return str(figures[key])
+
+
+def update_text(text: str, folder: str) -> Tuple[str, List[str]]:
+    """``text`` with its benchmark blocks and inline figures re-rendered
+    from their records (paths relative to ``folder``).
 
     Returns:
-        list[str]: the records whose block changed (with ``check``, the
-        page is not written).
+        tuple[str, list[str]]: the new text and the blocks and figures that
+        changed (``RECORD.json`` or ``RECORD.json#KEY``).
     """
-    with open(page) as f:
-        text = f.read()
     changed = []
+    records = {}
+
+    def load(path):
+        if path not in records:
+            records[path] = read_record(osp.join(folder, path))
+        return records[path]
 
     def block(m):
-        path = osp.join(osp.dirname(page), m.group('path'))
-        body = render(read_record(path))
+        paths = m.group('paths').split()
+        loaded = [load(p) for p in paths]
+        body = (render(loaded[0]) if len(loaded) == 1 else
+                render_rows(loaded, paths))
         if body != m.group('body'):
-            changed.append(m.group('path'))
+            changed.append(' '.join(paths))
         return m.group(1) + body + m.group(4)
 
-    new = BLOCK.sub(block, text)
+    def figure(m):
+        path, key = m.group('path'), m.group('key')
+        value = figure_value(load(path), key, path)
+        if value != m.group('value'):
+            changed.append(f'{path}#{key} ({m.group("value")!r} is '
+                           f'{value!r} in the record)')
+        return m.group(1) + value + m.group(5)
+
+    return FIGURE.sub(figure, BLOCK.sub(block, text)), changed
+
+
+def update_page(page: str, check: bool = False) -> List[str]:
+    """Re-render the benchmark blocks and inline figures of the Markdown
+    file ``page``.
+
+    Returns:
+        list[str]: the records and figures that changed (with ``check``,
+        the page is not written).
+    """
+    with open(page, encoding='utf-8') as f:
+        text = f.read()
+    new, changed = update_text(text, osp.dirname(page))
     if changed and not check:
-        with open(page, 'w') as f:
+        with open(page, 'w', encoding='utf-8') as f:
             f.write(new)
     return changed
+
+
+# What a machine made: a number with a unit of time, size, rate or ratio
+# ("778 s", "1.2 GB", "3.13x", "102 windows / s", "62%"), an accuracy
+# (0.xyz, or a number after mAP / AP / precision / recall) and, in a table,
+# the numbers of a column headed by a time, size, speed or accuracy.
+_NUMBER = r'\d[\d,]*(?:\.\d+)?'
+_UNIT = (r'(?:ms|s|min|minutes?|seconds?|hours?|h|[KMG]i?B(?:/s)?|'
+         r'(?:img|images|windows|tiles|it|ha) ?/ ?(?:s|min)|%|x(?!\d)|×)')
+_MEASURED = re.compile(
+    rf'(?<![\w.]){_NUMBER}(?:\s*(?:-|–|to)\s*{_NUMBER})?\s?{_UNIT}(?![\w/])'
+    r'|(?<![\w.])0\.\d{3,}(?!\d)'
+    r'|\b(?:mAP(?:50)?|AP(?:50)?|precision|recall)\b(?: of|:| =)? '
+    r'\d?\.\d+(?!\d)')
+_MEASURED_COLUMN = re.compile(
+    r'\b(?:s|ms|time|MiB|MB|GB|RSS|memory|mAP\w*|AP\w*|precision|recall|'
+    r'speed-up|images/s|windows ?/ ?s|ratio|faster)\b|×|/s\b', re.I)
+# Numbers the pages state that no machine measured: settings, thresholds,
+# sizes of inputs, targets and arithmetic. A figure is let pass when one
+# of these matches a stretch of its line that covers it.
+NOT_MEASURED = (
+    r'\b(?:above|below|more than|over|at least|under|exceeds?) '
+    r'\d[\d.]*\s?(?:%|x|×)',                     # thresholds and rules
+    r'hardest \d+\s?%',                             # the paper's statistic
+    r'\b\d+-?minute (?:target|budget)',             # the job's budget
+)
+
+
+def _blank(m):
+    return '\n' * m.group().count('\n')
+
+
+def _covered(span: Tuple[int, int], spans: Sequence[Tuple[int, int]]):
+    return any(a <= span[0] and span[1] <= b for a, b in spans)
+
+
+def loose_figures(text: str,
+                  allowed: Sequence[str] = NOT_MEASURED) -> List[Tuple]:
+    """Machine-made figures ``text`` states outside its benchmark blocks
+    and inline figures: what a test forbids, since such a figure has no
+    record to be checked against.
+
+    Code (fenced or in backticks), link targets and HTML comments are not
+    read. Table rows are read cell by cell: in a column whose header names
+    a time, size, speed or accuracy every number counts (not in one headed
+    "paper ...": the paper's published figures).
+
+    Args:
+        text (str): a Markdown page.
+        allowed (list[str]): regexes of stretches whose numbers are not
+            measurements (default :data:`NOT_MEASURED`).
+
+    Returns:
+        list[tuple[int, str, str]]: (line number, figure, line) each.
+    """
+    text = BLOCK.sub(_blank, text)
+    text = FIGURE.sub('', text)
+    text = re.sub(r'^```.*?^```', _blank, text, flags=re.S | re.M)
+    text = re.sub(r'<!--.*?-->', _blank, text, flags=re.S)
+    found, header = [], None
+    for n, line in enumerate(text.split('\n'), 1):
+        line = re.sub(r'`[^`\n]*`', '', line)
+        line = re.sub(r'\]\([^)\s]*\)', ']', line)
+        spans = [m.span() for rx in allowed for m in re.finditer(rx, line)]
+        hits = [m for m in _MEASURED.finditer(line)
+                if not _covered(m.span(), spans)]
+        found += [(n, m.group(0).strip(), line.strip()) for m in hits]
+        if not line.lstrip().startswith('|'):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if header is None:
+            header = cells
+        elif not all(re.fullmatch(r':?-+:?', c) for c in cells):
+            for title, cell in zip(header, cells):
+                number = re.search(r'\d', cell)
+                if (number and _MEASURED_COLUMN.search(title)
+                        and not title.lower().startswith('paper')
+                        and not any(cell in h[1] or h[1] in cell
+                                    for h in found if h[0] == n)):
+                    found.append((n, cell, line.strip()))
+    return found
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -158,14 +370,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('render', help='print the Markdown of records')
     r.add_argument('records', nargs='+')
-    u = sub.add_parser('update', help='re-render the blocks of pages')
+    u = sub.add_parser('update', help='re-render the blocks and figures '
+                       'of pages')
     u.add_argument('pages', nargs='+')
     u.add_argument('--check', action='store_true',
                    help='only report pages that are out of date (exit 1)')
+    f = sub.add_parser('figures', help='list the machine-made figures of '
+                       'pages that no record backs (exit 1 if any)')
+    f.add_argument('pages', nargs='+')
     args = p.parse_args(argv)
     if args.cmd == 'render':
         print('\n'.join(render(read_record(f)) for f in args.records))
         return 0
+    if args.cmd == 'figures':
+        loose = 0
+        for page in args.pages:
+            with open(page, encoding='utf-8') as fh:
+                for n, figure, line in loose_figures(fh.read()):
+                    loose += 1
+                    print(f'{page}:{n}: {figure}    ({line[:80]})')
+        return 1 if loose else 0
     stale = 0
     for page in args.pages:
         changed = update_page(page, check=args.check)

@@ -45,16 +45,8 @@ CKPT=$(cat "$WORK_DIR/last_checkpoint")
 
 say "4/8 evaluate $CKPT on the test images (OSBS_029, SOAP_061)"
 "$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR/test"
-# mmengine writes the test metrics to <work dir>/<timestamp>/<timestamp>.json
-ACCURACY=$("$PY" - "$WORK_DIR/test" <<'EOF'
-import glob, json, os, sys
-runs = sorted(glob.glob(os.path.join(sys.argv[1], '*', '*.json')),
-              key=os.path.getmtime)
-m = json.load(open(runs[-1])) if runs else {}
-print('coco/bbox_mAP_50 %.3f, coco/bbox_mAP %.3f' % (
-    m.get('coco/bbox_mAP_50', float('nan')), m.get('coco/bbox_mAP', float('nan'))))
-EOF
-)
+# the metrics of tools/test.py's latest run under that work dir
+ACCURACY=$("$PY" tools/demo_record.py accuracy "$WORK_DIR/test")
 say "test accuracy (OSBS_029 + SOAP_061, never used to choose the recipe): $ACCURACY"
 
 say "5/8 draw detections on $IMAGE"
@@ -95,6 +87,7 @@ say "7/8 GIS layer: detections over $GEO -> $WORK_DIR/geo/OSBS_029.gpkg"
 # Deployment (DEPLOY=0 skips): the model exported (static 416x416), INT8
 # calibrated on its training tiles and checked on the training site's
 # hold-out, both scored on the test images like the checkpoint.
+FIGURES=()  # --figure 'MODEL on RUNTIME test mAP50=VALUE' for the record
 if [ "${DEPLOY:-1}" != 0 ]; then
   say "8/8 deployment: ONNX fp32 and INT8 -> $WORK_DIR/deploy/"
   "$PY" tools/deployment/export_onnx.py "$CONFIG" "$CKPT" --shape 416 416 \
@@ -111,9 +104,17 @@ if [ "${DEPLOY:-1}" != 0 ]; then
         --threads 1 --work-dir "$WORK_DIR/deploy/test" 2>&1 |
         grep -o 'coco/bbox_mAP_50: [0-9.]*' | tail -1) || true
       say "test images, $m on $be: ${line:-failed}"
+      value=${line#coco/bbox_mAP_50: }
+      FIGURES+=(--figure "$m on $be test mAP50=${value:-failed}")
     done
   done
 fi
 say "done: checkpoint $CKPT, picture $WORK_DIR/$(basename "$IMAGE" .png)_detections.png"
 say "$CPU_LINE"
-say "test accuracy: $ACCURACY; whole job $(( $(date +%s) - job_start )) s (install excluded), training $train_s s"
+job_s=$(( $(date +%s) - job_start ))
+say "test accuracy: $ACCURACY; whole job $job_s s (install excluded), training $train_s s"
+# The record of these figures (the README's results table renders it:
+# copy it to docs/user_guides/records/ and run benchmarks/report.py update)
+"$PY" tools/demo_record.py write "$CONFIG" --job-s "$job_s" --train-s "$train_s" \
+  --test-dir "$WORK_DIR/test" ${FIGURES[@]+"${FIGURES[@]}"} --out "$WORK_DIR/main_job.json"
+say "record: $WORK_DIR/main_job.json"
