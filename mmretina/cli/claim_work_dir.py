@@ -1,7 +1,8 @@
 """Make WORK_DIR safe to ``tools/train.py CONFIG --work-dir WORK_DIR
 --resume`` (:func:`mmretina.engine.resume.claim_work_dir`).
 
-    python tools/claim_work_dir.py CONFIG WORK_DIR
+    mmretina claim-work-dir CONFIG WORK_DIR
+    python tools/claim_work_dir.py CONFIG WORK_DIR    # the same
 
 Stamps WORK_DIR with a hash of the resolved CONFIG; a work dir holding a
 checkpoint of another config (or of an unknown one) is moved aside to
@@ -15,15 +16,25 @@ import sys
 from mmretina.engine.resume import claim_work_dir
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog='mmretina claim-work-dir',
         description='Stamp a work dir with the config hash; move a run of '
-        'another config aside so that --resume cannot continue it')
+        'another config aside so that --resume cannot continue it',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina claim-work-dir configs/retinanet_r50_fpn_1x_coco.py \\\n'
+        '      work_dirs/retinanet_r50_fpn_1x_coco\n')
     parser.add_argument('config', help='config file')
     parser.add_argument('work_dir', help='work dir that training will use')
     args = parser.parse_args(argv)
     if not osp.isfile(args.config):
         parser.error(f'config file not found: {args.config}')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     moved = claim_work_dir(args.config, args.work_dir)
     if moved:
         print(f'{args.work_dir} holds a run of another config: moved to '

@@ -1,8 +1,8 @@
 """Describe the CPU, and estimate a config's training time on it.
 
-    python -m mmretina.cli.cpu_info            # one line
-    python -m mmretina.cli.cpu_info --json     # the fields as JSON
-    python -m mmretina.cli.cpu_info --estimate CONFIG   # + training time
+    mmretina analyze cpu                       # one line
+    mmretina analyze cpu --json                # the fields as JSON
+    mmretina analyze cpu --estimate CONFIG     # + training time
 """
 import argparse
 import contextlib
@@ -14,8 +14,15 @@ from mmretina.utils.cpu_info import describe_cpu
 from mmretina.utils.train_estimate import estimate_training
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='mmretina analyze cpu',
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  mmretina analyze cpu\n'
+        '  mmretina analyze cpu --estimate '
+        'configs/retinanet_r18_fpn_deepforest.py\n')
     parser.add_argument('--json', action='store_true',
                         help='print the fields as JSON')
     parser.add_argument('--estimate', metavar='CONFIG',
@@ -24,7 +31,11 @@ def main(argv=None) -> None:
     parser.add_argument('--steps', type=int, default=3,
                         help='timed iterations for --estimate (after 1 '
                         'warm-up)')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     info = describe_cpu()
     est = None
     if args.estimate:

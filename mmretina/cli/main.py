@@ -65,7 +65,11 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {
                    'draw training samples after the training pipeline'),
         'plot-layer': ('mmretina.cli.plot_layer',
                        'draw vector layers over their raster'),
+        'cpu': ('mmretina.cli.cpu_info',
+                'the CPU, and how long a config trains on it'),
     },
+    'claim-work-dir': ('mmretina.cli.claim_work_dir',
+                       'a work dir safe to --resume into'),
     'env': ('mmretina.cli.env',
             'versions, runtimes, GDAL and the CPU, for bug reports'),
 }
