@@ -1,6 +1,6 @@
 """Command line of the anchor analysis (:mod:`mmretina.analysis.anchors`):
 ``tools/analysis_tools/analyze_anchors.py`` and
-``mmretina-analyze-anchors``."""
+``mmretina analyze anchors``."""
 import argparse
 import os.path as osp
 import sys

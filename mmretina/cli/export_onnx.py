@@ -16,7 +16,7 @@ result with `tools/infer.py IMAGE model.onnx --backend onnxruntime`.
 A config whose default_scope is mmrotate needs the rotated extra (pip
 install -r requirements/rotated.txt).
 
-(``tools/deployment/export_onnx.py`` and the ``mmretina-export-onnx`` command run :func:`main`.)
+(``tools/deployment/export_onnx.py`` and the ``mmretina export`` command run :func:`main`.)
 """
 import argparse
 import math

@@ -12,7 +12,7 @@ The model must be static (exported without --dynamic). With --val-ann it
 prints fp32 vs INT8 mAP50, keeps in float the conv groups measured to
 cost accuracy, and writes nothing if the drop stays above --max-drop.
 
-(``tools/deployment/quantize.py`` and the ``mmretina-quantize`` command run :func:`main`.)
+(``tools/deployment/quantize.py`` and the ``mmretina quantize`` command run :func:`main`.)
 """
 import argparse
 import os.path as osp

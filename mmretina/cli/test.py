@@ -9,7 +9,7 @@ as mmdet 3.3.0's tools/test.py, plus:
 Run it from an installed mmretina (tools/install.sh), or with the
 repository on PYTHONPATH as tools/dist_test.sh does (mmdet's habit).
 
-``tools/test.py`` and ``mmretina-test`` run :func:`main`.
+``tools/test.py`` and ``mmretina test`` run :func:`main`.
 """
 import argparse
 import os

@@ -12,7 +12,7 @@
         --label-dir data/labels --names classes.txt --out-dir data/mine \\
         --split-files train=train.txt val=val.txt
 
-(``mmretina-to-coco`` is the same command.) Writes
+(``mmretina convert labels`` is the same command.) Writes
 ``OUT_DIR/annotations/<split>.json`` (``all.json`` without a split), with
 ``file_name`` relative to ``--img-dir`` (the images are not copied), then
 loads each file with ``mmretina.CocoDataset`` (``--no-check`` skips this) and

@@ -17,7 +17,7 @@
 Run it from an installed mmretina (tools/install.sh), or with the
 repository on PYTHONPATH as tools/dist_train.sh does (mmdet's habit).
 
-``tools/train.py`` and ``mmretina-train`` run :func:`main`.
+``tools/train.py`` and ``mmretina train`` run :func:`main`.
 """
 import argparse
 import os
