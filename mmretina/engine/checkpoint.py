@@ -244,7 +244,7 @@ def _load_from_local(filename: str, map_location=None):
     """mmengine's ``load_from_local`` with the scoped allowlist."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
+        raise FileNotFoundError(f'{filename}: no such checkpoint file')
     return load_checkpoint_file(filename, map_location)
 
 
