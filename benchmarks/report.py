@@ -306,6 +306,7 @@ NOT_MEASURED = (
     r'\d[\d.]*\s?(?:%|x|×)',                     # thresholds and rules
     r'hardest \d+\s?%',                             # the paper's statistic
     r'\b\d+-?minute (?:target|budget)',             # the job's budget
+    r'fills only \d+(?:\.\d+)? ?% of its enclosing',  # 3:1 at 45 degrees
 )
 
 
