@@ -289,7 +289,7 @@ def update_page(page: str, check: bool = False) -> List[str]:
 # the numbers of a column headed by a time, size, speed or accuracy.
 _NUMBER = r'\d[\d,]*(?:\.\d+)?'
 _UNIT = (r'(?:ms|s|min|minutes?|seconds?|hours?|h|[KMG]i?B(?:/s)?|'
-         r'(?:img|images|windows|tiles|it|ha) ?/ ?(?:s|min)|%|x(?!\d)|×)')
+         r'(?:img|images|windows|tiles|it|ha) ?/ ?(?:s|min)|%|x(?! ?\d)|×)')
 _MEASURED = re.compile(
     rf'(?<![\w.]){_NUMBER}(?:\s*(?:-|–|to)\s*{_NUMBER})?\s?{_UNIT}(?![\w/])'
     r'|(?<![\w.])0\.\d{3,}(?!\d)'
@@ -307,6 +307,13 @@ NOT_MEASURED = (
     r'hardest \d+\s?%',                             # the paper's statistic
     r'\b\d+-?minute (?:target|budget)',             # the job's budget
     r'fills only \d+(?:\.\d+)? ?% of its enclosing',  # 3:1 at 45 degrees
+    r'\b\d+x larger',                               # 10 cm / 2.5 cm, squared
+    r'\bwithin \d+(?:\.\d+)? ?%',                     # the GSD rule
+    r"GDAL's default of \d+ ?% of the RAM",          # GDAL's setting
+    r'\bcapped at \d+ ?MB',                          # our setting
+    r'\d+ MB for a [\d,]+ px wide',                  # cache_bytes' formula
+    r'tiling \(\d+ MB here\)',                       # the same
+    r'would need [\d.]+ GB for the decoded raster',  # width x height x 3
 )
 
 
