@@ -1,3 +1,3 @@
 """The command lines of mmretina: each module holds the argparse ``main`` of
-one tool; ``tools/<same path>.py`` and the ``mmretina-*`` console commands
-call it. The work is done by library functions these modules import."""
+one tool; ``tools/<same path>.py`` and ``mmretina <command>``
+(:mod:`mmretina.cli.main`) call it. The work is done by library functions these modules import."""
