@@ -289,7 +289,7 @@ def update_page(page: str, check: bool = False) -> List[str]:
 # the numbers of a column headed by a time, size, speed or accuracy.
 _NUMBER = r'\d[\d,]*(?:\.\d+)?'
 _UNIT = (r'(?:ms|s|min|minutes?|seconds?|hours?|h|[KMG]i?B(?:/s)?|'
-         r'(?:img|images|windows|tiles|it|ha) ?/ ?(?:s|min)|%|x(?! ?\d)|×)')
+         r'(?:img|images|windows|tiles|it|ha) ?/ ?(?:s|min)|%|x(?! ?\d)|×(?! ?\d))')
 _MEASURED = re.compile(
     rf'(?<![\w.]){_NUMBER}(?:\s*(?:-|–|to)\s*{_NUMBER})?\s?{_UNIT}(?![\w/])'
     r'|(?<![\w.])0\.\d{3,}(?!\d)'

@@ -31,10 +31,10 @@ PAGES = ['README.md'] + sorted(
 # PAGE). Convert a page and lower its count; a page reaching 0 leaves.
 LOOSE_FIGURES_LEFT = {
     osp.join(GUIDES, 'deployment.md'): 70,
-    osp.join(GUIDES, 'gis_training.md'): 30,
+    osp.join(GUIDES, 'gis_training.md'): 29,
     osp.join(GUIDES, 'reproducing_the_paper.md'): 60,
     osp.join(GUIDES, 'speed.md'): 352,
-    osp.join(GUIDES, 'train_test.md'): 37,
+    osp.join(GUIDES, 'train_test.md'): 8,
 }
 # Pages another change is rewriting now: their count is set once it lands.
 IN_FLIGHT = {osp.join(GUIDES, 'troubleshooting.md')}
@@ -120,7 +120,7 @@ def test_loose_figure_in_prose_is_found(sentence, figure):
 
 @pytest.mark.parametrize('text', [
     'Tiles of 400 px, 800x1333 images, lr 0.01, 90k iterations.',
-    'A header declaring 30,000 x 30,000 px; 4x larger pixels.',
+    'A header declaring 30,000 x 30,000 px; 4x larger pixels; 400 × 400 px.',
     'torch 2.13.0, mmdet 3.3.0, Python 3.11, IoU 0.5 / 0.4, score 0.3.',
     'Set `--timeout 30s` and run `sleep 5s`.',
     '```bash\necho 778 s 0.176\n```',
