@@ -35,7 +35,8 @@ def parse_args(argv=None):
     budget.add_argument('--iters', type=int,
                         help='iterations per run (iteration-based configs)')
     parser.add_argument('--seeds', type=int, default=1,
-                        help='seeds per variant (0 .. K-1; default 1)')
+                        help='seeds per variant (0 .. K-1; default '
+                        '%(default)s)')
     parser.add_argument('--work-dir', default='work_dirs/ablations',
                         help='where runs and tables go')
     parser.add_argument('--variants', nargs='+',

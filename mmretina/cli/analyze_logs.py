@@ -31,7 +31,8 @@ def parse_args(argv=None):
     plt_parser.add_argument('--title', help='title of the figure')
     plt_parser.add_argument('--legend', nargs='+',
                             help='one name per log (default: the paths)')
-    plt_parser.add_argument('--out', help='image file (default: show)')
+    plt_parser.add_argument(
+        '--out', help='image file (default: show the figure in a window)')
     time_parser = sub.add_parser('cal_train_time',
                                  help='average time per iteration')
     time_parser.add_argument('json_logs', nargs='+',

@@ -37,9 +37,9 @@ from mmretina.cli.options import (add_device_arg, add_raster_args,
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog='mmretina evaluate',
-        description=__doc__.split('\n')[0],
+        description=' '.join(__doc__.split('\n\n', 1)[0].split()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split('\n', 1)[1] + '\nexamples:\n'
+        epilog=__doc__.split('\n\n', 1)[1] + '\nexamples:\n'
         '  mmretina evaluate configs/retinanet_r50_fpn_1x_coco.py \\\n'
         '      epoch_24.pth --rasters plots/ --labels crowns.gpkg \\\n'
         '      --out-dir eval/\n'
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument('--out-dir', required=True)
     add_score_thr_arg(p, 'count for precision / recall')
     p.add_argument('--iou', type=float, default=0.4,
-                   help='a match has IoU > this (default 0.4)')
+                   help='a match has IoU > this (default %(default)s)')
     p.add_argument('--site-field', help='label attribute naming the site '
                    '(default: the raster name before the first "_")')
     p.add_argument('--class-field', help='label attribute holding the class '

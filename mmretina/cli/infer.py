@@ -47,8 +47,10 @@ from mmretina.engine.resume import check_checkpoint
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog='mmretina predict',
-        description='Detect objects in images (optionally window by window) '
-        'and write PNG / COCO JSON / CSV / GeoJSON',
+        description='Detect objects in images and rasters (large ones '
+        'window by window) and write PNG, COCO JSON, CSV and, for '
+        'georeferenced rasters, a GIS layer (GeoPackage; --format for '
+        'another)',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='examples:\n'
         '  mmretina predict demo.jpg configs/retinanet_r50_fpn_1x_coco.py \\\n'
@@ -71,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='output PNG (one input image only)')
     parser.add_argument(
         '--out-dir', help='directory for PNGs, results.json, '
-        'detections.csv and GeoJSON')
+        'detections.csv and the GIS layers (GeoPackage unless --format)')
     add_window_args(parser)
     add_score_thr_arg(parser, 'draw and write to CSV / GIS layers')
     add_device_arg(parser)
@@ -105,7 +107,7 @@ def parse_args(argv=None):
         type=int,
         default=DEFAULT_MAX_PIXELS,
         help='an input read as one window (--tile 0) may have at most this '
-        f'many pixels (default {DEFAULT_MAX_PIXELS})')
+        'many pixels (default %(default)s)')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch'], default='none',
         help='pytorch: one rank of tools/dist_infer.sh')

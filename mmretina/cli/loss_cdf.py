@@ -47,7 +47,10 @@ def parse_args(argv=None):
                         help='points per curve in the CSV')
     parser.add_argument('--max-images', type=int, default=0,
                         help='use at most this many val images (0: all)')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--device', default='cpu',
+        help='PyTorch device (default %(default)s, also where a GPU is: '
+        '--device cuda:0 to use it)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings (xxx=yyy)')
     args = parser.parse_args(argv)

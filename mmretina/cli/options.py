@@ -67,11 +67,11 @@ def add_window_args(parser: argparse.ArgumentParser,
         'window) or N')
     parser.add_argument(
         '--overlap', type=float, default=OVERLAP,
-        help=f'window overlap: fraction of --tile (< 1) or px (default '
-        f'{OVERLAP})')
+        help='window overlap: fraction of --tile (< 1) or px (default '
+        '%(default)s)')
     parser.add_argument(
         '--batch', '--tile-batch', dest='batch', type=int, default=BATCH,
-        help=f'windows per forward pass (default {BATCH})')
+        help='windows per forward pass (default %(default)s)')
     if merge:
         parser.add_argument(
             '--merge', choices=['nms', 'wbf'], default='nms',
@@ -83,14 +83,16 @@ def add_window_args(parser: argparse.ArgumentParser,
             'wbf)')
         parser.add_argument(
             '--border', type=float, default=2.0,
-            help='px: a box this close to an inner window edge is cut')
+            help='px: a box this close to an inner window edge is cut '
+            '(default %(default)s)')
 
 
 def add_raster_args(parser: argparse.ArgumentParser) -> None:
     """``--bands``, ``--scale``, ``--gsd``."""
     parser.add_argument(
         '--bands',
-        help='rasters: three 1-based bands read as R, G, B (default 1,2,3; '
+        help='rasters: three 1-based bands read as R, G, B (default 1,2,3, '
+        'or 1,1,1 for a one-band raster; '
         'the config\'s `bands` if it has one)')
     parser.add_argument(
         '--scale', nargs='+',
@@ -121,7 +123,7 @@ def add_score_thr_arg(parser: argparse.ArgumentParser,
     parser.add_argument(
         '--score-thr', type=float, default=SCORE_THR,
         help=f'{what} detections with at least this score (default '
-        f'{SCORE_THR})')
+        '%(default)s)')
 
 
 def model_window(cfg) -> int:

@@ -44,7 +44,7 @@ def parse_args(argv=None):
     p.add_argument('--val-ann', help='held-out COCO json: fp32 vs INT8 '
                    'mAP50, sensitivity, refusal above --max-drop')
     p.add_argument('--max-drop', type=float, default=0.02,
-                   help='largest mAP50 drop accepted (default 0.02)')
+                   help='largest mAP50 drop accepted (default %(default)s)')
     p.add_argument('--exclude', nargs='+', default=[],
                    help='conv groups kept float, e.g. bbox_head.retina_cls')
     p.add_argument('--reduce-range', action='store_true',

@@ -62,10 +62,10 @@ def parse_args(argv=None):
                    'them (omit with a CSV of pairs)')
     p.add_argument('--out-dir', required=True)
     p.add_argument('--chip', type=int, default=400, help='chip side, px '
-                   '(default 400)')
+                   '(default %(default)s)')
     p.add_argument('--overlap', type=float, default=0.0,
                    help='chip overlap: px, or a fraction of --chip when < 1 '
-                   '(default 0)')
+                   '(default %(default)g)')
     p.add_argument('--class-field', help='the attribute holding the class '
                    '(default: one class, "object")')
     p.add_argument('--classes', help='class names in order, comma '
@@ -77,16 +77,17 @@ def parse_args(argv=None):
                    '(CSV, Shapefile without .prj), e.g. EPSG:32617')
     p.add_argument('--min-visible', type=float, default=0.5,
                    help='a box cut by a chip edge is kept with at least this '
-                   'fraction inside, else ignored (iscrowd=1); default 0.5')
+                   'fraction inside, else ignored (iscrowd=1); default '
+                   '%(default)s')
     p.add_argument('--empty-ratio', type=float, default=0.1,
                    help='chips without boxes kept per chip with boxes '
-                   '(default 0.1)')
+                   '(default %(default)s)')
     p.add_argument('--split', help='e.g. train=0.8,val=0.2 (default: one '
                    'file, all.json)')
     p.add_argument('--block', help='split block side: metres (50m) or px '
                    '(2000 or 2000px); default 5 chips')
     p.add_argument('--bands', help='1-based bands read as R,G,B (default '
-                   '1,2,3), as at inference')
+                   '1,2,3, or 1,1,1 for a one-band raster), as at inference')
     p.add_argument('--scale', nargs='+', help='LO,HI (all bands) or one '
                    'per band, or pLO,pHI percentiles; default: uint8 as is, '
                    'others p2,p98, as at inference')

@@ -84,7 +84,7 @@ def parse_args(argv=None):
     g.add_argument('--split-files', nargs='+', metavar='NAME=FILE',
                    help='image lists, e.g. train=train.txt val=val.txt')
     common.add_argument('--seed', type=int, default=0,
-                        help='shuffle seed for --split (default 0)')
+                        help='shuffle seed for --split (default %(default)s)')
     common.add_argument('--clip-boxes', action='store_true',
                         help='clip boxes partly outside the image, drop '
                         'those outside or degenerate (default: error)')

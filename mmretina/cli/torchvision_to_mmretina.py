@@ -35,11 +35,13 @@ def parse_args(argv=None):
     p.add_argument('--num-classes', type=int,
                    help='expected number of classes (checked)')
     p.add_argument('--class-names', nargs='+',
-                   help='class names (default: config.json, COCO, class_i)')
+                   help='class names (default: config.json\'s label_dict, '
+                   'else COCO\'s for a 91-output model, else class_i)')
     p.add_argument('--coco-labels', choices=['coco80', 'coco91'],
                    default='coco80',
-                   help='91-output COCO models: mmdet\'s 80 classes '
-                   '(default) or torchvision\'s 91 indices (exact outputs)')
+                   help='91-output COCO models: coco80 (default): mmdet\'s '
+                   '80 classes; coco91: torchvision\'s 91 indices (exact '
+                   'outputs)')
     p.add_argument('--bn-eps', type=float,
                    help='backbone norm eps (default 1e-5; 0 for '
                    'torchvision\'s COCO_V1 v1 release)')
