@@ -46,7 +46,12 @@ def check_exported_model(onnx_file: str, static: bool = False):
     other than ``export_onnx``'s, an opset below 18, or (``static=True``)
     an input with a dynamic batch, height or width.
     """
-    import onnx
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError(f'{onnx_file}: reading an ONNX model needs the onnx '
+                          'package: pip install -r requirements/deploy.txt'
+                          ) from e
     if not osp.isfile(onnx_file):
         raise FileNotFoundError(f'{onnx_file}: no such model file')
     try:

@@ -177,7 +177,10 @@ class RetinaNetONNX(nn.Module):
         head = detector.bbox_head
         cfg = test_cfg if test_cfg is not None else head.test_cfg
         if not getattr(head, 'use_sigmoid_cls', True):
-            raise ValueError('RetinaNetONNX needs a sigmoid classifier')
+            raise ValueError(
+                'the ONNX export needs a sigmoid classifier '
+                '(bbox_head.loss_cls.use_sigmoid=True); this head has a '
+                'softmax one')
         coder = head.bbox_coder
         # oriented models: a 5-wide coder (mmrotate's encode_size)
         self.rotated = int(getattr(coder, 'encode_size', 4)) == 5
@@ -187,12 +190,16 @@ class RetinaNetONNX(nn.Module):
             _check_rotated(coder, nms_cfg)
         else:
             if type(coder).__name__ != 'DeltaXYWHBBoxCoder':
-                raise ValueError('RetinaNetONNX decodes DeltaXYWHBBoxCoder '
-                                 '(axis-aligned) or DeltaXYWHTRBBoxCoder '
-                                 '(oriented) boxes, the head has '
+                raise ValueError('the ONNX export decodes boxes of '
+                                 'DeltaXYWHBBoxCoder (axis-aligned) or '
+                                 'DeltaXYWHTRBBoxCoder (oriented); '
+                                 'bbox_head.bbox_coder is '
                                  f'{type(coder).__name__}')
             if getattr(coder, 'add_ctr_clamp', False):
-                raise ValueError('add_ctr_clamp=True is not supported')
+                raise ValueError(
+                    'bbox_head.bbox_coder.add_ctr_clamp=True cannot be '
+                    'exported: the graph decodes boxes without the centre '
+                    'clamp')
             if nms_cfg.get('type', 'nms') != 'nms' or nms_cfg.get(
                     'class_agnostic', False):
                 raise ValueError('only class-aware hard NMS (type="nms") is '
@@ -445,8 +452,9 @@ def _check_rotated(coder, nms_cfg: dict) -> None:
     names = [c.__name__ for c in type(coder).__mro__]
     if 'DeltaXYWHTRBBoxCoder' not in names:
         raise ValueError(
-            'RetinaNetONNX decodes oriented boxes with mmrotate\'s '
-            f'DeltaXYWHTRBBoxCoder, the head has {type(coder).__name__}')
+            'the ONNX export decodes oriented boxes of mmrotate\'s '
+            'DeltaXYWHTRBBoxCoder; bbox_head.bbox_coder is '
+            f'{type(coder).__name__}')
     if getattr(coder, 'angle_version', None) not in ('le90', 'oc', 'le135',
                                                      'r360'):
         raise ValueError('DeltaXYWHTRBBoxCoder.angle_version '

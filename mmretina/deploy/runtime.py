@@ -90,7 +90,13 @@ class OrtBackend:
                  session=None) -> None:
         from mmcv.transforms import Compose
         if session is None:
-            import onnxruntime as ort
+            try:
+                import onnxruntime as ort
+            except ImportError as e:
+                raise ImportError(
+                    f'{onnx_file}: --backend onnxruntime needs the '
+                    'onnxruntime package: pip install -r '
+                    'requirements/deploy.txt') from e
             opts = ort.SessionOptions()
             if num_threads:
                 opts.intra_op_num_threads = int(num_threads)

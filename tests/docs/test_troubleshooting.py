@@ -244,3 +244,208 @@ def test_raster_messages(tmp_path):
     resolve_gsd('auto', None, lines.append)
     _check('Rasters, ground sample distance and GIS layers',
            produced + lines)
+
+
+# ------------------------------------------------------------ ONNX / INT8
+def _onnx_model(path, size=32, resize=32, opset=18, dynamic=False,
+                fmt='retinanet-v1', drop=(), **meta) -> str:
+    """A graph with the inputs, outputs and metadata of an mmretina export
+    (built here: a real export takes half a minute): one convolution,
+    whose weight is named as the export names the head's classifier (so
+    INT8 quantization finds the conv group ``bbox_head.retina_cls``), and
+    one detection per image, box [4, 4, 20, 20] of class 0 scored by the
+    sigmoid of the convolution's maximum. Written to ``path``; returned."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    batch = 'N' if dynamic else 1
+    weight = np.random.default_rng(0).normal(0, 0.1, (1, 3, 3, 3))
+    nodes = [
+        helper.make_node('Conv', ['image', 'w'], ['feat'], name='conv',
+                         pads=[1, 1, 1, 1]),
+        helper.make_node('ReduceMax', ['feat', 'axes'], ['peak'],
+                         keepdims=0),
+        helper.make_node('Reshape', ['peak', 'one_one'], ['logit']),
+        helper.make_node('Sigmoid', ['logit'], ['scores']),
+        helper.make_node('Identity', ['box'], ['dets']),
+        helper.make_node('Identity', ['label'], ['labels']),
+        helper.make_node('Identity', ['count'], ['num_dets']),
+    ]
+    inits = [
+        numpy_helper.from_array(weight.astype(np.float32), 'w'),
+        numpy_helper.from_array(np.array([1, 2, 3], np.int64), 'axes'),
+        numpy_helper.from_array(np.array([1, 1], np.int64), 'one_one'),
+        numpy_helper.from_array(
+            np.array([[[4, 4, 20, 20]]], np.float32), 'box'),
+        numpy_helper.from_array(np.zeros((1, 1), np.int64), 'label'),
+        numpy_helper.from_array(np.ones(1, np.int64), 'count'),
+    ]
+    inits[0].name = 'detector.bbox_head.retina_cls.weight'
+    nodes[0].input[1] = inits[0].name
+    graph = helper.make_graph(
+        nodes, 'tiny', [
+            helper.make_tensor_value_info('image', TensorProto.FLOAT,
+                                          [batch, 3, size, size]),
+            helper.make_tensor_value_info('img_info', TensorProto.FLOAT,
+                                          [batch, 4]),
+        ], [
+            helper.make_tensor_value_info('dets', TensorProto.FLOAT,
+                                          [1, 1, 4]),
+            helper.make_tensor_value_info('scores', TensorProto.FLOAT,
+                                          [1, 1]),
+            helper.make_tensor_value_info('labels', TensorProto.INT64,
+                                          [1, 1]),
+            helper.make_tensor_value_info('num_dets', TensorProto.INT64,
+                                          [1]),
+        ], inits)
+    model = helper.make_model(graph,
+                              opset_imports=[helper.make_opsetid('', opset)])
+    model.ir_version = 8
+    metadata = dict(
+        mmretina_format=fmt,
+        test_pipeline=json.dumps([
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=[resize, resize], keep_ratio=True),
+            dict(type='PackDetInputs')
+        ]),
+        pad_size_divisor='32', pad_value='[0.0, 0.0, 0.0]',
+        classes='["square", "bar"]', nms_iou='0.5', max_per_img='100')
+    metadata.update(meta)
+    for key, value in metadata.items():
+        if key not in drop:
+            model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _tiny_detector(tmp_path, **head):
+    """The tiny RetinaNet of mmretina.testing (random weights), with
+    the keys of ``head`` replaced in its ``bbox_head`` config."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    from mmretina.testing import write_tiny_config
+    cfg = Config.fromfile(write_tiny_config(str(tmp_path / 'tiny.py'),
+                                            str(tmp_path / 'data')))
+    for key, value in head.items():
+        cfg.model.bbox_head[key] = value
+    return MODELS.build(cfg.model).eval(), cfg
+
+
+def test_onnx_and_int8_messages(tmp_path, monkeypatch, capsys):
+    import mmcv
+    from mmdet.registry import TASK_UTILS
+
+    from mmretina.cli import export_onnx as export_cli
+    from mmretina.cli import quantize as quantize_cli
+    from mmretina.deploy.backends import (ExportedDetector, build_backend,
+                                          check_exported_model)
+    from mmretina.deploy.export import export_onnx
+    from mmretina.deploy.quantize import quantize_model
+    from mmretina.deploy.runtime import OrtBackend
+    from mmretina.testing import make_coco
+    data = tmp_path / 'data'
+    ann = make_coco(str(data), num_images=2)
+    model = _onnx_model(tmp_path / 'model.onnx')
+    (tmp_path / 'junk.onnx').write_bytes(b'not a protobuf at all')
+    foreign = _onnx_model(tmp_path / 'foreign.onnx',
+                          drop=('mmretina_format', 'classes'))
+    old = _onnx_model(tmp_path / 'old.onnx', opset=17)
+    dynamic = _onnx_model(tmp_path / 'dynamic.onnx', dynamic=True)
+    oriented = _onnx_model(tmp_path / 'oriented.onnx',
+                           fmt='retinanet-rbox-v1',
+                           nms='{"type": "nms_rotated"}')
+    small = _onnx_model(tmp_path / 'small.onnx', resize=64)
+    (tmp_path / 'no_images').mkdir()
+    (tmp_path / 'unreadable').mkdir()
+    (tmp_path / 'unreadable' / 'a.png').write_bytes(b'not a png')
+    (tmp_path / 'not_coco.json').write_text('[1, 2')
+    (tmp_path / 'no_coco_images.json').write_text('{"images": []}')
+    (tmp_path / 'far').mkdir()
+    (tmp_path / 'far' / 'ann.json').write_text(
+        json.dumps(dict(images=[dict(id=1, file_name='x.png')])))
+
+    def quantize(src, calib=str(data / 'images'), **kw):
+        return lambda: quantize_model(src, str(tmp_path / 'q.onnx'), calib,
+                                      **kw)
+
+    produced = [_raised(call) for call in [
+        lambda: check_exported_model(str(tmp_path / 'missing.onnx')),
+        lambda: check_exported_model(str(tmp_path / 'junk.onnx')),
+        lambda: check_exported_model(foreign),
+        lambda: check_exported_model(old),
+        lambda: build_backend(model, 'tensorrt'),
+        lambda: OrtBackend(foreign),
+        lambda: OrtBackend(small)([mmcv.imread(str(data / 'images' /
+                                                   '0000.png'))]),
+        lambda: ExportedDetector(model).forward([], [], mode='loss'),
+        quantize(dynamic),
+        quantize(oriented),
+        quantize(model, exclude=['backbone.layer4']),
+        quantize(model, method='kl'),
+        quantize(model, calib=str(tmp_path / 'no_images')),
+        quantize(model, calib=str(tmp_path / 'nowhere')),
+        quantize(model, calib=str(tmp_path / 'not_coco.json')),
+        quantize(model, calib=str(tmp_path / 'no_coco_images.json')),
+        quantize(model, calib=str(tmp_path / 'far' / 'ann.json')),
+        quantize(model, calib=str(tmp_path / 'unreadable')),
+    ]]
+    with monkeypatch.context() as m:  # the deploy extra, not installed
+        for name in ('onnx', 'onnxruntime', 'openvino'):
+            m.setitem(sys.modules, name, None)
+        produced.append(_raised(lambda: check_exported_model(model)))
+        m.delitem(sys.modules, 'onnx')
+        produced += [_raised(lambda: build_backend(model, backend))
+                     for backend in ('onnxruntime', 'openvino')]
+        m.setitem(sys.modules, 'onnxscript', None)
+        with pytest.raises(SystemExit) as e:
+            export_cli.main(['tiny.py', 'tiny.pth', '--out', 'x.onnx'])
+        produced.append(str(e.value))
+
+    # what the export refuses before exporting (the tiny RetinaNet)
+    detector, cfg = _tiny_detector(tmp_path)
+    out = str(tmp_path / 'export' / 'x.onnx')
+    nms = cfg.model.test_cfg.nms
+    for test_cfg in (dict(cfg.model.test_cfg, nms=dict(nms, type='soft_nms')),
+                     dict(cfg.model.test_cfg, nms_pre=-1)):
+        produced.append(_raised(lambda: export_onnx(detector, out, cfg,
+                                                    test_cfg=test_cfg)))
+    head = detector.bbox_head
+    coder = head.bbox_coder
+    for other in (dict(type='TBLRBBoxCoder'),
+                  dict(type='DeltaXYWHBBoxCoder', add_ctr_clamp=True)):
+        head.bbox_coder = TASK_UTILS.build(other)
+        produced.append(_raised(lambda: export_onnx(detector, out, cfg)))
+    head.bbox_coder = coder
+    softmax, _ = _tiny_detector(  # mmdet's head (mmretina's refuses it)
+        tmp_path, type='RetinaHead',
+        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False))
+    produced.append(_raised(lambda: export_onnx(softmax, out, cfg)))
+    (tmp_path / 'a_file').write_text('')
+    produced.append(_raised(lambda: export_onnx(
+        detector, str(tmp_path / 'a_file' / 'x.onnx'), cfg)))
+
+    # the commands' own refusals
+    produced += [
+        _usage_error(export_cli.main, ['c.py', 'c.pth', '--out', 'x.onnx',
+                                       '--opset', '17'], capsys),
+        _usage_error(export_cli.main, ['c.py', 'c.pth', '--out', 'x.onnx',
+                                       '--shape', '100', '100'], capsys),
+        _usage_error(quantize_cli.main, ['c.py', 'm.onnx', '--calib-data',
+                                         'd', '--out', 'q.onnx',
+                                         '--num-calib', '0'], capsys),
+        _usage_error(quantize_cli.main, ['c.py', 'm.onnx', '--calib-data',
+                                         'd', '--out', 'm.onnx'], capsys),
+    ]
+    # INT8 that cannot meet --max-drop (an impossible -1): nothing written
+    from mmretina.testing import write_tiny_config
+    config = write_tiny_config(str(tmp_path / 'quant.py'), str(data))
+    capsys.readouterr()
+    assert quantize_cli.main([
+        config, model, '--calib-data', ann, '--num-calib', '2', '--val-ann',
+        ann, '--max-drop', '-1', '--out', str(tmp_path / 'int8.onnx'),
+        '--threads', '1'
+    ]) == 1
+    produced += [line for line in capsys.readouterr().err.splitlines()
+                 if line.startswith('error: ')]
+    assert not (tmp_path / 'int8.onnx').exists()
+    _check('ONNX export and INT8', produced)
