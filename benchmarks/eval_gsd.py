@@ -11,6 +11,17 @@ beside the output; every version is evaluated against LABELS (any GIS
 layer; IoU 0.4, scores >= 0.3) through ``mmretina.evaluation.field_run``
 with both GSD rules. The figures are validation figures when RASTER was
 used to choose anything, test figures otherwise: say which.
+
+Two controls separate the rule from the way the finer rasters are made
+(``--no-controls`` leaves them out):
+
+- each finer GSD made by ``nearest`` too (every pixel repeated: nothing
+  blurred), read at the model's GSD: the rule loses nothing when the
+  raster carries the original's detail;
+- the original blurred by what a bilinear enlargement by an integer factor
+  followed by the rule's averaging does to it (per axis the kernel of
+  :func:`round_trip_kernel`), read at its own pixels: what the bilinear
+  rasters cost the model before any reading rule is involved.
 """
 import argparse
 import json
@@ -20,7 +31,10 @@ import sys
 import time
 
 
-def resample(src: str, gsd: float, out: str) -> str:
+def resample(src: str, gsd: float, out: str,
+             enlarge: str = 'bilinear') -> str:
+    """Write ``src`` resampled to ``gsd`` (GDAL ``enlarge`` when finer,
+    ``average`` when coarser) at ``out``."""
     import rasterio
     from rasterio.enums import Resampling
     with rasterio.open(src) as ds:
@@ -28,13 +42,48 @@ def resample(src: str, gsd: float, out: str) -> str:
         f = native / gsd
         h, w = int(round(ds.height * f)), int(round(ds.width * f))
         arr = ds.read(out_shape=(ds.count, h, w),
-                      resampling=Resampling.bilinear if f > 1 else
+                      resampling=Resampling[enlarge] if f > 1 else
                       Resampling.average)
         profile = ds.profile.copy()
         profile.update(width=w, height=h, transform=ds.transform *
                        ds.transform.scale(ds.width / w, ds.height / h))
     with rasterio.open(out, 'w', **profile) as dst:
         dst.write(arr)
+    return out
+
+
+def round_trip_kernel(n: int):
+    """The 1-D kernel (3 taps) that a GDAL bilinear enlargement by the
+    integer ``n`` followed by an n x n average applies to an image: each
+    of the n samples in a pixel interpolates it with the neighbour on its
+    side, at the sample's offset ``(i + 0.5) / n - 0.5``. For n = 2 and 4:
+    [1/8, 3/4, 1/8]."""
+    import numpy as np
+    k = np.zeros(3)
+    for o in (np.arange(n) + 0.5) / n - 0.5:
+        k[1] += 1 - abs(o)
+        k[0 if o < 0 else 2] += abs(o)
+    return k / n
+
+
+def blurred(src: str, n: int, out: str) -> str:
+    """Write ``src`` filtered by :func:`round_trip_kernel` (n) along both
+    axes (edges repeated), with its own georeferencing, at ``out``."""
+    import numpy as np
+    import rasterio
+    from scipy.ndimage import convolve1d
+    k = round_trip_kernel(n)
+    with rasterio.open(src) as ds:
+        arr = ds.read().astype(np.float64)
+        profile = ds.profile.copy()
+    arr = convolve1d(convolve1d(arr, k, axis=1, mode='nearest'), k, axis=2,
+                     mode='nearest')
+    dtype = np.dtype(profile['dtype'])
+    if dtype.kind in 'iu':
+        info = np.iinfo(dtype)
+        arr = np.clip(np.round(arr), info.min, info.max)
+    with rasterio.open(out, 'w', **profile) as dst:
+        dst.write(arr.astype(dtype))
     return out
 
 
@@ -47,8 +96,12 @@ def main(argv=None) -> int:
     p.add_argument('--gsds', type=float, nargs='+', default=[0.05, 0.025])
     p.add_argument('--out-dir', default='work_dirs/eval_gsd')
     p.add_argument('--json', help='write the figures here too')
+    p.add_argument('--no-controls', dest='controls', action='store_false',
+                   help='leave out the nearest-made rasters and the '
+                   'blurred original (see the module docstring)')
     args = p.parse_args(argv)
 
+    import rasterio
     import torch
     from mmdet.apis import init_detector
 
@@ -66,15 +119,27 @@ def main(argv=None) -> int:
     gsd = model_gsd(model.cfg)
     inf = TiledInferencer(backend, tile=model_window(model.cfg),
                           overlap=0.25, batch_size=4, progress=False)
-    rasters = [(None, args.raster)] + [
-        (g, resample(args.raster, g, osp.join(
-            args.out_dir, f'{osp.splitext(osp.basename(args.raster))[0]}'
-            f'_{g:g}m.tif'))) for g in args.gsds]
+    stem = osp.join(args.out_dir,
+                    osp.splitext(osp.basename(args.raster))[0])
+    # (GSD or None for the raster's own, path, evaluated with --gsd off too)
+    rasters = [(None, args.raster, False)] + [
+        (g, resample(args.raster, g, f'{stem}_{g:g}m.tif'), True)
+        for g in args.gsds]
+    if args.controls:
+        with rasterio.open(args.raster) as ds:
+            native = abs(ds.transform.a)
+        factors = sorted({round(native / g) for g in args.gsds
+                          if abs(native / g - round(native / g)) < 1e-6
+                          and native / g > 1})
+        rasters += [(g, resample(args.raster, g, f'{stem}_{g:g}m_nearest.tif',
+                                 'nearest'), False) for g in args.gsds]
+        rasters += [(None, blurred(args.raster, n, f'{stem}_blurred_x{n}.tif'),
+                     False) for n in factors]
     rows = []
-    for g, path in rasters:
+    for g, path, off_too in rasters:
         for rule, read_at in (('auto', gsd), ('off', None)):
-            if g is None and rule == 'off':
-                continue  # the original at its own GSD: one row
+            if rule == 'off' and not off_too:
+                continue
             ev = FieldEvaluator(inf, backend.classes, 0.3, 0.4, gsd=read_at,
                                 log=lambda s: None)
             t0 = time.perf_counter()
@@ -107,9 +172,12 @@ def main(argv=None) -> int:
             f"{'native' if cpu.bf16_native else 'not native'}",
             columns, table,
             [f'model GSD {gsd} m ({osp.basename(args.checkpoint)}); '
-             'rasters resampled from the first with GDAL bilinear; read '
-             'with --gsd auto (resampled to the model\'s GSD, GDAL average) '
-             'or off (as they are)'],
+             'rasters resampled from the first with GDAL bilinear (_nearest: '
+             'with nearest, every pixel repeated); _blurred_xN: the first '
+             'filtered with the kernel of a bilinear xN enlargement followed '
+             'by an NxN average (per axis [1/8, 3/4, 1/8] for N = 2 and 4); '
+             'read with --gsd auto (resampled to the model\'s GSD, GDAL '
+             'average) or off (as they are)'],
             torch=torch.__version__))
     return 0
 
