@@ -449,3 +449,148 @@ def test_onnx_and_int8_messages(tmp_path, monkeypatch, capsys):
                  if line.startswith('error: ')]
     assert not (tmp_path / 'int8.onnx').exists()
     _check('ONNX export and INT8', produced)
+
+
+# ------------------------------------------------------ training: data
+CATS = [dict(id=1, name='cat'), dict(id=2, name='dog')]
+
+
+def _image(i, name=None, size=128):
+    return dict(id=i, file_name=name or f'{i:04d}.png', width=size,
+                height=size)
+
+
+def _ann(i, image_id=1, bbox=(10, 10, 20, 20), category_id=1, **kw):
+    ann = dict(id=i, image_id=image_id, category_id=category_id,
+               bbox=list(bbox), area=float(bbox[2] * bbox[3]), iscrowd=0)
+    ann.update(kw)
+    return ann
+
+
+def _coco(root, content, classes=('cat', 'dog'), name='ann.json', **kw):
+    """``mmretina.CocoDataset`` of ``root/name``, written from ``content``
+    (a dict, as JSON, or the file's text) unless ``content`` is None."""
+    from mmretina.registry import DATASETS
+    if content is not None:
+        (root / name).write_text(content if isinstance(content, str) else
+                                 json.dumps(content))
+    kw.setdefault('check_images', False)
+    return DATASETS.build(dict(
+        type='mmretina.CocoDataset', data_root=str(root) + '/',
+        ann_file=name, data_prefix=dict(img='images/'), pipeline=[],
+        metainfo=None if classes is None else dict(classes=classes), **kw))
+
+
+def test_annotation_file_messages(tmp_path):
+    (tmp_path / 'a_folder').mkdir()
+    images = [_image(1)]
+
+    def coco(images=images, annotations=(), categories=CATS):
+        return dict(images=images, annotations=list(annotations),
+                    categories=categories)
+
+    contents = [
+        '', '{"images": [', '[1, 2]',
+        coco(images=[dict(id=1, width=10, height=10)]),
+        coco(images=[dict(file_name='a.png', width=10, height=10)]),
+        coco(images=[dict(id=1, file_name='x.png', height=10)]),
+        coco(images=[5]),
+        coco(annotations=[5]),
+        coco(annotations=[_ann(1, bbox=('10', 10, 5, 5))]),
+        coco(annotations=[_ann(1, category_id=5)]),
+        coco(categories=[dict(id=1)]),
+        coco(images=[_image(1), _image(1, 'b.png')]),
+        coco(annotations=[_ann(7), _ann(7)]),
+    ] + [coco(annotations=[{k: v for k, v in _ann(1).items() if k != key}])
+         for key in ('id', 'image_id', 'category_id', 'bbox')]
+    produced = [
+        _raised(lambda: _coco(tmp_path, None, name='missing.json')),
+        _raised(lambda: _coco(tmp_path, None, name='a_folder')),
+    ] + [_raised(lambda: _coco(tmp_path, c)) for c in contents]
+    with _logged() as lines:
+        _coco(tmp_path, coco(annotations=[_ann(1), _ann(2, image_id=99)]))
+    _check('Annotation file', produced + lines)
+
+
+def test_classes_messages(tmp_path):
+    file = dict(images=[_image(1)], categories=CATS,
+                annotations=[_ann(1), _ann(2, category_id=2)])
+    twice = dict(file, categories=CATS + [dict(id=3, name='dog')])
+    produced = [_raised(lambda: _coco(tmp_path, *args)) for args in [
+        (file, ('cat', 'bird')), (file, None), (twice, ('cat', 'dog')),
+        (file, ('dog', 'cat'))]]
+    with _logged(logging.INFO) as lines:
+        _coco(tmp_path, file, ('cat', ))
+    _check('Classes', produced + lines)
+
+
+def test_image_messages(tmp_path, monkeypatch):
+    import cv2
+
+    from mmretina.registry import TRANSFORMS
+    monkeypatch.chdir(tmp_path)  # data_root='data/', as configs write it
+    images = tmp_path / 'data' / 'images'
+    images.mkdir(parents=True)
+    for name in ('1.png', '3.png'):
+        cv2.imwrite(str(images / name), np.zeros((12, 20, 3), np.uint8))
+    (images / 'broken.png').write_bytes(b'not an image, just 27 bytes')
+    (images / 'folder.png').mkdir()
+    from mmretina.registry import DATASETS
+
+    def dataset(names):
+        (tmp_path / 'data' / 'ann.json').write_text(json.dumps(dict(
+            images=[_image(i, n, 12) for i, n in enumerate(names)],
+            annotations=[], categories=CATS)))
+        return DATASETS.build(dict(
+            type='mmretina.CocoDataset', data_root='data/',
+            ann_file='ann.json', data_prefix=dict(img='images/'),
+            metainfo=dict(classes=('cat', 'dog')), pipeline=[]))
+
+    load = TRANSFORMS.build(dict(type='mmretina.LoadImageFromFile'))
+    produced = [_raised(call) for call in [
+        lambda: dataset(['1.png', '2.png', '3.png']),
+        lambda: dataset(['4.png', '5.png', '6.png']),
+        lambda: load(dict(img_path='data/images/7.png', img_id=7)),
+        lambda: load(dict(img_path='data/images/broken.png', img_id=8)),
+        lambda: load(dict(img_path='data/images/folder.png', img_id=9)),
+    ]]
+    with _logged() as lines:
+        skip = TRANSFORMS.build(dict(type='mmretina.LoadImageFromFile',
+                                     ignore_empty=True))
+        assert skip(dict(img_path='data/images/broken.png')) is None
+        load(dict(img_path='data/images/1.png', img_id=1, width=12,
+                  height=20))
+    _check('Images', produced + lines)
+
+
+def test_box_and_empty_image_messages(tmp_path):
+    nan = float('nan')
+    box_file = dict(images=[_image(i) for i in range(4)], categories=CATS,
+                    annotations=[
+                        _ann(1000, 0, (10, 10, 0, 8)),
+                        _ann(1001, 0, (10, 10, 8, -1)),
+                        _ann(1002, 0, (nan, 1, 5, 5)),
+                        _ann(1003, 0, (500, 500, 10, 10)),
+                        _ann(1004, 1, (10, 10, 0.5, 8)),
+                        _ann(2000, 2, (100, 100, 60, 60)),
+                    ] + [_ann(3000 + i, i % 4, category_id=1 + i % 2)
+                         for i in range(5)])
+    no_area = dict(images=[_image(1)], categories=CATS,
+                   annotations=[_ann(1, area=0)])
+    all_bad = dict(images=[_image(1)], categories=CATS,
+                   annotations=[_ann(1, bbox=(10, 10, 0, 0))])
+    some_empty = dict(images=[_image(i) for i in range(5)], categories=CATS,
+                      annotations=[_ann(i, i) for i in range(3)])
+    filter_cfg = dict(filter_empty_gt=True, min_size=0)
+    with _logged(logging.INFO) as lines:
+        for content, kw in [(box_file, {}), (no_area, {}), (all_bad, {}),
+                            (some_empty, dict(filter_cfg=filter_cfg))]:
+            _coco(tmp_path, content, **kw)
+    small = dict(images=[_image(i, size=32) for i in range(3)],
+                 categories=CATS, annotations=[_ann(i, i) for i in range(3)])
+    produced = [
+        _raised(lambda: _coco(tmp_path, small, filter_cfg=dict(
+            filter_empty_gt=True, min_size=64))),
+        _raised(lambda: _coco(tmp_path, dict(images=[], categories=CATS))),
+    ]
+    _check('Boxes and empty images', lines + produced)
