@@ -314,6 +314,7 @@ NOT_MEASURED = (
     r'\d+ MB for a [\d,]+ px wide',                  # cache_bytes' formula
     r'tiling \(\d+ MB here\)',                       # the same
     r'would need [\d.]+ GB for the decoded raster',  # width x height x 3
+    r'ResNet-50,\s+\(~\d+ MB\)',                    # a published file's size
 )
 
 
