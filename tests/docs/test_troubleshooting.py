@@ -11,6 +11,7 @@ imported), and mmcv without its compiled ops is a copy of mmcv's package
 without ``_ext``, imported in a fresh interpreter.
 """
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -594,3 +595,204 @@ def test_box_and_empty_image_messages(tmp_path):
         _raised(lambda: _coco(tmp_path, dict(images=[], categories=CATS))),
     ]
     _check('Boxes and empty images', lines + produced)
+
+
+# ------------------------------------------------- training: config, NaN
+def test_config_messages(tmp_path):
+    from mmretina.engine.hooks import NumClassesCheckHook
+    from mmretina.registry import MODELS
+    from mmretina.testing import retina_head_cfg
+    produced = [_raised(lambda: MODELS.build(cfg)) for cfg in [
+        dict(type='mmretina.RetinaHeadd'),
+        dict(type='mmretina.ResNett'),
+        dict(type='mmretina.FocalLoss', gama=2.0),
+        dict(type='mmretina.RetinaHead', num_classes=2),
+    ]]
+    # the head's num_classes against the training set's classes
+    head = retina_head_cfg(num_classes=3, in_channels=8, feat_channels=8,
+                           stacked_convs=1, strides=(8, 16))
+    for name, metainfo in [('pair', dict(classes=('cat', 'dog'))),
+                           ('string', dict(classes='tree')),
+                           ('none', None)]:
+        runner = _toy_runner(tmp_path / name, _toy_model(head=head),
+                             metainfo=metainfo)
+        runner.train_loop  # builds the loader (mmengine logs about it)
+        with _logged() as lines:
+            try:
+                NumClassesCheckHook().before_train(runner)
+            except ValueError as e:
+                lines.append(f'ValueError: {e}')
+        produced += lines
+    _check('Config mistakes', produced)
+
+
+def _toy_model(bad_at=None, head=None, bad='nan'):
+    """A model an mmengine Runner trains in well under a second.
+
+    Without ``head``: y = w.x + b with the losses ``loss_cls`` (squared
+    error) and ``loss_bbox`` (half of it), ``loss_cls`` NaN on training
+    call ``bad_at`` (the case of mmdet's heads, which do not check their
+    loss). With ``head`` (a config): that head on a 1 x 1 convolution of
+    32 x 32 images with one box [4, 4, 20, 20] each; on call ``bad_at``
+    the features are NaN (``bad='nan'``) or the box is ``bad``."""
+    import torch
+    import torch.nn.functional as F
+    from mmengine.model import BaseModel
+    from mmengine.structures import InstanceData
+    from torch import nn
+
+    from mmretina.registry import MODELS
+
+    class Toy(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 1)
+            self.bbox_head = None if head is None else MODELS.build(head)
+            self.calls = 0
+
+        def forward(self, inputs, mode='tensor'):
+            if mode != 'loss':
+                return inputs
+            self.calls += 1
+            poison = self.calls == bad_at
+            if self.bbox_head is None:
+                loss = (self.stem(inputs).mean() - 0.5)**2
+                return dict(loss_cls=loss * (math_nan if poison else 1),
+                            loss_bbox=0.5 * loss)
+            x = self.stem(inputs)
+            feats = [F.avg_pool2d(x, 8), F.avg_pool2d(x, 16)]
+            box = [4.0, 4.0, 20.0, 20.0]
+            if poison and bad == 'nan':
+                feats = [f * math_nan for f in feats]
+            elif poison:
+                box = bad
+            metas = [dict(img_shape=(32, 32), pad_shape=(32, 32),
+                          batch_input_shape=(32, 32), img_path=f'{i}.png')
+                     for i in range(len(inputs))]
+            gts = [InstanceData(bboxes=torch.tensor([box]),
+                                labels=torch.tensor([0]))
+                   for _ in range(len(inputs))]
+            return self.bbox_head.loss_by_feat(*self.bbox_head(feats), gts,
+                                              metas)
+
+    math_nan = float('nan')
+    return Toy()
+
+
+def _toy_runner(work_dir, model, ckpt_interval=2, hook_interval=1,
+                metainfo=None):
+    """A Runner of ``model`` on eight random 32 x 32 images (``metainfo``
+    the dataset's), 4 iterations, a checkpoint every ``ckpt_interval``."""
+    import torch
+    from mmengine.runner import Runner
+
+    class Images(torch.utils.data.Dataset):
+
+        def __init__(self):
+            if metainfo is not None:
+                self.metainfo = metainfo
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return dict(inputs=torch.rand(3, 32, 32, generator=g))
+
+    return Runner(
+        model=model, work_dir=str(work_dir),
+        experiment_name=f'troubleshooting_{os.getpid()}_{id(model)}',
+        default_scope='mmdet',
+        train_dataloader=dict(
+            dataset=Images(), batch_size=2, num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=4),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=ckpt_interval,
+                            by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=[dict(type='mmretina.CheckFiniteLossHook',
+                           interval=hook_interval)],
+        log_level='WARNING')
+
+
+def _train_until_it_stops(work_dir, model, **kw) -> str:
+    """What training ``model`` stops with, as ``tools/train.py`` words it
+    (the iteration and the checkpoint added to an error raised inside an
+    iteration: :func:`mmretina.engine.hooks.non_finite_message`)."""
+    from mmretina.engine.hooks import non_finite_message
+    runner = _toy_runner(work_dir, model, **kw)
+    with pytest.raises(Exception) as e:
+        runner.train()
+    if isinstance(e.value, FloatingPointError):
+        msg = non_finite_message(runner, e.value)
+        if msg is not None:
+            return f'FloatingPointError: {msg}'
+    return f'{type(e.value).__name__}: {e.value}'
+
+
+def _other_rank_stops(rank: int, port: int, work_dir: str, queue) -> None:
+    """Rank ``rank`` of a 2-process gloo run of the toy model, whose loss
+    turns NaN on rank 1 only (iteration 3)."""
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=2)
+    try:
+        _toy_runner(work_dir, _toy_model(bad_at=3 if rank else None)).train()
+        queue.put((rank, None))
+    except Exception as e:  # what each rank stops with
+        queue.put((rank, f'{type(e).__name__}: {e}'))
+    finally:
+        dist.destroy_process_group()
+
+
+def _distributed_run(tmp_path) -> List[str]:
+    """The two ranks' messages when one rank's loss is NaN (forked
+    processes: the modules are imported already)."""
+    import multiprocessing
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_other_rank_stops,
+                         args=(rank, port, str(tmp_path / 'dist'), queue))
+             for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    out = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    return [out[0], out[1]]
+
+
+def test_nan_and_inf_messages(tmp_path, one_thread):
+    from mmengine.config import Config
+
+    from mmretina.engine.hooks import (CheckFiniteLossHook,
+                                       ensure_finite_loss_guard)
+    from mmretina.testing import retina_head_cfg
+    head = retina_head_cfg(num_classes=2, in_channels=8, feat_channels=8,
+                           stacked_convs=1, strides=(8, 16))
+    # box targets divided by a zero std: finite outputs, an infinite loss
+    zero_std = copy.deepcopy(head)
+    zero_std.bbox_coder.target_stds = [1.0, 1.0, 0.0, 0.0]
+    produced = [_train_until_it_stops(tmp_path / name, model, **kw)
+                for name, model, kw in [
+                    ('head_nan', _toy_model(3, head), {}),
+                    ('zero_std', _toy_model(head=zero_std), {}),
+                    ('inf_box', _toy_model(1, head, [4, 4, 20, 1e400]), {}),
+                    ('loss', _toy_model(4), {}),
+                    ('first', _toy_model(1), {}),
+                    ('weights', _toy_model(3), dict(hook_interval=5)),
+                ]]
+    produced += _distributed_run(tmp_path)
+    produced.append(_raised(lambda: CheckFiniteLossHook(interval=0)))
+    produced += [ensure_finite_loss_guard(Config(cfg)) for cfg in [
+        dict(default_hooks=dict(logger=dict(type='LoggerHook'))),
+        dict(default_hooks=dict(check_finite_loss=None))]]
+    _check('NaN / inf during training', produced)
