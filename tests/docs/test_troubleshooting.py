@@ -796,3 +796,48 @@ def test_nan_and_inf_messages(tmp_path, one_thread):
         dict(default_hooks=dict(logger=dict(type='LoggerHook'))),
         dict(default_hooks=dict(check_finite_loss=None))]]
     _check('NaN / inf during training', produced)
+
+
+# ------------------------------------------- training: interrupted runs
+def test_interrupted_run_messages(tmp_path):
+    import zipfile
+
+    import torch
+    from mmengine.config import Config
+
+    from mmretina.engine.resume import check_checkpoint, check_resume
+    run = tmp_path / 'run'
+    run.mkdir()
+    torch.save(dict(state_dict=dict(w=torch.zeros(2))), run / 'iter_4.pth')
+    intact = (run / 'iter_4.pth').read_bytes()
+    (run / 'iter_6.pth').write_bytes(intact[:1000])  # killed while saving
+    (run / 'iter_7.pth').write_bytes(b'')
+    (run / 'iter_8.pth').write_text('not a checkpoint')
+    (run / 'iter_9.pth').mkdir()
+    with zipfile.ZipFile(run / 'iter_5.pth', 'w') as z:
+        z.writestr('archive/version', '3')
+    alone = tmp_path / 'alone'
+    alone.mkdir()
+    (alone / 'iter_2.pth').write_bytes(intact[:1000])
+    moved = tmp_path / 'moved'
+    moved.mkdir()
+    (moved / 'last_checkpoint').write_text('/old/place/iter_10.pth')
+    (moved / 'iter_10.pth').write_bytes(intact)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'last_checkpoint').write_text('/old/place/iter_10.pth')
+
+    produced = [_raised(call) for call in [
+        lambda: check_checkpoint(str(run / 'iter_6.pth'), 'resume'),
+        lambda: check_checkpoint(str(run / 'iter_7.pth'), 'resume'),
+        lambda: check_checkpoint(str(run / 'iter_8.pth'), 'resume'),
+        lambda: check_checkpoint(str(run / 'iter_9.pth'), 'resume'),
+        lambda: check_checkpoint(str(run / 'iter_5.pth'), 'resume'),
+        lambda: check_checkpoint(str(run / 'iter_11.pth'), 'resume'),
+        lambda: check_checkpoint(str(alone / 'iter_2.pth'), 'resume'),
+        lambda: check_checkpoint(str(run / 'iter_6.pth'), 'load'),
+        lambda: check_checkpoint(str(alone / 'iter_2.pth'), 'load'),
+        lambda: check_resume(Config(dict(work_dir=str(moved), resume=True))),
+        lambda: check_resume(Config(dict(work_dir=str(empty), resume=True))),
+    ]]
+    _check('Interrupted runs and damaged checkpoints', produced)
