@@ -8,19 +8,11 @@ distance when the raster has a CRS and ``gsd`` is set), or in one window
 when ``tile`` covers it, merged by ``TiledInferencer.merge_windows`` and
 mapped back to the raster's pixels.
 
-Outputs in ``out_dir``: per input ``<stem>_detections.png`` (the boxes with
-score >= ``score_thr`` over the image, decimated to 4096 px a side for a
-larger raster) and, for a georeferenced raster (or any input when a format
-is asked for), ``<stem>.<format>`` (:func:`~mmretina.geo.writers.
-write_layer`); for all inputs ``results.json`` (COCO results) and
-``detections.csv``. ``merge_layers``: one ``detections.<format>`` for all
-inputs instead of one layer each.
-
-An oriented model (rotated boxes, (M, 5) ``(cx, cy, w, h, angle)``) goes
-through the same steps: rotated NMS and the rotated cut-box rule across
-windows, layers of rotated polygons (the four corners through the raster's
-affine transform), CSV ``image_path,cx,cy,w,h,angle,label,score`` and
-rotated rectangles in the PNG (:mod:`mmretina.geo.writers`).
+What is written (PNG, GIS layers, COCO results, CSV) and the lines logged
+about it are :class:`~mmretina.inference.outputs.RunOutputs`'s. An oriented
+model (rotated boxes, (M, 5) ``(cx, cy, w, h, angle)``) goes through the
+same steps: rotated NMS and the rotated cut-box rule across windows, then
+the same writers.
 
 The run's record (``out_dir/.mmretina``), keyed by a fingerprint of what
 determines the detections (model files, windows, merge, bands, scale, GSD;
@@ -48,19 +40,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.structures import InstanceData
 
 from mmretina.geo.formats import IMAGE_EXTS
-from mmretina.geo.raster import (ArraySource, PreviewCanvas, RasterSource,
-                                 scale_boxes)
-from mmretina.geo.writers import (VECTOR_FORMATS, detections_frame,
-                                  draw_detections, write_coco_json,
-                                  write_csv, write_layer)
+from mmretina.geo.raster import ArraySource, PreviewCanvas, RasterSource
+from mmretina.inference.outputs import (PREVIEW_SIDE, RunOutputs,
+                                        check_writable)
 from mmretina.inference.progress import progress_bar
 from mmretina.inference.records import RunRecord, as_arrays, fingerprint
 from mmretina.inference.tiled import (DEFAULT_MAX_PIXELS, TiledInferencer,
                                       detect_windows, load_image, to_native)
 
-__all__ = ['list_inputs', 'check_writable', 'InferenceRun']
-
-PREVIEW_SIDE = 4096
+__all__ = ['list_inputs', 'InferenceRun']
 
 
 def list_inputs(path: str) -> List[str]:
@@ -78,27 +66,9 @@ def list_inputs(path: str) -> List[str]:
     return [path]
 
 
-def check_writable(out_dir: str) -> None:
-    """Create ``out_dir`` and check a file can be written there, before any
-    inference (an hour of windows is not lost to a typo)."""
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        probe = osp.join(out_dir, f'.mmretina_write_test_{os.getpid()}')
-        with open(probe, 'w'):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise ValueError(f'--out-dir {out_dir}: cannot write there '
-                         f'({e.strerror or e}); choose a writable folder'
-                         ) from None
-
-
-def _stem(path: str) -> str:
-    return osp.splitext(osp.basename(path))[0]
-
-
 class InferenceRun:
-    """Detections over inputs, written to ``out_dir`` (or one PNG).
+    """Detections over inputs, written to ``out_dir`` (or one PNG) by
+    :attr:`outputs` (:class:`~mmretina.inference.outputs.RunOutputs`).
 
     Args:
         inferencer (TiledInferencer): backend (a
@@ -146,19 +116,17 @@ class InferenceRun:
                  world_size: int = 1,
                  log: Callable[[str], None] = print,
                  progress: bool = True) -> None:
-        if fmt is not None and fmt not in VECTOR_FORMATS:
-            raise ValueError(f'--format {fmt}: choose one of '
-                             f'{", ".join(VECTOR_FORMATS)}')
+        self.inferencer = inferencer
+        self.outputs = RunOutputs(out_dir, out, score_thr, fmt, keep_crs,
+                                  merge_layers,
+                                  None if self.whole else inferencer.tile,
+                                  log=self.log)
         if world_size > 1 and not out_dir:
             raise ValueError('a distributed run needs --out-dir')
-        self.inferencer = inferencer
         self._classes = tuple(classes) if classes is not None else None
         self._palette = palette
         self.out_dir, self.out = out_dir, out
-        self.score_thr = score_thr
         self.bands, self.scale, self.gsd = bands, scale, gsd
-        self.fmt, self.keep_crs = fmt, keep_crs
-        self.merge_layers = merge_layers
         self.max_pixels = max_pixels
         inf = inferencer
         self.fingerprint = fingerprint(dict(
@@ -249,7 +217,7 @@ class InferenceRun:
             return []
         results = [done[p] for p in inputs]
         if self.out_dir:
-            self._write_collections(results)
+            self.outputs.write_collections(results, self.classes)
         return results
 
     def _run_windows(self, todo: List[str], done: Dict[str, dict]) -> None:
@@ -319,7 +287,7 @@ class InferenceRun:
             import torch.distributed as dist
             dist.barrier()
 
-    # -------------------------------------------------------------- outputs
+    # ------------------------------------------------ classes, records
     @property
     def classes(self) -> Tuple[str, ...]:
         if self._classes is None:
@@ -332,11 +300,6 @@ class InferenceRun:
         if self._palette is None:
             self._palette = getattr(self.inferencer.backend, 'palette', None)
         return self._palette
-
-    def _shown(self, res: dict) -> dict:
-        keep = res['scores'] >= self.score_thr
-        return dict(res, bboxes=res['bboxes'][keep],
-                    scores=res['scores'][keep], labels=res['labels'][keep])
 
     def _rewrite(self, rec: dict) -> dict:
         """Outputs of a finished input from its record (rank 0)."""
@@ -351,7 +314,8 @@ class InferenceRun:
         import cv2
         preview = cv2.imread(self.record.preview_path(rec['image_path']),
                              cv2.IMREAD_COLOR)
-        self._outputs(rec, preview, meta.get('factor', 1.0), meta)
+        self.outputs.write_input(rec, preview, meta.get('factor', 1.0), meta,
+                                 self.classes, self.palette)
         return rec
 
     def _finish(self, path: str, inst: InstanceData, georef, preview,
@@ -367,96 +331,8 @@ class InferenceRun:
                     factor=float(factor), windows=len(windows),
                     skipped=int(inst.metainfo.get('skipped', 0)),
                     gsd=inst.metainfo.get('gsd'))
-        self._outputs(res, preview, factor, meta)
+        self.outputs.write_input(res, preview, factor, meta, self.classes,
+                                 self.palette)
         if self.record:
             self.record.save(res, meta, preview)
         return res
-
-    def _outputs(self, res: dict, preview, factor: float,
-                 meta: dict) -> None:
-        path = res['image_path']
-        shown = self._shown(res)
-        png = self.out or osp.join(self.out_dir,
-                                   _stem(path) + '_detections.png')
-        drawn = 0
-        if preview is not None:
-            drawn = draw_detections(
-                png, preview,
-                dict(shown, bboxes=scale_boxes(shown['bboxes'], 1 / factor,
-                                               1 / factor)),
-                self.classes, self.score_thr, self.palette)
-        n_win, skipped = meta['windows'], meta['skipped']
-        self.log(f'{drawn} detections with score >= {self.score_thr} '
-                 f'(of {len(res["scores"])}) drawn into {png}'
-                 + (f' ({n_win} windows of {self.inferencer.tile} px'
-                    + (f', {skipped} all nodata' if skipped else '') + ')'
-                    if not self.whole else '')
-                 + (f' (decimated {factor:.1f}x)' if factor > 1 else ''))
-        if skipped and skipped == n_win:
-            self.log(f'  {path}: every window is nodata: no detection '
-                     '(the layer is empty)')
-        if self.out_dir and not self.merge_layers:
-            self._write_layer([shown], [res['georef']],
-                              osp.join(self.out_dir, _stem(path)))
-        if len(res['scores']) < 50 or self.out:
-            for box, score, label in zip(shown['bboxes'], shown['scores'],
-                                         shown['labels']):
-                name = (self.classes[label]
-                        if label < len(self.classes) else str(label))
-                # [x1, y1, x2, y2]; rotated: [cx, cy, w, h, angle (rad)]
-                text = ', '.join(f'{float(v):.1f}' for v in box[:4]) + (
-                    f', {float(box[4]):.3f}' if len(box) == 5 else '')
-                self.log(f'  {name}\t{float(score):.3f}\t[{text}]')
-
-    def _write_layer(self, shown: List[dict], georefs: list,
-                     base: str) -> None:
-        fmt = self.fmt
-        located = [g is not None for g in georefs]
-        if fmt is None:
-            if not any(located):
-                return  # plain images: PNG, JSON and CSV as before
-            fmt = 'gpkg'
-        if not all(located) or any(g.crs_wkt is None for g in georefs
-                                   if g is not None):
-            names = [r['image_path'] for r, g in zip(shown, georefs)
-                     if g is None or g.crs_wkt is None]
-            self.log(f'warning: {", ".join(names[:3])}'
-                     + (' ...' if len(names) > 3 else '')
-                     + ' has no CRS: the '
-                     f'{fmt} layer holds '
-                     + ('pixel coordinates (x right, y down)'
-                        if not any(located) else 'unprojected coordinates'))
-            if any(located) and not all(located):
-                georefs = [None] * len(georefs)
-        if any(located) and all(located):
-            georefs = _common_crs(georefs, self.log)
-        frame = detections_frame(shown, self.classes, georefs)
-        path = base + VECTOR_FORMATS[fmt][1]
-        write_layer(path, frame, fmt, self.keep_crs)
-        crs = frame.crs
-        where = ('EPSG:4326 (RFC 7946)' if fmt == 'geojson' and crs
-                 and not self.keep_crs else
-                 (crs.to_string() if crs is not None else 'pixels'))
-        self.log(f'  {len(frame)} polygons ({where}) -> {path}')
-
-    def _write_collections(self, results: List[dict]) -> None:
-        js = osp.join(self.out_dir, 'results.json')
-        write_coco_json(js, results)
-        csv_path = osp.join(self.out_dir, 'detections.csv')
-        write_csv(csv_path, [self._shown(r) for r in results], self.classes)
-        if self.merge_layers:
-            self._write_layer([self._shown(r) for r in results],
-                              [r['georef'] for r in results],
-                              osp.join(self.out_dir, 'detections'))
-        self.log(f'wrote {js} (all detections) and {csv_path} '
-                 f'(score >= {self.score_thr})')
-
-
-def _common_crs(georefs: list, log) -> list:
-    """The georefs of a merged layer, which must share one CRS."""
-    first = georefs[0].crs_wkt
-    if all(g.crs_wkt == first for g in georefs):
-        return georefs
-    raise ValueError('--merge-layers: the rasters are in different CRSs; '
-                     'write one layer per raster (without --merge-layers) '
-                     'or reproject the rasters to one CRS first')
