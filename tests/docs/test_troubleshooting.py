@@ -75,6 +75,26 @@ def _check(title: str, produced: List[str]) -> None:
         f'rows of section {title!r} of {PAGE} no code produced: {unused}')
 
 
+SECTIONS = (
+    'Install, imports and pretrained weights', 'Annotation file', 'Classes',
+    'Images', 'Boxes and empty images', 'Config mistakes',
+    'NaN / inf during training',
+    'Rasters, ground sample distance and GIS layers',
+    'Interrupted runs and damaged checkpoints', 'ONNX export and INT8')
+
+
+def test_every_section_is_produced_by_a_test_here():
+    """A new section of the page needs its test below (each test checks
+    one of :data:`SECTIONS`)."""
+    text = open(PAGE, encoding='utf-8').read()
+    assert re.findall(r'^## (.+)$', text, re.M) == list(SECTIONS)
+    for title in SECTIONS:
+        assert _messages_of(title), title
+    src = open(__file__, encoding='utf-8').read()
+    for title in SECTIONS:
+        assert src.count(f'_check({title!r}') == 1, title
+
+
 # ------------------------------------------------------------ producing
 def _raised(call: Callable) -> str:
     """``Type: message`` of what ``call`` raises (as a traceback ends,
@@ -173,7 +193,7 @@ def test_install_messages(tmp_path, monkeypatch):
 
     # pretrained weights that cannot be had: offline (the URL's file is
     # not there), a file that is not there, a torchvision name outside the
-    # table known without torchvision (not installed here)
+    # table known without torchvision (which is made missing)
     monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
     monkeypatch.setitem(sys.modules, 'torchvision', None)
 
@@ -390,11 +410,12 @@ def test_onnx_and_int8_messages(tmp_path, monkeypatch, capsys):
         quantize(model, calib=str(tmp_path / 'far' / 'ann.json')),
         quantize(model, calib=str(tmp_path / 'unreadable')),
     ]]
+    onnx = sys.modules['onnx']
     with monkeypatch.context() as m:  # the deploy extra, not installed
         for name in ('onnx', 'onnxruntime', 'openvino'):
             m.setitem(sys.modules, name, None)
         produced.append(_raised(lambda: check_exported_model(model)))
-        m.delitem(sys.modules, 'onnx')
+        m.setitem(sys.modules, 'onnx', onnx)
         produced += [_raised(lambda: build_backend(model, backend))
                      for backend in ('onnxruntime', 'openvino')]
         m.setitem(sys.modules, 'onnxscript', None)
