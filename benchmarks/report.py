@@ -315,6 +315,7 @@ NOT_MEASURED = (
     r'tiling \(\d+ MB here\)',                       # the same
     r'would need [\d.]+ GB for the decoded raster',  # width x height x 3
     r'ResNet-50,\s+\(~\d+ MB\)',                    # a published file's size
+    r'budget rule \(\d+ s\b',                        # the demo recipe's budget
 )
 
 

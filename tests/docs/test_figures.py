@@ -7,8 +7,7 @@ a table between ``<!-- benchmark: RECORD.json -->`` and
 
 The pages are checked against their records (a hand edit, or a record
 changed without ``update``, fails), and for figures stated outside those
-forms (``report.loose_figures``). Pages not yet converted carry their
-count of such figures in ``LOOSE_FIGURES_LEFT``: it may only go down.
+forms (``report.loose_figures``): a page may state none.
 """
 import json
 import os
@@ -26,13 +25,8 @@ GUIDES = osp.join('docs', 'user_guides')
 PAGES = ['README.md'] + sorted(
     osp.join(GUIDES, f) for f in os.listdir(osp.join(REPO, GUIDES))
     if f.endswith('.md'))
-# Machine-made figures each page still states without a record, counted by
-# report.loose_figures (list them: python benchmarks/report.py figures
-# PAGE). Convert a page and lower its count; a page reaching 0 leaves.
-LOOSE_FIGURES_LEFT = {
-    osp.join(GUIDES, 'speed.md'): 352,
-}
-# Pages another change is rewriting now: their count is set once it lands.
+# Pages another change is rewriting now: checked for loose figures once it
+# lands (remove the page from this set then).
 IN_FLIGHT = {osp.join(GUIDES, 'troubleshooting.md')}
 
 
@@ -53,19 +47,15 @@ def test_page_figures_are_their_records(page):
 @pytest.mark.parametrize('page', PAGES)
 def test_no_machine_made_figure_without_a_record(page):
     if page in IN_FLIGHT:
-        pytest.skip(f'{page} is being rewritten by another change; list '
-                    'its count in LOOSE_FIGURES_LEFT when it lands')
+        pytest.skip(f'{page} is being rewritten by another change; remove '
+                    'it from IN_FLIGHT when it lands')
     loose = report.loose_figures(read(page))
-    left = LOOSE_FIGURES_LEFT.get(page, 0)
     listing = '\n'.join(f'  {page}:{n}: {fig}' for n, fig, _ in loose)
-    assert len(loose) <= left, (
-        f'{page} states {len(loose)} machine-made figures without a record '
-        f'(at most {left} allowed):\n{listing}\nput each in a record and '
-        'render it (benchmarks/report.py), or, for a number no machine '
-        'measured, widen report.NOT_MEASURED')
-    assert len(loose) == left, (
-        f'{page}: {left - len(loose)} fewer figures without a record: '
-        f'lower LOOSE_FIGURES_LEFT[{page!r}] to {len(loose)}')
+    assert not loose, (
+        f'{page} states {len(loose)} machine-made figures without a record:'
+        f'\n{listing}\nput each in a record and render it '
+        '(benchmarks/report.py), or, for a number no machine measured, '
+        'widen report.NOT_MEASURED')
 
 
 def test_readme_carries_the_main_job_records_with_the_epyc_row():
