@@ -51,30 +51,10 @@ def requirements(name):
         ]
 
 
-# console commands: argparse mains in mmretina/cli (tools/*.py call the same);
-# `mmretina <command>` runs each of them (mmretina/cli/main.py)
+# one console command, `mmretina <command>` (mmretina/cli/main.py), over the
+# argparse mains of mmretina/cli, which tools/*.py call too (mmdet's names)
 CONSOLE_SCRIPTS = [
     'mmretina = mmretina.cli.main:main',
-    'mmretina-train = mmretina.cli.train:main',
-    'mmretina-test = mmretina.cli.test:main',
-    'mmretina-infer = mmretina.cli.infer:main',
-    'mmretina-export-onnx = mmretina.cli.export_onnx:main',
-    'mmretina-quantize = mmretina.cli.quantize:main',
-    'mmretina-to-coco = mmretina.cli.to_coco:main',
-    'mmretina-raster-to-coco = mmretina.cli.raster_to_coco:main',
-    'mmretina-eval-field = mmretina.cli.eval_field:main',
-    'mmretina-prepare-deepforest = mmretina.cli.prepare_deepforest:main',
-    'mmretina-analyze-anchors = mmretina.cli.analyze_anchors:main',
-    'mmretina-analyze-logs = mmretina.cli.analyze_logs:main',
-    'mmretina-ablate = mmretina.cli.ablate:main',
-    'mmretina-loss-cdf = mmretina.cli.loss_cdf:main',
-    'mmretina-browse-dataset = mmretina.cli.browse_dataset:main',
-    'mmretina-plot-layer = mmretina.cli.plot_layer:main',
-    'mmretina-claim-work-dir = mmretina.cli.claim_work_dir:main',
-    'mmretina-cpu-info = mmretina.cli.cpu_info:main',
-    'mmretina-torchvision-to-mmretina = '
-    'mmretina.cli.torchvision_to_mmretina:main',
-    'mmretina-to-torchvision = mmretina.cli.mmretina_to_torchvision:main',
 ]
 
 add_mim_extension()

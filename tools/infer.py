@@ -1,6 +1,6 @@
 # Run a detector on images and rasters and write its detections: images,
 # large rasters window by window from disk, GIS layers in the raster's CRS,
-# exported models (mmretina.cli.infer; `mmretina-infer` when installed).
+# exported models (mmretina.cli.infer; `mmretina predict` when installed).
 #
 #   python tools/infer.py IMAGE_OR_DIR CONFIG CHECKPOINT --out-dir DIR \
 #       --tile 400 --overlap 0.25 [--bands 1,2,3] [--format gpkg]

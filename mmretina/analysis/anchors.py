@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/analyze_anchors.py CONFIG [--optimize] \\
         [--out-dir DIR] [--anchors-per-location A] [--cfg-options ...]
-    mmretina-analyze-anchors CONFIG ...      # the same, pip-installed
+    mmretina analyze anchors CONFIG --optimize   # the same, pip-installed
     from mmretina.analysis.anchors import analyze   # the library
 
 Reads the training set of ``CONFIG`` (``train_dataloader.dataset``, built

@@ -1,8 +1,8 @@
 """The tools as a pip user gets them: ``pip wheel .`` builds a wheel that
-ships tools/ and configs/ in ``mmretina/.mim`` and the ``mmretina-*``
-console commands; installed (no dependencies: they come from this
-environment; ``--ignore-installed`` so that an mmretina of the environment
-is neither used nor touched) in a fresh venv, the commands run from outside
+ships tools/ and configs/ in ``mmretina/.mim`` and one console command,
+``mmretina``; installed (no dependencies: they come from this environment;
+``--ignore-installed`` so that an mmretina of the environment is neither
+used nor touched) in a fresh venv, ``mmretina <command>`` runs from outside
 the repository, on the installed package.
 
 The fresh venv sees this interpreter's site-packages through a ``.pth``
@@ -90,21 +90,29 @@ def test_wheel_ships_tools_and_commands_that_run(tmp_path):
     assert module.startswith(str(env_dir)), module
     assert root.startswith(str(env_dir)) and root.endswith('.mim'), root
 
+    # one command surface: no mmretina-* script beside `mmretina`
+    installed = sorted(p.name for p in (env_dir / 'bin').glob('mmretina*'))
+    assert installed == ['mmretina'], installed
+    # `mmretina <command> --help`: the usage line names the command its
+    # module's parser was reached through, and one of that parser's options
     commands = {
-        'mmretina-train': 'Train a detector',
-        'mmretina-test': 'test (and eval) a model',
-        'mmretina-infer': '--backend',
-        'mmretina-to-coco': 'Convert Pascal-VOC XML',
-        'mmretina-analyze-anchors': '--optimize',
-        'mmretina-analyze-logs': 'plot_curve',
+        'train': '--resume',
+        'test': '--backend',
+        'predict': '--tile',
+        'convert labels': '{voc,csv,yolo}',
+        'analyze anchors': '--optimize',
+        'analyze logs': 'plot_curve',
     }
     procs = {
-        name: subprocess.Popen(
-            [str(env_dir / 'bin' / name), '--help'], cwd=outside, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for name in commands
+        words: subprocess.Popen(
+            [str(env_dir / 'bin' / 'mmretina'), *words.split(), '--help'],
+            cwd=outside, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        for words in commands
     }
-    for name, proc in procs.items():
+    for words, proc in procs.items():
         out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, (name, out[-3000:])
-        assert commands[name] in out, (name, out[-3000:])
+        assert proc.returncode == 0, (words, out[-3000:])
+        assert out.startswith(f'usage: mmretina {words} '), (words,
+                                                            out[-3000:])
+        assert commands[words] in out, (words, out[-3000:])

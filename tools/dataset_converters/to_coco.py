@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Convert Pascal-VOC XML, a CSV of boxes or YOLO txt labels to COCO json:
-``mmretina.cli.to_coco`` (``mmretina-to-coco``); run with ``--help``."""
+``mmretina.cli.to_coco`` (``mmretina convert labels``); run with ``--help``."""
 import sys
 
 from mmretina.cli.to_coco import main

@@ -80,7 +80,7 @@ class UnmatchedGtMonitor:
             f'training steps, {1 - matched / total:.0%} of the '
             f'{int(total)} ground truths got no positive anchor, so they '
             'are learnt as background. The anchors do not fit the objects: '
-            'run mmretina-analyze-anchors CONFIG --optimize '
+            'run mmretina analyze anchors CONFIG --optimize '
             '(tools/analysis_tools/analyze_anchors.py in a checkout) for '
             'anchor settings that reach them.',
             logger='current',
