@@ -47,7 +47,7 @@ from mmretina.geo.windows import Window
 
 __all__ = [
     'RasterError', 'Georef', 'RasterSource', 'read_georef', 'percentile_ranges', 'scale_to_uint8',
-    'parse_scale', 'parse_bands', 'parse_gsd', 'gsd_metres',
+    'parse_scale', 'parse_bands', 'parse_gsd', 'gsd_metres', 'crs_name',
     'drop_nodata_centres', 'scale_boxes', 'ArraySource', 'Source',
     'PreviewCanvas'
 ]
@@ -114,6 +114,22 @@ class Georef(NamedTuple):
         (geometric mean of the two axes)."""
         a, b, c, d, e, f = self.transform
         return float(np.sqrt(abs(a * e - b * d)))
+
+
+def crs_name(crs) -> str:
+    """A CRS as messages name it: ``EPSG:32617``, its name when it has no
+    EPSG code, or ``no CRS``.
+
+    Args:
+        crs (str | pyproj.CRS | None): WKT (:attr:`Georef.crs_wkt`) or a
+            pyproj CRS (a GeoDataFrame's ``crs``); None or '': no CRS.
+    """
+    if crs is None or (isinstance(crs, str) and not crs):
+        return 'no CRS'
+    from pyproj import CRS
+    crs = CRS.from_user_input(crs)
+    epsg = crs.to_epsg()
+    return f'EPSG:{epsg}' if epsg else crs.name
 
 
 def parse_gsd(value: Union[None, str, float]) -> Union[str, float]:

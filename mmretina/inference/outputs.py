@@ -9,7 +9,7 @@ when a format is asked for), ``<stem>.<format>`` (:func:`~mmretina.geo.
 writers.write_layer`); for all inputs ``results.json`` (COCO results, all
 detections) and ``detections.csv``. ``merge_layers``: one
 ``detections.<format>`` for all inputs instead of one layer each; one layer
-holds one CRS (:func:`check_one_crs`).
+holds one CRS (:func:`check_one_crs`, asked before any window runs).
 
 An oriented model's rotated boxes, (M, 5) ``(cx, cy, w, h, angle)``, are
 written as layers of rotated polygons (the four corners through the
@@ -22,7 +22,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from mmretina.geo.raster import Georef, scale_boxes
+from mmretina.geo.raster import Georef, crs_name, scale_boxes
 from mmretina.geo.writers import (VECTOR_FORMATS, detections_frame,
                                   draw_detections, write_coco_json,
                                   write_csv, write_layer)
@@ -62,15 +62,27 @@ def check_one_crs(paths: Sequence[str],
         georefs (list[Georef | None]): theirs, in the same order.
 
     Raises:
-        ValueError: what to change.
+        ValueError: naming the files of each CRS and what to change.
     """
     if not georefs or any(g is None for g in georefs):
         return
-    if len({g.crs_wkt for g in georefs}) == 1:
+    groups = {}  # WKT (None: no CRS) -> file names
+    for path, g in zip(paths, georefs):
+        groups.setdefault(g.crs_wkt, []).append(osp.basename(path))
+    if len(groups) == 1:
         return
-    raise ValueError('--merge-layers: the rasters are in different CRSs; '
-                     'write one layer per raster (without --merge-layers) '
-                     'or reproject the rasters to one CRS first')
+
+    def listed(names: List[str]) -> str:
+        return ', '.join(names[:3]) + (f' and {len(names) - 3} more'
+                                       if len(names) > 3 else '')
+
+    parts = '; '.join(f'{crs_name(wkt)}: {listed(names)}'
+                      for wkt, names in groups.items())
+    raise ValueError(
+        f'--merge-layers: the rasters are in {len(groups)} different CRSs '
+        f'({parts}), and one layer holds one CRS; write one layer per '
+        'raster (without --merge-layers) or reproject the rasters to one '
+        'CRS first (gdalwarp -t_srs)')
 
 
 def above(res: dict, score_thr: float) -> dict:
@@ -122,6 +134,21 @@ class RunOutputs:
         self.merge_layers = merge_layers
         self.tile = tile
         self.log = log
+
+    def check_inputs(self, paths: Sequence[str],
+                     georef: Callable[[str], Optional[Georef]]) -> None:
+        """Refuse, before any window runs, inputs these outputs cannot
+        hold: with ``merge_layers``, rasters in different CRSs
+        (:func:`check_one_crs`).
+
+        Args:
+            paths (list[str]): the inputs.
+            georef (callable): path -> its :class:`~mmretina.geo.raster.
+                Georef` or None, read from the header (called only when
+                there is something to check).
+        """
+        if self.out_dir and self.merge_layers:
+            check_one_crs(paths, [georef(p) for p in paths])
 
     def write_input(self, res: dict, preview: Optional[np.ndarray],
                     factor: float, meta: dict, classes: Sequence[str],

@@ -40,7 +40,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.structures import InstanceData
 
 from mmretina.geo.formats import IMAGE_EXTS
-from mmretina.geo.raster import ArraySource, PreviewCanvas, RasterSource
+from mmretina.geo.raster import (ArraySource, Georef, PreviewCanvas,
+                                 RasterSource, read_georef)
 from mmretina.inference.outputs import (PREVIEW_SIDE, RunOutputs,
                                         check_writable)
 from mmretina.inference.progress import progress_bar
@@ -168,6 +169,15 @@ class InferenceRun:
                 '--tile auto) or raise --max-pixels')
         return source
 
+    @staticmethod
+    def _header_georef(path: str) -> Optional[Georef]:
+        """The georeferencing in ``path``'s header (no pixel read); None
+        for a plain image, or without rasterio (then every input is one)."""
+        try:
+            return read_georef(path)
+        except ImportError:
+            return None
+
     def _note_source(self, source) -> None:
         tile = self.inferencer.tile
         if not self.whole and (tile > source.width or tile > source.height):
@@ -195,6 +205,8 @@ class InferenceRun:
         """
         if self.out_dir:
             check_writable(self.out_dir)
+        # from the headers, before any model is built or window read
+        self.outputs.check_inputs(inputs, self._header_georef)
         done, records = {}, {}
         if self.out_dir:
             for p in inputs:

@@ -143,9 +143,10 @@ def folder_rasters(folder: str):
 
 def check_one_crs(folder: str, what: str) -> None:
     """Refuse a folder whose rasters are not all in one CRS (or all without
-    one), naming the files of each CRS: one layer holds one CRS, and
-    mmretina would only find out after running the model on all of them.
-    Files GDAL cannot open are left to mmretina, which names them."""
+    one), naming the files of each CRS: one layer holds one CRS. (mmretina
+    refuses them too, from their headers before the model runs; this
+    message names the QGIS tool that reprojects.) Files GDAL cannot open
+    are left to mmretina, which names them."""
     from osgeo import gdal
     from qgis.core import QgsCoordinateReferenceSystem
     groups = {}  # WKT ('' for none) -> (QGIS's CRS or None, [file names])

@@ -386,3 +386,37 @@ def test_oriented_polygons_in_a_rotated_geotransform(oriented, tmp_path):
         want = _mapped(transform, _corners_by_hand(*box))
         np.testing.assert_allclose(np.array(geom.exterior.coords), want,
                                    rtol=0, atol=1e-6)
+
+
+def test_merge_layers_of_rasters_in_two_crss_refused_before_the_model(
+        df_model, df_images, tmp_path):
+    """--merge-layers over rasters in different CRSs: refused from their
+    headers, naming the files of each CRS, before the model is built or a
+    window is read; what an earlier run wrote in out_dir stays."""
+    bgr = load_image(df_images['OSBS_029.png'])
+    a = _tif(tmp_path / 'a.tif', bgr[:, :200])
+    b = _tif(tmp_path / 'b.tif', bgr[:, 200:], origin=(404231.9, 3285142.9))
+    c = _tif(tmp_path / 'c.tif', bgr[:, :200], crs='EPSG:32618')
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'detections.gpkg').write_bytes(b'earlier')
+    lazy = LazyBackend(lambda: pytest.fail('the model was built'))
+    run = InferenceRun(TiledInferencer(lazy, tile=120, overlap=0.25,
+                                       batch_size=4, progress=False),
+                       classes=('tree', ), out_dir=str(out),
+                       merge_layers=True, log=lambda s: None)
+    with pytest.raises(ValueError) as e:
+        run.run([a, b, c])
+    assert str(e.value) == (
+        '--merge-layers: the rasters are in 2 different CRSs (EPSG:32617: '
+        'a.tif, b.tif; EPSG:32618: c.tif), and one layer holds one CRS; '
+        'write one layer per raster (without --merge-layers) or reproject '
+        'the rasters to one CRS first (gdalwarp -t_srs)')
+    assert not lazy.loaded
+    assert sorted(os.listdir(out)) == ['detections.gpkg']
+    assert (out / 'detections.gpkg').read_bytes() == b'earlier'
+    # one layer per raster (no --merge-layers): each in its own CRS
+    run, _ = _run(df_model, out)
+    run.run([a, c])
+    assert geopandas.read_file(out / 'a.gpkg').crs.to_epsg() == 32617
+    assert geopandas.read_file(out / 'c.gpkg').crs.to_epsg() == 32618

@@ -71,7 +71,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from mmretina.geo.formats import IMAGE_EXTS, require
-from mmretina.geo.raster import RasterError, RasterSource
+from mmretina.geo.raster import RasterError, RasterSource, crs_name
 from mmretina.geo.windows import tile_windows
 from mmretina.structures.box_validity import DROPPED, MIN_SIDE, box_verdicts
 from mmretina.structures.rotated import rbox_corners
@@ -313,13 +313,6 @@ def _extent(bounds) -> str:
         bounds[0], bounds[2], bounds[1], bounds[3]))
 
 
-def _crs_name(crs) -> str:
-    if crs is None:
-        return 'no CRS'
-    epsg = crs.to_epsg()
-    return f'EPSG:{epsg}' if epsg else crs.name
-
-
 def pixel_vertices(labels: Labels,
                    raster: str,
                    georef,
@@ -356,7 +349,7 @@ def pixel_vertices(labels: Labels,
         if frame.crs is not None:
             raise ConversionError(
                 f'{raster}: the raster has no CRS but the labels '
-                f'({frame.source.iloc[0]}) are in {_crs_name(frame.crs)} map '
+                f'({frame.source.iloc[0]}) are in {crs_name(frame.crs)} map '
                 'coordinates; assign the raster its CRS (gdal_edit.py -a_srs '
                 'EPSG:XXXX) or give labels in pixel coordinates without a '
                 'CRS')
@@ -367,7 +360,7 @@ def pixel_vertices(labels: Labels,
         if frame.crs is None:
             raise ConversionError(
                 f'{frame.source.iloc[0]}: the labels have no CRS and '
-                f'{raster} is in {_crs_name(crs)}; give --label-crs (the '
+                f'{raster} is in {crs_name(crs)}; give --label-crs (the '
                 "labels' CRS)")
         geoms = frame.geometry.to_crs(crs)
     if labels.kind == 'point':
@@ -569,15 +562,13 @@ def extent_message(labels: Labels, raster: str, georef, width: int,
         xs, ys = georef.apply(np.array([0, width, 0, width], float),
                               np.array([0, 0, height, height], float))
         r_ext = (xs.min(), ys.min(), xs.max(), ys.max())
-        from pyproj import CRS
-        r_crs = (_crs_name(CRS.from_wkt(georef.crs_wkt))
-                 if georef.crs_wkt else 'no CRS')
+        r_crs = crs_name(georef.crs_wkt)
     else:
         r_ext, r_crs = (0, 0, width, height), 'pixels'
     sources = sorted(set(labels.frame.source))
     return (f'the labels ({", ".join(sources)}) do not meet {raster}: '
             f'labels {_extent(labels.frame.total_bounds)} '
-            f'({_crs_name(labels.frame.crs)}), raster {_extent(r_ext)} '
+            f'({crs_name(labels.frame.crs)}), raster {_extent(r_ext)} '
             f'({r_crs}). Check that the layer\'s CRS is set right (a '
             'layer in degrees saved as metres, or the reverse) and that '
             'it belongs to this raster')
