@@ -25,9 +25,6 @@ GUIDES = osp.join('docs', 'user_guides')
 PAGES = ['README.md'] + sorted(
     osp.join(GUIDES, f) for f in os.listdir(osp.join(REPO, GUIDES))
     if f.endswith('.md'))
-# Pages another change is rewriting now: checked for loose figures once it
-# lands (remove the page from this set then).
-IN_FLIGHT = {osp.join(GUIDES, 'troubleshooting.md')}
 
 
 def read(path):
@@ -46,9 +43,6 @@ def test_page_figures_are_their_records(page):
 
 @pytest.mark.parametrize('page', PAGES)
 def test_no_machine_made_figure_without_a_record(page):
-    if page in IN_FLIGHT:
-        pytest.skip(f'{page} is being rewritten by another change; remove '
-                    'it from IN_FLIGHT when it lands')
     loose = report.loose_figures(read(page))
     listing = '\n'.join(f'  {page}:{n}: {fig}' for n, fig, _ in loose)
     assert not loose, (
