@@ -35,6 +35,7 @@ Pixels the model sees (the rule training data must follow too):
 """
 import os
 import queue
+import re
 import threading
 import warnings
 from typing import (Iterator, List, NamedTuple, Optional, Sequence, Tuple,
@@ -42,7 +43,7 @@ from typing import (Iterator, List, NamedTuple, Optional, Sequence, Tuple,
 
 import numpy as np
 
-from mmretina.geo.formats import require
+from mmretina.geo.formats import GEO_INSTALL_HINT, require
 from mmretina.geo.windows import Window
 
 __all__ = [
@@ -221,6 +222,44 @@ def read_size(path: str) -> Tuple[int, int]:
     """(width, height) of a raster, from its header."""
     with _open(path) as ds:
         return ds.width, ds.height
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(width, height) of an image or raster from its header, without
+    decoding the pixels: PIL for the common formats, GDAL (rasterio) for
+    what PIL refuses or cannot read (images above PIL's decompression-bomb
+    limit of 179 megapixels, BigTIFF, float TIFFs, JPEG 2000, VRT).
+
+    The one header reader of the package: a file's declared size is what
+    callers bound memory and time with before anything is decoded.
+
+    Raises:
+        RasterError: no such file, or neither PIL nor GDAL reads its header
+            (the message names the file and the reason).
+    """
+    from PIL import Image
+    if not os.path.isfile(path):
+        raise RasterError(f'{path}: no such file')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError as e:
+        # PIL tells the number of pixels only; GDAL reads the sides
+        m = re.search(r'\((\d+) pixels\)', str(e))
+        pil = (f'{int(m.group(1)) / 1e6:.0f} megapixels declared in its '
+               'header, more than PIL opens' if m else _one_line(e))
+    except Exception as e:  # PIL raises several types for unreadable files
+        pil = f'not an image PIL can read ({_one_line(e)})'
+    try:
+        return read_size(path)
+    except ImportError:  # no rasterio: PIL's verdict stands
+        raise RasterError(f'{path}: {pil}; other rasters need rasterio: '
+                          f'{GEO_INSTALL_HINT}') from None
+    except RasterError as e:
+        gdal = str(e)[len(path) + 2:] if str(e).startswith(path) else str(e)
+        raise RasterError(f'{path}: {pil}, and {gdal}') from None
 
 
 def parse_bands(bands: Union[None, str, Sequence[int]]

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from mmengine.structures import InstanceData
 
-from mmretina.geo.raster import (ArraySource, PreviewCanvas, Source,
-                                 drop_nodata_centres, read_size)
+from mmretina.geo.raster import (ArraySource, PreviewCanvas, RasterError,
+                                 Source, drop_nodata_centres, image_size)
 from mmretina.geo.windows import Window, tile_windows
 from mmretina.inference.merge import (
     LOCAL_MERGE_MIN, cut_mask, drop_cut_boxes, drop_cut_boxes_local,
@@ -43,7 +43,7 @@ from mmretina.inference.merge import (
 from mmretina.inference.progress import progress_bar
 
 __all__ = [
-    'Backend', 'LazyBackend', 'TiledInferencer', 'load_image', 'image_size',
+    'Backend', 'LazyBackend', 'TiledInferencer', 'load_image',
     'detect_windows', 'detect_raster', 'to_native', 'box_tensor',
     'DEFAULT_MAX_PIXELS'
 ]
@@ -56,31 +56,6 @@ Backend = Callable[[List[np.ndarray]], List[InstanceData]]
 # BGR uint8 (plus OpenCV's and the pipeline's copies). Larger images go
 # window by window (--tile), which reads rasters from disk.
 DEFAULT_MAX_PIXELS = 200_000_000
-
-
-def image_size(path: str) -> Optional[tuple]:
-    """(width, height) declared by an image file's header, read without
-    decoding the pixels (PIL, else rasterio); None when neither reads it."""
-    import warnings
-    from PIL import Image
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return im.size
-    except Image.DecompressionBombError as e:
-        # PIL refuses to open > 2 x MAX_IMAGE_PIXELS; the size is in the
-        # message, which PIL does not otherwise expose
-        import re
-        m = re.search(r'Image size \((\d+) pixels\)', str(e))
-        if m:
-            return int(m.group(1)), 1
-    except Exception:  # not an image PIL reads (BigTIFF, float TIFF, ...)
-        pass
-    try:
-        return read_size(path)
-    except Exception:
-        return None
 
 
 def load_image(image: Union[str, np.ndarray],
@@ -99,8 +74,11 @@ def load_image(image: Union[str, np.ndarray],
     if not osp.isfile(image):
         raise FileNotFoundError(f'image {image!r} does not exist')
     if max_pixels is not None:
-        size = image_size(image)
-        if size is not None and size[0] * size[1] > max_pixels:
+        try:
+            size = image_size(image)
+        except RasterError as e:
+            raise OSError(f'image {image!r} cannot be decoded: {e}') from None
+        if size[0] * size[1] > max_pixels:
             raise ValueError(
                 f'image {image!r} declares {size[0] * size[1] / 1e6:.0f} '
                 f'megapixels, above the limit of {max_pixels / 1e6:.0f} for '

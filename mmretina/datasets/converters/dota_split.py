@@ -47,7 +47,6 @@ this function returns the merged boxes unrounded, for evaluation or
 import os
 import os.path as osp
 import re
-import warnings
 from collections import Counter, defaultdict
 from functools import partial
 from itertools import product
@@ -56,6 +55,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mmretina.geo.formats import has_image_ext
+from mmretina.geo.raster import RasterError, image_size
 from mmretina.geo.windows import tile_starts
 from .dota import DotaLabels, read_dota_labels, write_dota_labels
 from .records import ConversionError
@@ -225,30 +225,10 @@ def read_image_size(path: str,
         ConversionError: not an image, or more than ``max_pixels`` pixels
             (a small file can declare 100,000 x 100,000 px).
     """
-    from PIL import Image
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                size = im.size
-    except Image.DecompressionBombError as e:
-        # PIL stops above 2 x its MAX_IMAGE_PIXELS (179 megapixels) and
-        # tells the number of pixels only; GDAL reads the sides
-        m = re.search(r'\((\d+) pixels\)', str(e))
-        if m and max_pixels is not None and int(m.group(1)) > max_pixels:
-            raise ConversionError(
-                f'{path}: {int(m.group(1)) / 1e6:.0f} megapixels, above the '
-                f'limit of {max_pixels / 1e6:.0f}; raise max_pixels '
-                '(--max-pixels) if the machine has the memory') from None
-        from mmretina.geo.raster import RasterError, read_size
-        try:
-            size = read_size(path)
-        except RasterError as e:
-            raise ConversionError(str(e)) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ConversionError(
-            f'{path}: not an image PIL can read ({" ".join(str(e).split())})'
-        ) from None
+        size = image_size(path)
+    except RasterError as e:
+        raise ConversionError(str(e)) from None
     if max_pixels is not None and size[0] * size[1] > max_pixels:
         raise ConversionError(
             f'{path}: {size[0]} x {size[1]} px ({size[0] * size[1] / 1e6:.0f}'

@@ -13,6 +13,8 @@ __all__ = [
 ]
 
 from mmretina.geo.formats import IMAGE_EXTS  # noqa: E402  (one list)
+from mmretina.geo.raster import RasterError  # noqa: E402
+from mmretina.geo.raster import image_size as read_header_size  # noqa: E402
 
 
 class ConversionError(ValueError):
@@ -65,15 +67,15 @@ def read_lines(path: str) -> List[Tuple[int, str]]:
 
 
 def image_size(path: str, named_at: str) -> Tuple[int, int]:
-    """(width, height) read from the image header (PIL, no decoding)."""
-    from PIL import Image
+    """(width, height) from the image's header
+    (:func:`mmretina.geo.raster.image_size`: no decoding), or a
+    ConversionError naming the label file (``named_at``) that lists it."""
     if not osp.isfile(path):
         raise ConversionError(
             f'{named_at}: image {path!r} does not exist (check --img-dir).')
     try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception as e:  # PIL raises several types for bad files
+        return read_header_size(path)
+    except RasterError as e:
         raise ConversionError(
             f'{named_at}: image {path!r} cannot be read ({e}).') from None
 
