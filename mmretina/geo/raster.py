@@ -47,8 +47,9 @@ from mmretina.geo.formats import GEO_INSTALL_HINT, require
 from mmretina.geo.windows import Window
 
 __all__ = [
-    'RasterError', 'Georef', 'RasterSource', 'read_georef', 'percentile_ranges', 'scale_to_uint8',
-    'parse_scale', 'parse_bands', 'parse_gsd', 'gsd_metres', 'crs_name',
+    'RasterError', 'Georef', 'RasterSource', 'read_georef', 'read_size',
+    'image_size', 'percentile_ranges', 'scale_to_uint8', 'parse_scale',
+    'parse_bands', 'parse_gsd', 'gsd_metres', 'crs_name', 'crs_groups',
     'drop_nodata_centres', 'scale_boxes', 'ArraySource', 'Source',
     'PreviewCanvas'
 ]
@@ -131,6 +132,43 @@ def crs_name(crs) -> str:
     crs = CRS.from_user_input(crs)
     epsg = crs.to_epsg()
     return f'EPSG:{epsg}' if epsg else crs.name
+
+
+def crs_groups(wkts: Sequence[Optional[str]]
+               ) -> List[Tuple[Optional[str], List[int]]]:
+    """Positions of ``wkts`` grouped by CRS, however each WKT is written.
+
+    Two rasters in one CRS often carry different WKT text (an EPSG code
+    written by one program, a PROJ string or another WKT flavour by
+    another); pyproj's equivalence decides, not the text.
+
+    Args:
+        wkts (list[str | None]): WKT strings (:attr:`Georef.crs_wkt`);
+            None or '' for no CRS, a group of its own.
+
+    Returns:
+        list[(str | None, list[int])]: per CRS, its first WKT and the
+        positions that hold it, in order of first appearance.
+    """
+    groups: List[Tuple[Optional[str], List[int]]] = []
+    parsed = {}
+
+    def crs(wkt):
+        if wkt not in parsed:
+            from pyproj import CRS
+            parsed[wkt] = CRS.from_user_input(wkt)
+        return parsed[wkt]
+
+    for i, wkt in enumerate(wkts):
+        wkt = wkt or None
+        for first, positions in groups:
+            if first == wkt or (first is not None and wkt is not None
+                                and crs(first) == crs(wkt)):
+                positions.append(i)
+                break
+        else:
+            groups.append((wkt, [i]))
+    return groups
 
 
 def parse_gsd(value: Union[None, str, float]) -> Union[str, float]:

@@ -33,7 +33,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from mmretina.geo.formats import require
-from mmretina.geo.raster import RasterSource
+from mmretina.geo.raster import RasterSource, crs_groups
 
 __all__ = [
     'write_csv', 'write_coco_json', 'draw_detections', 'CSV_HEADER',
@@ -211,7 +211,8 @@ def detections_frame(results: List[dict], classes: Sequence[str],
     geopandas, shapely = require('writing GIS layers', 'geopandas',
                                   'shapely')
     georefs = georefs or [None] * len(results)
-    crs = {g.crs_wkt if g is not None else None for g in georefs}
+    crs = crs_groups([g.crs_wkt if g is not None else None
+                      for g in georefs])
     if len(crs) > 1:
         raise ValueError('detections_frame: the rasters have different CRSs '
                          '(or some have none); write one layer per raster')
@@ -242,7 +243,7 @@ def detections_frame(results: List[dict], classes: Sequence[str],
     rings = np.concatenate(rings) if rings else np.zeros((0, 5, 2))
     geometry = shapely.polygons(rings) if len(rings) else []
     return geopandas.GeoDataFrame(data, geometry=geometry,
-                                  crs=crs.pop() if crs else None)
+                                  crs=crs[0][0] if crs else None)
 
 
 def write_layer(path: str, frame, fmt: str = 'gpkg',

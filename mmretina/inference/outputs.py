@@ -22,7 +22,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from mmretina.geo.raster import Georef, crs_name, scale_boxes
+from mmretina.geo.raster import Georef, crs_groups, crs_name, scale_boxes
 from mmretina.geo.writers import (VECTOR_FORMATS, detections_frame,
                                   draw_detections, write_coco_json,
                                   write_csv, write_layer)
@@ -66,18 +66,17 @@ def check_one_crs(paths: Sequence[str],
     """
     if not georefs or any(g is None for g in georefs):
         return
-    groups = {}  # WKT (None: no CRS) -> file names
-    for path, g in zip(paths, georefs):
-        groups.setdefault(g.crs_wkt, []).append(osp.basename(path))
+    groups = crs_groups([g.crs_wkt for g in georefs])
     if len(groups) == 1:
         return
 
-    def listed(names: List[str]) -> str:
+    def listed(positions: List[int]) -> str:
+        names = [osp.basename(paths[i]) for i in positions]
         return ', '.join(names[:3]) + (f' and {len(names) - 3} more'
                                        if len(names) > 3 else '')
 
-    parts = '; '.join(f'{crs_name(wkt)}: {listed(names)}'
-                      for wkt, names in groups.items())
+    parts = '; '.join(f'{crs_name(wkt)}: {listed(positions)}'
+                      for wkt, positions in groups)
     raise ValueError(
         f'--merge-layers: the rasters are in {len(groups)} different CRSs '
         f'({parts}), and one layer holds one CRS; write one layer per '

@@ -110,6 +110,24 @@ def test_layer_without_crs_holds_pixels_and_empty_layer(tmp_path):
         detections_frame([RESULT, RESULT], ('tree', ), [_utm(), None])
 
 
+def test_one_layer_of_rasters_whose_wkt_differs_but_not_their_crs(tmp_path):
+    # GDAL's WKT for EPSG:32617 and for the same zone as a PROJ string:
+    # different text, one CRS, one layer in it
+    rasterio = pytest.importorskip('rasterio')
+    wkts = [rasterio.crs.CRS.from_epsg(32617).to_wkt(),
+            rasterio.crs.CRS.from_proj4(
+                '+proj=utm +zone=17 +datum=WGS84 +units=m +no_defs').to_wkt()]
+    assert wkts[0] != wkts[1]
+    georefs = [Georef(_utm().transform, w) for w in wkts]
+    frame = detections_frame([RESULT, dict(RESULT, image_path='b.tif')],
+                             ('tree', 'snag'), georefs)
+    assert len(frame) == 4 and frame.crs.to_epsg() == 32617
+    with pytest.raises(ValueError, match='different CRSs'):
+        detections_frame([RESULT, RESULT], ('tree', ), [
+            georefs[0], Georef(_utm().transform, rasterio.crs.CRS.from_epsg(
+                32618).to_wkt())])
+
+
 def _tif(path, crs='EPSG:32617'):
     rasterio = pytest.importorskip('rasterio')
     from rasterio.transform import from_origin

@@ -47,3 +47,19 @@ def test_check_inputs_reads_headers_only_for_a_merged_layer(tmp_path):
                        r'a.tif; EPSG:32618: b.tif\)'):
         RunOutputs(str(tmp_path), merge_layers=True).check_inputs(
             list(georefs), georefs.get)
+
+
+def test_one_crs_written_three_ways_is_one_crs():
+    # what GDAL writes for an EPSG code, a GDAL-flavoured WKT1 and a PROJ
+    # string: three texts, one CRS (rasters from different programs)
+    utm = pyproj.CRS.from_epsg(32617)
+    texts = [utm.to_wkt(), utm.to_wkt('WKT1_GDAL'),
+             pyproj.CRS.from_proj4('+proj=utm +zone=17 +datum=WGS84 '
+                                   '+units=m +no_defs').to_wkt()]
+    assert len(set(texts)) == 3
+    check_one_crs(['a.tif', 'b.tif', 'c.tif'], [Georef(T, t) for t in texts])
+    # the next zone is another CRS, however it is written
+    with pytest.raises(ValueError, match='2 different CRSs'):
+        check_one_crs(['a.tif', 'b.tif'], [
+            Georef(T, texts[1]),
+            Georef(T, pyproj.CRS.from_epsg(32618).to_wkt('WKT1_GDAL'))])
