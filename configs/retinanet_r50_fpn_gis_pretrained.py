@@ -10,7 +10,7 @@
 #   python tools/train.py configs/my_project.py
 #
 # The backbone loads torchvision's ImageNet ResNet-50
-# (init_cfg type 'PretrainedOrScratch', mmretina/models/pretrained_init.py):
+# (init_cfg type 'CheckedPretrained', mmretina/models/pretrained_init.py):
 # resnet50-0676ba61.pth (~98 MB), fetched from download.pytorch.org with its
 # hash checked and cached by torch.hub (~/.cache/torch/hub/checkpoints);
 # torchvision is not needed. Offline, put the file there or set
@@ -38,7 +38,7 @@ metainfo = dict(classes=classes)
 model = dict(
     backbone=dict(
         init_cfg=dict(
-            type='PretrainedOrScratch',
+            type='CheckedPretrained',
             checkpoint='torchvision://resnet50')),
     bbox_head=dict(num_classes=len(classes)),
     train_cfg=dict(

@@ -1,4 +1,4 @@
-"""``init_cfg=dict(type='PretrainedOrScratch', checkpoint=...)``: load the
+"""``init_cfg=dict(type='CheckedPretrained', checkpoint=...)``: load the
 pretrained weights a config asks for, or stop with an error that says how
 to get them; train from scratch only where the config allows it
 (``allow_scratch=True``).
@@ -47,7 +47,7 @@ from mmengine.runner.checkpoint import (_load_checkpoint_to_model,
 from torch import nn
 
 __all__ = [
-    'PretrainedOrScratchInit', 'PretrainedWeightsError', 'SCRATCH_INIT',
+    'CheckedPretrainedInit', 'PretrainedWeightsError', 'SCRATCH_INIT',
     'TORCHVISION_URLS', 'weights_url', 'load_weights_url'
 ]
 
@@ -135,8 +135,8 @@ def how_to_get(checkpoint: str, url: Optional[str]) -> str:
             'anywhere with init_cfg.checkpoint set to its path')
 
 
-@WEIGHT_INITIALIZERS.register_module(name='PretrainedOrScratch')
-class PretrainedOrScratchInit(PretrainedInit):
+@WEIGHT_INITIALIZERS.register_module(name='CheckedPretrained')
+class CheckedPretrainedInit(PretrainedInit):
     """mmengine's ``Pretrained`` initialiser, with torchvision's ResNets
     fetched without torchvision (hash checked), an error that says how to
     get weights that cannot be had, and training from scratch only where

@@ -200,7 +200,7 @@ def test_install_messages(tmp_path, monkeypatch):
     def resnet(checkpoint, **init):
         return MODELS.build(dict(
             type='ResNet', depth=18, base_channels=8, stem_channels=8,
-            init_cfg=dict(type='PretrainedOrScratch', checkpoint=checkpoint,
+            init_cfg=dict(type='CheckedPretrained', checkpoint=checkpoint,
                           **init)))
 
     offline = 'file://' + str(tmp_path / 'server' / 'resnet50-0676ba61.pth')

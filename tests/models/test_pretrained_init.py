@@ -1,4 +1,4 @@
-"""init_cfg type 'PretrainedOrScratch': the weights a config asks for, or an
+"""init_cfg type 'CheckedPretrained': the weights a config asks for, or an
 error that says how to get them; from scratch only with allow_scratch=True.
 
 No internet here: the "published" files are written by the tests and served
@@ -24,7 +24,7 @@ RECIPE = osp.join(
 
 
 def resnet(checkpoint, **kw):
-    init_cfg = dict(type='PretrainedOrScratch', checkpoint=checkpoint)
+    init_cfg = dict(type='CheckedPretrained', checkpoint=checkpoint)
     init_cfg.update(kw.pop('init', {}))
     cfg = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8,
                out_indices=(3, ), frozen_stages=1, norm_eval=True,
@@ -200,7 +200,7 @@ def test_allow_scratch_one_warning_then_from_scratch(tmp_path, hub,
 def test_recipe_config_uses_it_and_ignores_crowd_regions():
     cfg = Config.fromfile(RECIPE)
     init_cfg = cfg.model.backbone.init_cfg
-    assert init_cfg.type == 'PretrainedOrScratch'
+    assert init_cfg.type == 'CheckedPretrained'
     assert init_cfg.checkpoint == 'torchvision://resnet50'
     assert not init_cfg.get('allow_scratch', False)  # the weights, or stop
     assert cfg.model.train_cfg.assigner.ignore_iof_thr > 0
