@@ -17,7 +17,7 @@ rotated IoU (:mod:`.field`). Its ground truth is rotated too
 (:func:`label_rboxes`): each label, in the raster's pixels and clipped to
 the raster as the axis-aligned labels are, becomes its minimum-area
 rectangle (the rectangle ``raster_to_coco --rotated`` writes for training:
-:func:`~mmretina.datasets.converters.raster.min_area_rboxes`), the
+:func:`~mmretina.structures.rotated.min_area_rboxes`), the
 rectangle an annotator of rotated boxes draws. A polygon IoU was the
 alternative; it would score a perfect rotated detection of an irregular
 crown or a ship's pointed bow below 1, and differ from the IoU of
@@ -35,11 +35,12 @@ import numpy as np
 
 from mmretina.datasets.converters.raster import (
     ConversionError, extent_message, list_layers, list_rasters, load_labels,
-    min_area_rboxes, pixel_boxes, pixel_vertices)
+    pixel_boxes, pixel_vertices)
 from mmretina.geo.raster import RasterSource
 from mmretina.inference.records import as_arrays
 from mmretina.inference.tiled import detect_raster
 from mmretina.structures.box_validity import DROPPED, box_verdicts
+from mmretina.structures.rotated import min_area_rboxes
 from .field import (ImageMatches, draw_matches, field_summary, format_table,
                     match_image, write_matches_csv, write_summary)
 
@@ -63,7 +64,7 @@ def label_rboxes(labels, raster: str, georef, width: int, height: int,
     buffered to squares, through the inverse affine transform), their convex
     hull clipped to ``[0, width] x [0, height]`` (as the axis-aligned labels
     are clipped), and the minimum-area rectangle of what is left
-    (:func:`~mmretina.datasets.converters.raster.min_area_rboxes`, the
+    (:func:`~mmretina.structures.rotated.min_area_rboxes`, the
     rectangle ``raster_to_coco --rotated`` writes; it depends on the points
     through their hull only, so a label inside the raster gets exactly that
     rectangle).

@@ -41,8 +41,9 @@ Rotated boxes (``rotated=True``)
 --------------------------------
 For oriented detectors (mmrotate): each label's vertices in raster pixels
 (as above) become their minimum-area rotated rectangle
-(:func:`min_area_rboxes`: the rectangle OpenCV picks, as mmrotate's
-``qbox2rbox``, computed in float64), ``(cx, cy, w, h, angle)``, le90. A chip
+(:func:`~mmretina.structures.rotated.min_area_rboxes`: the rectangle
+OpenCV picks, as mmrotate's ``qbox2rbox``, computed in float64),
+``(cx, cy, w, h, angle)``, le90. A chip
 keeps a rectangle with at least ``min_visible`` of its area inside, whole
 (not clipped), with the difficult flag 2 where the chip's edge cuts it: the
 rule of DOTA's patches (:mod:`.dota_split`). Below, it is left out: the DOTA
@@ -74,7 +75,7 @@ from mmretina.geo.formats import IMAGE_EXTS, require
 from mmretina.geo.raster import RasterError, RasterSource, crs_name
 from mmretina.geo.windows import tile_windows
 from mmretina.structures.box_validity import DROPPED, MIN_SIDE, box_verdicts
-from mmretina.structures.rotated import rbox_corners
+from mmretina.structures.rotated import min_area_rboxes, rbox_corners
 from .coco_writer import CocoWriter, write_json
 from .dota import dota_config_lines, write_dota_labels
 from .dota_split import TRUNCATED, polygon_iof
@@ -83,7 +84,7 @@ from .records import ConversionError
 __all__ = [
     'LABEL_EXTS', 'Labels', 'list_rasters', 'list_layers',
     'load_labels', 'pixel_vertices', 'pixel_boxes', 'pixel_rboxes',
-    'min_area_rboxes', 'parse_split', 'parse_length', 'chip_boxes',
+    'parse_split', 'parse_length', 'chip_boxes',
     'chip_rboxes', 'assign_splits', 'raster_to_coco', 'raster_config_lines'
 ]
 
@@ -449,7 +450,7 @@ def pixel_rboxes(labels: Labels,
     Each label's vertices in raster pixels (:func:`pixel_vertices`: from
     the layer's CRS to the raster's, then through the inverse affine
     transform), divided by ``scale``, and their minimum-area rectangle
-    (:func:`min_area_rboxes`).
+    (:func:`~mmretina.structures.rotated.min_area_rboxes`).
 
     Args:
         labels, raster, georef, width, height, point_radius: as
@@ -470,89 +471,6 @@ def pixel_rboxes(labels: Labels,
     _, on = _envelopes(coords, which, n, width, height)
     coords = coords / np.asarray(scale, np.float64)
     return min_area_rboxes(coords, which, n), np.arange(n), on
-
-
-def min_area_rboxes(coords: np.ndarray,
-                    which: np.ndarray,
-                    n: int,
-                    angle_version: str = 'le90') -> np.ndarray:
-    """The minimum-area rectangle of each of ``n`` point sets, in float64.
-
-    The rectangle is the one :func:`~mmretina.structures.rotated.
-    corners_to_rbox` picks (OpenCV's ``minAreaRect``, as mmrotate's
-    ``qbox2rbox``), whose float32 arithmetic leaves errors of 1e-5 px at
-    100 px from the origin. One side of a minimum-area rectangle lies along
-    an edge of the points' convex hull (Freeman and Shapira, 1975), so the
-    angle is taken from the hull edge nearest OpenCV's, and the rectangle's
-    extent from the float64 projections of the points on its axes.
-
-    Args:
-        coords (ndarray): V x 2 points ``(x, y)`` in pixels.
-        which (ndarray): (V,) the set of each point, in ``[0, n)``,
-            non-decreasing.
-        n (int): the number of sets.
-        angle_version (str): the angle convention of the result.
-
-    Returns:
-        ndarray: n x 5 float64 ``(cx, cy, w, h, angle)``; NaN for a set with
-        a non-finite point or no point.
-    """
-    import shapely
-    import torch
-
-    from mmretina.structures.rotated import (corners_to_rbox,
-                                             regularize_rboxes)
-    coords = np.asarray(coords, np.float64).reshape(-1, 2)
-    which = np.asarray(which, np.int64).reshape(-1)
-    out = np.full((n, 5), np.nan)
-    bad = np.zeros(n, bool)
-    np.logical_or.at(bad, which, ~np.isfinite(coords).all(axis=1))
-    keep = ~bad[which]
-    pts, sets = coords[keep], which[keep]
-    if not len(pts):
-        return out
-    ids, first, counts = np.unique(sets, return_index=True,
-                                   return_counts=True)
-    dense = np.searchsorted(ids, sets)  # 0 .. len(ids) - 1
-    # each set about its first point: small numbers for OpenCV's float32
-    origin = pts[first]
-    rel = pts - origin[dense]
-    theta = np.zeros(len(ids))
-    for p in np.unique(counts):
-        members = counts == p
-        group = rel[members[dense]].reshape(-1, p, 2)
-        if p < 3:  # a point or a segment: repeat the last point
-            group = np.concatenate(
-                [group, np.repeat(group[:, -1:], 3 - p, axis=1)], axis=1)
-        theta[members] = corners_to_rbox(group, None)[:, 4].double().numpy()
-    # the hull edge nearest OpenCV's angle (modulo 90 degrees)
-    hulls = shapely.convex_hull(shapely.multipoints(rel, indices=dense))
-    hc, hi = shapely.get_coordinates(hulls, return_index=True)
-    edge = hc[1:] - hc[:-1]
-    real = (hi[1:] == hi[:-1]) & (np.hypot(edge[:, 0], edge[:, 1]) > 0)
-    edge, owner = edge[real], hi[1:][real]
-    delta = np.mod(np.arctan2(edge[:, 1], edge[:, 0]) - theta[owner]
-                   + np.pi / 4, np.pi / 2) - np.pi / 4
-    order = np.lexsort((np.abs(delta), owner))
-    owners, nearest = np.unique(owner[order], return_index=True)
-    theta[owners] += delta[order][nearest]
-    cos, sin = np.cos(theta)[dense], np.sin(theta)[dense]
-    u = rel[:, 0] * cos + rel[:, 1] * sin
-    v = rel[:, 1] * cos - rel[:, 0] * sin
-    lo_u, hi_u = np.full(len(ids), np.inf), np.full(len(ids), -np.inf)
-    lo_v, hi_v = lo_u.copy(), hi_u.copy()
-    np.minimum.at(lo_u, dense, u)
-    np.maximum.at(hi_u, dense, u)
-    np.minimum.at(lo_v, dense, v)
-    np.maximum.at(hi_v, dense, v)
-    mid_u, mid_v = (lo_u + hi_u) / 2, (lo_v + hi_v) / 2
-    c, s = np.cos(theta), np.sin(theta)
-    boxes = np.stack([origin[:, 0] + mid_u * c - mid_v * s,
-                      origin[:, 1] + mid_u * s + mid_v * c,
-                      hi_u - lo_u, hi_v - lo_v, theta], axis=1)
-    out[ids] = regularize_rboxes(torch.from_numpy(boxes),
-                                 angle_version).numpy()
-    return out
 
 
 def extent_message(labels: Labels, raster: str, georef, width: int,
