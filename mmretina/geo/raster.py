@@ -35,7 +35,6 @@ Pixels the model sees (the rule training data must follow too):
 """
 import os
 import queue
-import re
 import threading
 import warnings
 from typing import (Iterator, List, NamedTuple, Optional, Sequence, Tuple,
@@ -264,40 +263,62 @@ def read_size(path: str) -> Tuple[int, int]:
 
 def image_size(path: str) -> Tuple[int, int]:
     """(width, height) of an image or raster from its header, without
-    decoding the pixels: PIL for the common formats, GDAL (rasterio) for
-    what PIL refuses or cannot read (images above PIL's decompression-bomb
-    limit of 179 megapixels, BigTIFF, float TIFFs, JPEG 2000, VRT).
+    decoding the pixels: PIL for the common formats (at any size: its
+    decompression-bomb limit guards decoding, and nothing is decoded
+    here), GDAL (rasterio) for what PIL cannot read (BigTIFF, float TIFFs,
+    JPEG 2000, VRT).
 
     The one header reader of the package: a file's declared size is what
     callers bound memory and time with before anything is decoded.
 
     Raises:
         RasterError: no such file, or neither PIL nor GDAL reads its header
-            (the message names the file and the reason).
+            (the message names the file once, with both readers' reasons).
     """
-    from PIL import Image
     if not os.path.isfile(path):
         raise RasterError(f'{path}: no such file')
     try:
+        return _pil_size(path)
+    except Exception as e:  # PIL raises several types for unreadable files
+        pil = _reason(e, path)
+    try:
+        rasterio = require('reading image headers')
+    except ImportError:
+        raise RasterError(f'{path}: not an image PIL can read ({pil}); '
+                          f'other rasters need rasterio: {GEO_INSTALL_HINT}'
+                          ) from None
+    from rasterio.errors import NotGeoreferencedWarning
+    try:
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            warnings.simplefilter('ignore', NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                return ds.width, ds.height
+    except Exception as e:
+        raise RasterError(f'{path}: neither PIL ({pil}) nor GDAL '
+                          f'({_reason(e, path)}) reads it: the file is '
+                          'damaged or not an image') from None
+
+
+def _reason(e: Exception, path: str) -> str:
+    """A reader's error on one line, without the path (said once)."""
+    text = _one_line(e).replace(f"'{path}'", '').replace(path, '')
+    return ' '.join(text.split()).strip(' :') or type(e).__name__
+
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _pil_size(path: str) -> Tuple[int, int]:
+    """PIL's header size, its decompression-bomb check off for the length
+    of the (lazy, non-decoding) ``Image.open`` only."""
+    from PIL import Image
+    with _PIL_LIMIT_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
             with Image.open(path) as im:
                 return im.size
-    except Image.DecompressionBombError as e:
-        # PIL tells the number of pixels only; GDAL reads the sides
-        m = re.search(r'\((\d+) pixels\)', str(e))
-        pil = (f'{int(m.group(1)) / 1e6:.0f} megapixels declared in its '
-               'header, more than PIL opens' if m else _one_line(e))
-    except Exception as e:  # PIL raises several types for unreadable files
-        pil = f'not an image PIL can read ({_one_line(e)})'
-    try:
-        return read_size(path)
-    except ImportError:  # no rasterio: PIL's verdict stands
-        raise RasterError(f'{path}: {pil}; other rasters need rasterio: '
-                          f'{GEO_INSTALL_HINT}') from None
-    except RasterError as e:
-        gdal = str(e)[len(path) + 2:] if str(e).startswith(path) else str(e)
-        raise RasterError(f'{path}: {pil}, and {gdal}') from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def parse_bands(bands: Union[None, str, Sequence[int]]

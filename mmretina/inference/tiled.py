@@ -76,8 +76,8 @@ def load_image(image: Union[str, np.ndarray],
     if max_pixels is not None:
         try:
             size = image_size(image)
-        except RasterError as e:
-            raise OSError(f'image {image!r} cannot be decoded: {e}') from None
+        except RasterError as e:  # names the image and why
+            raise OSError(f'cannot decode {e}') from None
         if size[0] * size[1] > max_pixels:
             raise ValueError(
                 f'image {image!r} declares {size[0] * size[1] / 1e6:.0f} '

@@ -317,6 +317,43 @@ def test_png_declaring_30000_px_a_side(tmp_path):
         src.read(Window(0, 20000, 400, 20400))
 
 
+def test_image_size_reads_headers_only(tmp_path, monkeypatch):
+    from PIL import Image
+    limit = Image.MAX_IMAGE_PIXELS
+    # 225 megapixels declared, past PIL's decompression-bomb limit (179):
+    # the header still gives the sides, without GDAL, and decoding it
+    # whole is refused from them
+    big = _png_header_only(tmp_path / 'big.png', 15000, 15000, 10)
+    monkeypatch.setitem(sys.modules, 'rasterio', None)  # no geo extra
+    assert raster.image_size(big) == (15000, 15000)
+    assert Image.MAX_IMAGE_PIXELS == limit
+    with pytest.raises(ValueError, match='225 megapixels, above the limit '
+                       'of 200'):
+        load_image(big)
+    bad = tmp_path / 'photo.jpg'
+    bad.write_bytes(b'not a jpeg')
+    with pytest.raises(RasterError) as e:
+        raster.image_size(str(bad))
+    assert str(e.value).startswith(f'{bad}: not an image PIL can read (')
+    assert 'rasterio' in str(e.value)
+    monkeypatch.delitem(sys.modules, 'rasterio')
+    # with GDAL: what PIL cannot read (3 float32 bands), and one message
+    # naming the file once with both readers' reasons
+    with rasterio.open(tmp_path / 'f.tif', 'w', driver='GTiff', width=7,
+                       height=5, count=3, dtype='float32') as ds:
+        ds.write(np.zeros((3, 5, 7), np.float32))
+    assert raster.image_size(str(tmp_path / 'f.tif')) == (7, 5)
+    with pytest.raises(RasterError) as e:
+        raster.image_size(str(bad))
+    msg = str(e.value)
+    assert msg.startswith(f'{bad}: neither PIL (') and ') nor GDAL (' in msg
+    assert msg.count(str(bad)) == 1 and 'give a' not in msg
+    with pytest.raises(OSError, match=f'cannot decode {bad}: neither PIL'):
+        load_image(str(bad))
+    with pytest.raises(RasterError, match='nope.png: no such file'):
+        raster.image_size(str(tmp_path / 'nope.png'))
+
+
 def test_import_without_the_geo_extra(tmp_path, df_images):
     # rasterio / geopandas hidden: mmretina imports, a raster feature says
     # which extra to install

@@ -75,9 +75,8 @@ def image_size(path: str, named_at: str) -> Tuple[int, int]:
             f'{named_at}: image {path!r} does not exist (check --img-dir).')
     try:
         return read_header_size(path)
-    except RasterError as e:
-        raise ConversionError(
-            f'{named_at}: image {path!r} cannot be read ({e}).') from None
+    except RasterError as e:  # names the image and why
+        raise ConversionError(f'{named_at}: {e}') from None
 
 
 def list_images(img_dir: str) -> List[str]:

@@ -243,20 +243,18 @@ def png_header(width, height):
 
 
 def test_image_sizes_are_bounded_from_the_header(tmp_path):
-    # 70-byte files: the first is refused by the limit, the second
-    # (more than PIL opens, and no pixel data GDAL could read) by the header
-    for w, h, limit, said in [(12000, 12000, 10**8, '12000 x 12000 px.*'
-                               'above the limit'),
-                              (100000, 100000, None, '10000 megapixels '
-                               'declared in its header')]:
+    for w, h, limit, said in [(12000, 12000, 10**8, '12000 x 12000 px'),
+                              (100000, 100000, None,
+                               r'100000 x 100000 px \(10000 megapixels')]:
         path = tmp_path / f'{w}.png'
-        path.write_bytes(png_header(w, h))
+        path.write_bytes(png_header(w, h))  # 70 bytes
         kw = {} if limit is None else dict(max_pixels=limit)
-        with pytest.raises(ConversionError, match=rf'{path}: {said}'):
+        with pytest.raises(ConversionError, match=rf'{path}: {said}.*'
+                           'above the limit'):
             read_image_size(str(path), **kw)
     assert read_image_size(str(tmp_path / '12000.png')) == (12000, 12000)
     (tmp_path / 'P0001.png').write_bytes(b'not an image')
-    with pytest.raises(ConversionError, match='P0001.png: not an image'):
+    with pytest.raises(ConversionError, match='P0001.png: neither PIL .* nor GDAL .* reads it'):
         read_image_size(str(tmp_path / 'P0001.png'))
 
 
