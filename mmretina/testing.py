@@ -1,17 +1,21 @@
 """Shared fixtures of the tests and the benchmarks (as ``mmdet.testing``):
 mmdet's RetinaNet head config, a tiny synthetic COCO-format data set and a
 tiny RetinaNet config derived from the repository's
-``configs/retinanet_r50_fpn.py``."""
+``configs/retinanet_r50_fpn.py``; mmengine's current scope and logger kept
+across Runners built in a test."""
+import contextlib
 import json
+import logging
 import os
 import os.path as osp
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from mmengine.config import ConfigDict
 
 __all__ = ['retina_head_cfg', 'CLASSES', 'IMG_SIZE', 'make_coco',
-           'TINY_CONFIG', 'write_tiny_config', 'detection_rows']
+           'TINY_CONFIG', 'write_tiny_config', 'detection_rows',
+           'scope_and_logger_kept']
 
 
 def retina_head_cfg(prefix: str = 'mmretina.',
@@ -67,6 +71,40 @@ def retina_head_cfg(prefix: str = 'mmretina.',
             max_per_img=100))
     cfg.update(overrides)
     return ConfigDict(cfg)
+
+
+@contextlib.contextmanager
+def scope_and_logger_kept() -> Iterator[None]:
+    """mmengine's current ``DefaultScope`` and ``MMLogger`` after the block
+    are those before it.
+
+    A Runner registers a ``DefaultScope`` and an ``MMLogger`` under its
+    experiment name and so makes them mmengine's current ones, the logger
+    with a ``FileHandler`` open in the work dir. Left behind, they make
+    later builds resolve types in the Runner's ``default_scope`` (parity
+    tests once built in the wrong scope that way) and ``logger='current'``
+    write to a file in a deleted temporary dir. On leaving the block the
+    instances created in it are removed (as mmengine's
+    ``DefaultScope.overwrite_default_scope`` puts its ``_instance_dict``
+    back) and the file handlers of those loggers closed.
+    """
+    from mmengine.logging import MMLogger
+    from mmengine.registry import DefaultScope
+    managers = (DefaultScope, MMLogger)
+    before = {cls: dict(cls._instance_dict) for cls in managers}
+    try:
+        yield
+    finally:
+        for name, logger in MMLogger._instance_dict.items():
+            if name not in before[MMLogger]:
+                for handler in logger.handlers[:]:
+                    if isinstance(handler, logging.FileHandler):
+                        handler.close()
+                        logger.removeHandler(handler)
+        for cls in managers:
+            # in place and in the old order: the current one is the last
+            cls._instance_dict.clear()
+            cls._instance_dict.update(before[cls])
 
 
 CLASSES = ('square', 'bar')

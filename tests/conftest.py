@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from mmretina.testing import CLASSES, IMG_SIZE, make_coco, write_tiny_config
+from mmretina.testing import (CLASSES, IMG_SIZE, make_coco,
+                              scope_and_logger_kept, write_tiny_config)
 
 
 def pytest_configure(config):
@@ -36,6 +37,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def runner_globals_kept():
+    """mmengine's current DefaultScope and MMLogger as they were before the
+    test, whatever Runners it built (a module that builds Runners in-process
+    names it in ``pytestmark``)."""
+    with scope_and_logger_kept():
+        yield
 
 
 # the DeepForest image / checkpoint / ONNX fixtures, for every directory

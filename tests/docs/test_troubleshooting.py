@@ -24,6 +24,9 @@ from typing import Callable, Iterator, List
 import numpy as np
 import pytest
 
+# the Runners built here leave mmengine's current scope and logger alone
+pytestmark = pytest.mark.usefixtures('runner_globals_kept')
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAGE = osp.join(REPO, 'docs', 'user_guides', 'troubleshooting.md')
 
@@ -775,6 +778,7 @@ def _distributed_run(tmp_path) -> List[str]:
     processes: the modules are imported already)."""
     import multiprocessing
     import socket
+    from queue import Empty
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
@@ -785,9 +789,24 @@ def _distributed_run(tmp_path) -> List[str]:
              for rank in (0, 1)]
     for p in procs:
         p.start()
-    out = dict(queue.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+    out = None
+    try:
+        out = dict(queue.get(timeout=120) for _ in procs)
+        for p in procs:
+            p.join(timeout=60)
+    except Empty:
+        pass
+    finally:  # no rank outlives the test, whatever stopped it
+        hung = [rank for rank, p in enumerate(procs) if p.is_alive()]
+        for rank in hung:
+            procs[rank].kill()
+            procs[rank].join()
+    if out is None:
+        pytest.fail('2-process gloo run: a rank reported nothing within '
+                    f'120 s; ranks {hung} killed')
+    if hung:
+        pytest.fail(f'2-process gloo run: ranks {hung} still running 60 s '
+                    f'after reporting {out}; killed')
     return [out[0], out[1]]
 
 

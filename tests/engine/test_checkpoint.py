@@ -17,6 +17,10 @@ from mmengine.utils import digit_version
 from mmretina.engine.checkpoint import (allow_checkpoint_globals,
                                         load_checkpoint_file,
                                         safe_checkpoint_globals)
+from mmretina.testing import scope_and_logger_kept
+
+# the Runners built here leave mmengine's current scope and logger alone
+pytestmark = pytest.mark.usefixtures('runner_globals_kept')
 
 # torch>=2.6: weights_only=True by default, scoped allowlists available
 needs_safe_globals = pytest.mark.skipif(
@@ -72,7 +76,8 @@ def _runner(work_dir, max_iters, **kwargs):
 def mmengine_ckpt(tmp_path_factory):
     """A real checkpoint written by mmengine's Runner after 3 iterations."""
     work_dir = tmp_path_factory.mktemp('toy_runner')
-    _runner(work_dir, max_iters=3).train()
+    with scope_and_logger_kept():  # built before the tests' fixture
+        _runner(work_dir, max_iters=3).train()
     path = work_dir / 'iter_3.pth'
     assert path.is_file()
     return str(path)

@@ -21,6 +21,9 @@ from mmretina.engine.checkpoint import load_checkpoint_file
 from mmretina.engine.hooks import (CheckFiniteLossHook,
                                    ensure_finite_loss_guard)
 
+# the Runners built here leave mmengine's current scope and logger alone
+pytestmark = pytest.mark.usefixtures('runner_globals_kept')
+
 
 class ToyModel(BaseModel):
     """y = w.x + b; losses ``loss_a`` (squared error) and ``loss_b`` (half

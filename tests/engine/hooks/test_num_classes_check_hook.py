@@ -24,6 +24,9 @@ from mmretina.engine.hooks import NumClassesCheckHook
 from mmretina.engine.hooks.num_classes_check_hook import \
     num_classes_mismatches
 
+# the Runners built here leave mmengine's current scope and logger alone
+pytestmark = pytest.mark.usefixtures('runner_globals_kept')
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 SIZE = 64
