@@ -47,13 +47,13 @@ def test_metrics(test_dir: str) -> Dict[str, float]:
 def training_precision(optim_wrapper: Dict, bf16_native: bool) -> str:
     """'bf16' or 'fp32': what ``optim_wrapper`` (a config's) trains in on
     a CPU that runs bf16 natively or not (``mmretina.BF16OptimWrapper``'s
-    ``enabled='auto'`` uses bf16 only where it is native)."""
+    rule: :func:`mmretina.engine.optimizers.bf16_enabled`)."""
+    from mmretina.engine.optimizers import bf16_enabled
     if optim_wrapper.get('type') not in ('mmretina.BF16OptimWrapper',
                                          'BF16OptimWrapper'):
         return 'fp32'
     enabled = optim_wrapper.get('enabled', 'auto')
-    return 'bf16' if (bf16_native if enabled == 'auto' else enabled) \
-        else 'fp32'
+    return 'bf16' if bf16_enabled(enabled, bf16_native) else 'fp32'
 
 
 def main_job_record(config: str, cpu: str, bf16_native: bool,

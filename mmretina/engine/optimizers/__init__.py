@@ -1,3 +1,3 @@
-from .bf16_optim_wrapper import BF16OptimWrapper, bf16_supported
+from .bf16_optim_wrapper import BF16OptimWrapper, bf16_enabled, bf16_supported
 
-__all__ = ['BF16OptimWrapper', 'bf16_supported']
+__all__ = ['BF16OptimWrapper', 'bf16_enabled', 'bf16_supported']

@@ -42,6 +42,14 @@ def bf16_supported(device_type: str) -> bool:
     return False
 
 
+def bf16_enabled(enabled: Union[bool, str], bf16_native: bool) -> bool:
+    """Whether ``BF16OptimWrapper(enabled=enabled)`` trains in bf16 on a
+    device that runs bf16 natively (``bf16_native``) or not: True and False
+    as given; 'auto' only where bf16 is native (emulated bf16 is slower
+    than fp32)."""
+    return bf16_native if enabled == 'auto' else bool(enabled)
+
+
 @OPTIM_WRAPPERS.register_module()
 class BF16OptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose forward/loss context is bf16 autocast.
@@ -49,7 +57,8 @@ class BF16OptimWrapper(OptimWrapper):
     Args:
         enabled (bool | str): True: always autocast; False: plain fp32;
             'auto' (default): autocast where the device runs bf16 natively
-            (see :func:`bf16_supported`), fp32 with a warning elsewhere.
+            (see :func:`bf16_supported`, :func:`bf16_enabled`), fp32 with
+            a warning elsewhere.
         **kwargs: ``OptimWrapper``'s arguments (``optimizer``,
             ``clip_grad``, ``accumulative_counts``).
     """
@@ -63,12 +72,10 @@ class BF16OptimWrapper(OptimWrapper):
         self._decided = {}
 
     def _use_bf16(self, device_type: str) -> bool:
-        if self.enabled != 'auto':
-            return bool(self.enabled)
         if device_type not in self._decided:
-            ok = bf16_supported(device_type)
-            self._decided[device_type] = ok
-            if not ok:
+            native = bf16_supported(device_type)
+            self._decided[device_type] = bf16_enabled(self.enabled, native)
+            if self.enabled == 'auto' and not native:
                 print_log(
                     f'mmretina.BF16OptimWrapper: this {device_type} has no '
                     'native bfloat16; training in fp32 (set enabled=True to '

@@ -70,3 +70,16 @@ def test_auto_uses_bf16_where_supported(monkeypatch):
 def test_bad_enabled_value_is_refused():
     with pytest.raises(ValueError, match="True, False or 'auto'"):
         _wrapper('yes')
+
+
+@pytest.mark.parametrize('enabled,native,bf16', [
+    ('auto', True, True), ('auto', False, False), (True, False, True),
+    (False, True, False)])
+def test_bf16_enabled_is_the_wrappers_rule(monkeypatch, enabled, native,
+                                           bf16):
+    assert mod.bf16_enabled(enabled, native) is bf16
+    monkeypatch.setattr(mod, 'bf16_supported', lambda device_type: native)
+    model, wrapper = _wrapper(enabled)
+    with wrapper.optim_context(model):
+        out = model(torch.randn(1, 3, 8, 8))
+    assert out.dtype == (torch.bfloat16 if bf16 else torch.float32)
