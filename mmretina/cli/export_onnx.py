@@ -27,6 +27,7 @@ import time
 from mmengine.config import Config, DictAction
 
 import mmretina  # noqa: F401  (registers mmretina.* modules)
+from mmretina.deploy import DEPLOY_INSTALL_HINT
 from mmretina.engine.resume import check_checkpoint
 
 
@@ -79,8 +80,8 @@ def main(argv=None):
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as e:
-        raise SystemExit(f'error: {e.name} is not installed: pip install -r '
-                         'requirements/deploy.txt (or pip install '
+        raise SystemExit(f'error: {e.name} is not installed: '
+                         f'{DEPLOY_INSTALL_HINT} (or pip install '
                          '"mmretina[deploy]")')
     from mmdet.apis import init_detector
     from mmretina.deploy.export import export_onnx

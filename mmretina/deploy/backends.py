@@ -22,6 +22,7 @@ from mmengine.model import BaseModel
 
 from mmretina.registry import MODELS
 from .export import FORMAT_HBOX, FORMAT_RBOX
+from .extra import DEPLOY_INSTALL_HINT
 
 __all__ = [
     'BACKENDS', 'OpenVINOSession', 'build_backend', 'check_exported_model',
@@ -50,8 +51,7 @@ def check_exported_model(onnx_file: str, static: bool = False):
         import onnx
     except ImportError as e:
         raise ImportError(f'{onnx_file}: reading an ONNX model needs the onnx '
-                          'package: pip install -r requirements/deploy.txt'
-                          ) from e
+                          f'package: {DEPLOY_INSTALL_HINT}') from e
     if not osp.isfile(onnx_file):
         raise FileNotFoundError(f'{onnx_file}: no such model file')
     try:
@@ -113,9 +113,8 @@ class OpenVINOSession:
         try:
             import openvino as ov
         except ImportError as e:
-            raise ImportError(
-                '--backend openvino needs the openvino package: pip '
-                'install -r requirements/deploy.txt') from e
+            raise ImportError('--backend openvino needs the openvino '
+                              f'package: {DEPLOY_INSTALL_HINT}') from e
         proto = check_exported_model(onnx_file)
         self._meta = {p.key: p.value for p in proto.metadata_props}
         self._inputs = []

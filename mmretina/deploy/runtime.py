@@ -16,6 +16,7 @@ import numpy as np
 from mmengine.structures import InstanceData
 
 from .export import FORMAT_HBOX, FORMAT_RBOX
+from .extra import DEPLOY_INSTALL_HINT
 
 __all__ = ['OrtBackend', 'nms_after_graph']
 
@@ -95,8 +96,7 @@ class OrtBackend:
             except ImportError as e:
                 raise ImportError(
                     f'{onnx_file}: --backend onnxruntime needs the '
-                    'onnxruntime package: pip install -r '
-                    'requirements/deploy.txt') from e
+                    f'onnxruntime package: {DEPLOY_INSTALL_HINT}') from e
             opts = ort.SessionOptions()
             if num_threads:
                 opts.intra_op_num_threads = int(num_threads)
