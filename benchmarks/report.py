@@ -4,9 +4,16 @@ A benchmark run with ``--json OUT`` writes one record: the table it printed
 (columns and rows of text, exactly as printed), the command, the date (UTC),
 the commit, the CPU and the library versions, and any single figures it
 names (``figures``). The main job, ``tools/run_demo.sh``, writes one too.
-``render`` turns a record into the Markdown of the guides: a line naming the
-command, the date, the commit and the CPU, then the table. ``update``
-rewrites every block of a page that stands between
+Every record says where its figures come from (``provenance``):
+``"measured"``, written by the tool that measured them, or
+``"transcribed"``, copied by hand from an earlier run's printed output (a
+closing note, a committed table, a log) with ``source`` saying from where;
+such a record's command, date and commit are those of the run as far as
+they are known (often ``unknown``). ``render`` turns a record into the
+Markdown of the guides: a line that says first how the figures came to be
+("Measured by ..." or "Transcribed (not written by the tool) from ..."),
+naming the command, the date, the commit and the CPU, then the table.
+``update`` rewrites every block of a page that stands between
 
     <!-- benchmark: RECORD.json [RECORD.json ...] -->
     <!-- /benchmark -->
@@ -46,7 +53,9 @@ BLOCK = re.compile(r'(<!-- benchmark: (?P<paths>[^>\n]*?) -->\n)(?P<body>.*?)'
                    r'(<!-- /benchmark -->)', re.S)
 FIGURE = re.compile(r'(<!-- figure: (?P<path>[^#\s]+)#(?P<key>[^>\n]*?) -->)'
                     r'(?P<value>[^<\n]*)(<!-- /figure -->)')
-FIELDS = ('benchmark', 'command', 'date', 'commit', 'cpu', 'columns', 'rows')
+FIELDS = ('benchmark', 'provenance', 'command', 'date', 'commit', 'cpu',
+          'columns', 'rows')
+PROVENANCES = ('measured', 'transcribed')
 HERE = osp.dirname(osp.abspath(__file__))
 
 
@@ -76,7 +85,8 @@ def table_record(benchmark: str, cpu: str, columns: Sequence[str],
                  rows: Sequence[Sequence[str]], notes: Sequence[str] = (),
                  argv: Optional[Sequence[str]] = None,
                  figures: Optional[Dict[str, str]] = None,
-                 commit: Optional[str] = None, **context) -> Dict:
+                 commit: Optional[str] = None, provenance: str = 'measured',
+                 source: Optional[str] = None, **context) -> Dict:
     """One benchmark table as a JSON-ready dict.
 
     Args:
@@ -93,13 +103,20 @@ def table_record(benchmark: str, cpu: str, columns: Sequence[str],
             name, as the pages quote them (``{'whole job s': '778'}``).
         commit (str, optional): the code measured (default:
             :func:`git_commit` of this repository).
+        provenance (str): ``'measured'`` (the default: the calling tool
+            measured the figures) or ``'transcribed'`` (they were copied
+            from an earlier run's output; give ``source``).
+        source (str, optional): for a transcribed record, where the
+            figures were copied from, as the sentence "Transcribed ... from
+            SOURCE" ends (``'the closing note of stop 25 (issue 22)'``).
         **context: more facts of the run (``threads``, ``repeats``, ...),
             stored as given and shown after the CPU.
 
     Returns:
-        dict: ``benchmark``, ``command``, ``date`` (UTC, ISO 8601 to the
-        minute), ``commit``, ``cpu``, ``python``, ``columns``, ``rows``,
-        ``notes``, ``figures`` and ``context``.
+        dict: ``benchmark``, ``provenance`` (and ``source`` when
+        transcribed), ``command``, ``date`` (UTC, ISO 8601 to the minute),
+        ``commit``, ``cpu``, ``python``, ``columns``, ``rows``, ``notes``,
+        ``figures`` and ``context``.
     """
     for i, row in enumerate(rows):
         if len(row) != len(columns):
@@ -110,9 +127,14 @@ def table_record(benchmark: str, cpu: str, columns: Sequence[str],
         if '--json' in argv:
             i = argv.index('--json')
             del argv[i:i + 2]
+    origin = dict(provenance=provenance)
+    if source is not None:
+        origin['source'] = source
+    check_provenance(origin, benchmark)
     now = datetime.datetime.now(datetime.timezone.utc)
     return dict(
         benchmark=benchmark,
+        **origin,
         command=' '.join(['python', benchmark] + list(argv)),
         date=now.strftime('%Y-%m-%dT%H:%MZ'),
         commit=git_commit() if commit is None else commit,
@@ -141,9 +163,31 @@ def write_record(path: str, record: Dict) -> None:
         f.write('\n')
 
 
+def check_provenance(record: Dict, name: str = 'record') -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``record`` says where its
+    figures come from: ``provenance`` ``'measured'`` (without ``source``)
+    or ``'transcribed'`` with a ``source``."""
+    provenance, source = record.get('provenance'), record.get('source')
+    if provenance not in PROVENANCES:
+        raise ValueError(
+            f'{name}: provenance is {provenance!r}; it must be "measured" '
+            '(the figures written by the tool that measured them, as '
+            'table_record does) or "transcribed" (copied from an earlier '
+            'run\'s output, with "source" saying from where)')
+    if provenance == 'transcribed' and not (isinstance(source, str)
+                                            and source.strip()):
+        raise ValueError(f'{name}: a transcribed record needs "source": '
+                         'where its figures were copied from (a closing '
+                         'note, a commit, a log)')
+    if provenance == 'measured' and source is not None:
+        raise ValueError(f'{name}: a measured record has no "source"; if '
+                         'its figures were copied from elsewhere, its '
+                         'provenance is "transcribed"')
+
+
 def read_record(path: str) -> Dict:
     """A record written by :func:`write_record`; the error names the file
-    and the missing fields."""
+    and the missing fields, or what is wrong with its provenance."""
     with open(path) as f:
         try:
             record = json.load(f)
@@ -153,16 +197,25 @@ def read_record(path: str) -> Dict:
     if missing:
         raise ValueError(f'{path}: not a benchmark record, it lacks '
                          f'{missing}; write it with a benchmark\'s --json')
+    check_provenance(record, path)
     return record
 
 
 def _origin(record: Dict) -> str:
-    """What was run, when, on which commit and CPU, and the context."""
+    """How the figures came to be (measured by the tool, or transcribed and
+    from where), then what was run, when, on which commit and CPU, and the
+    context."""
+    check_provenance(record)
     context = '; '.join(f'{k}: {v}'
                         for k, v in record.get('context', {}).items())
-    return (f'`{record["command"]}`, {record["date"][:10]}, commit '
-            f'{record["commit"]}, on {record["cpu"]}.' +
-            (f' ({context})' if context else ''))
+    run = (f'`{record["command"]}`, {record["date"][:10]}, commit '
+           f'{record["commit"]}, on {record["cpu"]}.' +
+           (f' ({context})' if context else ''))
+    if record['provenance'] == 'measured':
+        return f'Measured by {run}'
+    source = record['source'].strip().rstrip('.')
+    return (f'Transcribed (not written by the tool) from {source}. '
+            f'The run: {run}')
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> List:
@@ -171,8 +224,9 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> List:
 
 
 def render(record: Dict) -> str:
-    """Markdown of a record: what was run, when, on which commit and CPU,
-    then the table and its notes."""
+    """Markdown of a record: whether the tool wrote its figures or they were
+    transcribed (and from where), what was run, when, on which commit and
+    CPU, then the table and its notes."""
     lines = [_origin(record), ''] + _table(record['columns'], record['rows'])
     for note in record.get('notes', []):
         lines += ['', note]
@@ -182,8 +236,8 @@ def render(record: Dict) -> str:
 def render_rows(records: Sequence[Dict], names: Sequence[str] = ()) -> str:
     """Markdown of several records with the same columns (runs of one tool
     on several machines): one table, their rows in order, then a line per
-    record naming its rows, what was run, when, on which commit and CPU,
-    and its notes."""
+    record naming its rows, whether measured or transcribed, what was run,
+    when, on which commit and CPU, and its notes."""
     names = list(names) or [f'record {i + 1}' for i in range(len(records))]
     columns = records[0]['columns']
     for name, record in zip(names, records):
@@ -285,8 +339,10 @@ def update_page(page: str, check: bool = False) -> List[str]:
 
 # What a machine made: a number with a unit of time, size, rate or ratio
 # ("778 s", "1.2 GB", "3.13x", "102 windows / s", "62%"), an accuracy
-# (0.xyz, or a number after mAP / AP / precision / recall) and, in a table,
-# the numbers of a column headed by a time, size, speed or accuracy.
+# (0.xyz, or a number after mAP / AP / precision / recall), a number in
+# e-notation (a measured difference, "max difference 3e-6", "4.9e-4 px")
+# and, in a table, the numbers of a column headed by a time, size, speed or
+# accuracy.
 _NUMBER = r'\d[\d,]*(?:\.\d+)?'
 _UNIT = (r'(?:ms|s|min|minutes?|seconds?|hours?|h|[KMG]i?B(?:/s)?|'
          r'(?:img|images|windows|tiles|it|ha) ?/ ?(?:s|min)|%|x(?! ?\d)|×(?! ?\d))')
@@ -294,16 +350,31 @@ _MEASURED = re.compile(
     rf'(?<![\w.]){_NUMBER}(?:\s*(?:-|–|to)\s*{_NUMBER})?\s?{_UNIT}(?![\w/])'
     r'|(?<![\w.])0\.\d{3,}(?!\d)'
     r'|\b(?:mAP(?:50)?|AP(?:50)?|precision|recall)\b(?: of|:| =)? '
-    r'\d?\.\d+(?!\d)')
+    r'\d?\.\d+(?!\d)'
+    r'|(?<![\w.])\d+(?:\.\d+)?[eE][-+]?\d+(?!\w)')
 _MEASURED_COLUMN = re.compile(
     r'\b(?:s|ms|time|MiB|MB|GB|RSS|memory|mAP\w*|AP\w*|precision|recall|'
     r'speed-up|images/s|windows ?/ ?s|ratio|faster)\b|×|/s\b', re.I)
 # Numbers the pages state that no machine measured: settings, thresholds,
-# sizes of inputs, targets and arithmetic. A figure is let pass when one
-# of these matches a stretch of its line that covers it.
+# sizes of inputs, targets, tolerances and arithmetic. A figure is let pass
+# when one of these matches a stretch of its line that covers it.
 NOT_MEASURED = (
-    r'\b(?:above|below|more than|over|at least|under|exceeds?) '
-    r'\d[\d.]*\s?(?:%|x|×)',                     # thresholds and rules
+    # thresholds and targets ("above 10% it logs", "at least 1.5x"); not a
+    # share of something ("exceeds 95% of the crowns", "over 80% of the
+    # boxes": measured) unless a condition states it ("when more than 10%
+    # of the boxes ...")
+    r'\b(?:above|below|more than|over|at least|under) '
+    r'\d[\d.]*\s?(?:%|x|×)(?! of\b)',
+    r'\b(?:when|if|unless)\b[^.;]*?\b(?:above|below|more than|over|at '
+    r'least|under|exceeds?) \d[\d.]*\s?%',
+    # a tolerance or a setting in e-notation: a bound written as a bare
+    # power of ten after "to", "within", "relative", "plus", "+" or a
+    # setting's name ("the tests assert agreement within 1e-3", "to 1e-6
+    # m", "lr 1e-4", "eps (1e-5"); a measured difference is written with its
+    # digits ("4.9e-4", "3e-6") and is caught
+    r'(?:(?i:\b(?:to|within|relative|plus|lr|wd|eps|rtol|atol|tolerance))'
+    r'\W{1,3}|\+ )1e-\d+(?!\w)',
+    r'scaled linearly is [\d.]+e-\d+',             # 0.01 x 2 / 16
     r'hardest \d+\s?%',                             # the paper's statistic
     r'\b\d+-?minute (?:target|budget)',             # the job's budget
     r'fills only \d+(?:\.\d+)? ?% of its enclosing',  # 3:1 at 45 degrees
