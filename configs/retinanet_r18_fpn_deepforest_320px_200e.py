@@ -5,6 +5,13 @@
 # val figure (0.326) was chosen on the val images themselves.
 _base_ = ['./retinanet_r18_fpn_deepforest.py']
 
+# the dataset base's augmentation, without the demo's blur (round 7)
+train_pipeline = [
+    t for t in _base_.train_pipeline
+    if t['type'] != 'mmretina.RandomGaussianBlur'
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+
 # 128 channels in FPN and head
 model = dict(
     neck=dict(out_channels=128),
