@@ -80,7 +80,7 @@ COLOURS = dict(tp=(0, 200, 0), fp=(0, 0, 230), miss=(0, 215, 255))
 def _as_rboxes(boxes: np.ndarray) -> torch.Tensor:
     """M x 4 or M x 5 -> M x 5 rotated boxes (an axis-aligned box is the
     rotated box of angle 0; mmrotate's ``hbox2rbox``)."""
-    t = torch.from_numpy(boxes)
+    t = torch.tensor(boxes)  # a copy: read-only arrays (GeoDataFrame bounds)
     if boxes.shape[1] == 5:
         return t
     from mmretina.utils.mmrotate import require_mmrotate
@@ -98,8 +98,8 @@ def box_ious(gt, pred) -> np.ndarray:
     gt = box_array(gt, 'ground truth boxes')
     pred = box_array(pred, 'predictions')
     if gt.shape[1] == pred.shape[1] == 4:
-        return pairwise_iou(torch.from_numpy(gt),
-                            torch.from_numpy(pred)).numpy()
+        # copies: torch warns on read-only arrays (GeoDataFrame bounds)
+        return pairwise_iou(torch.tensor(gt), torch.tensor(pred)).numpy()
     from mmretina.structures.rotated import rotated_iou
     return rotated_iou(_as_rboxes(gt), _as_rboxes(pred)).double().numpy()
 

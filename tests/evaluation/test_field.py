@@ -2,6 +2,7 @@
 averaged over images as DeepForest's ``evaluate_boxes``)."""
 import csv
 import json
+import warnings
 
 import cv2
 import numpy as np
@@ -35,6 +36,18 @@ def test_iou_exactly_at_threshold_is_no_match():
     g, p, ious, _ = match_boxes([[0, 0, 10, 10]], [[0, 0, 10, 4.1]], 0.4)
     assert g.tolist() == [0] and p.tolist() == [0]
     assert ious[0] == pytest.approx(0.41)
+
+
+def test_read_only_boxes_match_without_warning():
+    # GeoDataFrame.bounds.values is read-only; torch warns on such arrays
+    gt = np.array([[0., 0., 10., 10.]])
+    pred = np.array([[0., 0., 10., 9.]])
+    gt.flags.writeable = pred.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        m = match_image('a', gt, np.zeros(1, int), pred, np.ones(1),
+                        np.zeros(1, int))
+    assert m.tp == 1
 
 
 def test_tie_goes_to_the_higher_score_and_the_other_is_fp():
