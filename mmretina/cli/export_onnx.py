@@ -27,7 +27,7 @@ import time
 from mmengine.config import Config, DictAction
 
 import mmretina  # noqa: F401  (registers mmretina.* modules)
-from mmretina.deploy import DEPLOY_INSTALL_HINT
+from mmretina.utils.extras import require
 from mmretina.engine.resume import check_checkpoint
 
 
@@ -76,13 +76,10 @@ def default_shape(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
+    try:  # onnx, and onnxscript for torch's exporter
+        require('mmretina export', 'onnx', 'onnxscript', extra='deploy')
     except ImportError as e:
-        raise SystemExit(f'error: {e.name} is not installed: '
-                         f'{DEPLOY_INSTALL_HINT} (or pip install '
-                         '"mmretina[deploy]")')
+        raise SystemExit(f'error: {e}')
     from mmdet.apis import init_detector
     from mmretina.deploy.export import export_onnx
     from mmretina.utils.mmrotate import require_for_config

@@ -9,9 +9,8 @@ imported when used (``pip install -r requirements/deploy.txt``).
 """
 from .backends import (BACKENDS, ExportedDetector, OpenVINOSession,
                        build_backend, check_exported_model)
-from .extra import DEPLOY_INSTALL_HINT
 
 __all__ = [
-    'BACKENDS', 'DEPLOY_INSTALL_HINT', 'ExportedDetector', 'OpenVINOSession',
+    'BACKENDS', 'ExportedDetector', 'OpenVINOSession',
     'build_backend', 'check_exported_model'
 ]

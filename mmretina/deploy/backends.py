@@ -21,8 +21,8 @@ import torch
 from mmengine.model import BaseModel
 
 from mmretina.registry import MODELS
+from mmretina.utils.extras import require
 from .export import FORMAT_HBOX, FORMAT_RBOX
-from .extra import DEPLOY_INSTALL_HINT
 
 __all__ = [
     'BACKENDS', 'OpenVINOSession', 'build_backend', 'check_exported_model',
@@ -47,11 +47,8 @@ def check_exported_model(onnx_file: str, static: bool = False):
     other than ``export_onnx``'s, an opset below 18, or (``static=True``)
     an input with a dynamic batch, height or width.
     """
-    try:
-        import onnx
-    except ImportError as e:
-        raise ImportError(f'{onnx_file}: reading an ONNX model needs the onnx '
-                          f'package: {DEPLOY_INSTALL_HINT}') from e
+    onnx = require(f'{onnx_file}: reading an ONNX model', 'onnx',
+                   extra='deploy')
     if not osp.isfile(onnx_file):
         raise FileNotFoundError(f'{onnx_file}: no such model file')
     try:
@@ -110,11 +107,8 @@ class OpenVINOSession:
 
     def __init__(self, onnx_file: str,
                  num_threads: Optional[int] = None) -> None:
-        try:
-            import openvino as ov
-        except ImportError as e:
-            raise ImportError('--backend openvino needs the openvino '
-                              f'package: {DEPLOY_INSTALL_HINT}') from e
+        ov = require(f'{onnx_file}: --backend openvino', 'openvino',
+                     extra='deploy')
         proto = check_exported_model(onnx_file)
         self._meta = {p.key: p.value for p in proto.metadata_props}
         self._inputs = []

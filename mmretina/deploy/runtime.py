@@ -15,8 +15,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 from mmengine.structures import InstanceData
 
+from mmretina.utils.extras import require
 from .export import FORMAT_HBOX, FORMAT_RBOX
-from .extra import DEPLOY_INSTALL_HINT
 
 __all__ = ['OrtBackend', 'nms_after_graph']
 
@@ -91,12 +91,8 @@ class OrtBackend:
                  session=None) -> None:
         from mmcv.transforms import Compose
         if session is None:
-            try:
-                import onnxruntime as ort
-            except ImportError as e:
-                raise ImportError(
-                    f'{onnx_file}: --backend onnxruntime needs the '
-                    f'onnxruntime package: {DEPLOY_INSTALL_HINT}') from e
+            ort = require(f'{onnx_file}: --backend onnxruntime',
+                          'onnxruntime', extra='deploy')
             opts = ort.SessionOptions()
             if num_threads:
                 opts.intra_op_num_threads = int(num_threads)

@@ -1,11 +1,14 @@
 """What the readers open and what the geo features need: the one list of
-image / raster file extensions and the one guard of the optional
-dependencies (the ``geo`` extra: rasterio, geopandas, pyogrio, shapely,
-pyproj; wheels, GDAL and PROJ inside)."""
-import importlib
+image / raster file extensions, and the ``geo`` extra (rasterio,
+geopandas, pyogrio, shapely, pyproj; wheels, GDAL and PROJ inside) through
+the one guard of the optional dependencies,
+:func:`mmretina.utils.extras.require`."""
 import os
 from types import ModuleType
-from typing import Tuple
+from typing import Tuple, Union
+
+from mmretina.utils.extras import INSTALL
+from mmretina.utils.extras import require as require_extra
 
 __all__ = ['IMAGE_EXTS', 'GEO_INSTALL_HINT', 'has_image_ext', 'require']
 
@@ -13,8 +16,7 @@ __all__ = ['IMAGE_EXTS', 'GEO_INSTALL_HINT', 'has_image_ext', 'require']
 # BMP, TIFF, WebP) and what GDAL reads besides (JPEG 2000, VRT, ERDAS IMG).
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp',
               '.jp2', '.vrt', '.img')
-GEO_INSTALL_HINT = ('pip install -r requirements/geo.txt (or bash '
-                    'tools/install.sh)')
+GEO_INSTALL_HINT = INSTALL['geo']
 # GDAL's block cache bound (MB) for whatever GDAL reads outside the
 # windowed path (see mmretina.geo.raster.RasterSource.cache_bytes)
 GDAL_CACHEMAX_MB = 256
@@ -25,16 +27,10 @@ def has_image_ext(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTS)
 
 
-def require(feature: str, *modules: str) -> Tuple[ModuleType, ...]:
-    """Import ``modules`` (default: rasterio) for ``feature``, or raise an
-    ImportError naming the feature, the missing module and how to install
-    the geo extra. Returns the module (one) or a tuple of them."""
+def require(feature: str,
+            *modules: str) -> Union[ModuleType, Tuple[ModuleType, ...]]:
+    """Import ``modules`` (default: rasterio) of the geo extra for
+    ``feature`` (:func:`mmretina.utils.extras.require`), GDAL's block cache
+    bounded first. Returns the module (one) or a tuple of them."""
     os.environ.setdefault('GDAL_CACHEMAX', str(GDAL_CACHEMAX_MB))
-    out = []
-    for name in modules or ('rasterio', ):
-        try:
-            out.append(importlib.import_module(name))
-        except ImportError as e:
-            raise ImportError(f'{feature} needs {name} (the geo extra): '
-                              f'{GEO_INSTALL_HINT}') from e
-    return out[0] if len(out) == 1 else tuple(out)
+    return require_extra(feature, *(modules or ('rasterio', )), extra='geo')

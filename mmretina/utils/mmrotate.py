@@ -1,6 +1,7 @@
-"""The one guard of the optional ``rotated`` extra: mmrotate-dev 1.0.1
-(mmrotate 1.x packaged), whose box types, coders, DOTA dataset and metric
-the oriented-box features use.
+"""The optional ``rotated`` extra: mmrotate-dev 1.0.1 (mmrotate 1.x
+packaged), whose box types, coders, DOTA dataset and metric the
+oriented-box features use, imported through the one guard
+(:func:`mmretina.utils.extras.require`) and registered here.
 
 mmrotate-dev imports torchvision in one module only
 (``mmrotate/models/detectors/h2rbox_v2.py``: ``from torchvision import
@@ -15,11 +16,12 @@ import sys
 import types
 from types import ModuleType
 
+from .extras import INSTALL, require
+
 __all__ = ['ROTATED_INSTALL_HINT', 'require_mmrotate', 'uses_mmrotate',
            'require_for_config']
 
-ROTATED_INSTALL_HINT = ('pip install -r requirements/rotated.txt '
-                        '(mmrotate-dev 1.0.1; or bash tools/install.sh)')
+ROTATED_INSTALL_HINT = INSTALL['rotated']
 
 
 class _MissingTorchvision(types.ModuleType):
@@ -57,12 +59,8 @@ def require_mmrotate(feature: str = 'oriented boxes',
     Returns:
         module: ``mmrotate``.
     """
-    try:
-        mmrotate = importlib.import_module('mmrotate')
-        importlib.import_module('mmrotate.structures')
-    except ImportError as e:
-        raise ImportError(f'{feature} needs mmrotate (the rotated extra): '
-                          f'{ROTATED_INSTALL_HINT}') from e
+    mmrotate = require(feature, 'mmrotate', extra='rotated')
+    require(feature, 'mmrotate.structures', extra='rotated')
     if models and 'mmrotate.models' not in sys.modules:
         stand_in = None
         if not _torchvision_imports():

@@ -185,7 +185,8 @@ def test_install_messages(tmp_path, monkeypatch):
     weights = tmp_path / 'deepforest.safetensors'
     weights.write_bytes(b'')
     with monkeypatch.context() as m:  # the extras, not installed
-        for name in ('mmrotate', 'rasterio', 'safetensors.torch'):
+        for name in ('mmrotate', 'rasterio', 'safetensors',
+                     'safetensors.torch'):
             m.setitem(sys.modules, name, None)
         produced += [
             _raised(lambda: Config.fromfile(rotated)),

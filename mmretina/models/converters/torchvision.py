@@ -181,13 +181,10 @@ def load_weights_file(path: str) -> Dict[str, Tensor]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: no such file')
     if path.endswith('.safetensors'):
-        try:
-            from safetensors.torch import load_file
-        except ImportError as e:
-            raise ImportError(
-                f'{path}: reading .safetensors needs the safetensors '
-                'package: pip install safetensors (or mmretina[convert])'
-            ) from e
+        from mmretina.utils.extras import require
+        _, st_torch = require(f'{path}: reading .safetensors', 'safetensors',
+                              'safetensors.torch', extra='convert')
+        load_file = st_torch.load_file
         try:
             obj = load_file(path, device='cpu')
         except Exception as e:  # SafetensorError has no public class
