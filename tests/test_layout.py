@@ -38,12 +38,17 @@ TOP = '(package)'
 
 def imports(root: str, package: str,
             toplevel_only: bool = False) -> Dict[str, Set[str]]:
-    """Module name -> the names it imports from ``package`` (absolute,
+    """Module name -> the names it imports from ``package``'s modules (its
+    folder and the folders below it with an ``__init__.py``; absolute,
     relative imports resolved; ``from a import b`` counts ``a`` and
     ``a.b``). ``toplevel_only``: the statements run at import time (the
     module's body), not those inside functions."""
     out = {}
-    for dirpath, _, files in os.walk(osp.join(root, package)):
+    for dirpath, dirs, files in os.walk(osp.join(root, package)):
+        # packages only: not .mim (the configs and tools an install copies
+        # into the package) or __pycache__
+        dirs[:] = [d for d in dirs
+                   if osp.isfile(osp.join(dirpath, d, '__init__.py'))]
         for name in files:
             if not name.endswith('.py'):
                 continue
