@@ -27,8 +27,8 @@ import time
 from mmengine.config import Config, DictAction
 
 import mmretina  # noqa: F401  (registers mmretina.* modules)
-from mmretina.utils.extras import require
 from mmretina.engine.resume import check_checkpoint
+from mmretina.utils.extras import require
 
 
 def parse_args(argv=None):

@@ -7,16 +7,14 @@ import os
 from types import ModuleType
 from typing import Tuple, Union
 
-from mmretina.utils.extras import INSTALL
 from mmretina.utils.extras import require as require_extra
 
-__all__ = ['IMAGE_EXTS', 'GEO_INSTALL_HINT', 'has_image_ext', 'require']
+__all__ = ['IMAGE_EXTS', 'has_image_ext', 'require']
 
 # Images and rasters, by extension: what OpenCV (mmcv) decodes (PNG, JPEG,
 # BMP, TIFF, WebP) and what GDAL reads besides (JPEG 2000, VRT, ERDAS IMG).
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp',
               '.jp2', '.vrt', '.img')
-GEO_INSTALL_HINT = INSTALL['geo']
 # GDAL's block cache bound (MB) for whatever GDAL reads outside the
 # windowed path (see mmretina.geo.raster.RasterSource.cache_bytes)
 GDAL_CACHEMAX_MB = 256

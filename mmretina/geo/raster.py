@@ -42,8 +42,9 @@ from typing import (Iterator, List, NamedTuple, Optional, Sequence, Tuple,
 
 import numpy as np
 
-from mmretina.geo.formats import GEO_INSTALL_HINT, require
+from mmretina.geo.formats import require
 from mmretina.geo.windows import Window
+from mmretina.utils.extras import INSTALL
 
 __all__ = [
     'RasterError', 'Georef', 'RasterSource', 'read_georef', 'read_size',
@@ -285,7 +286,7 @@ def image_size(path: str) -> Tuple[int, int]:
         rasterio = require('reading image headers')
     except ImportError:
         raise RasterError(f'{path}: not an image PIL can read ({pil}); '
-                          f'other rasters need rasterio: {GEO_INSTALL_HINT}'
+                          f'other rasters need rasterio: {INSTALL["geo"]}'
                           ) from None
     from rasterio.errors import NotGeoreferencedWarning
     try:

@@ -16,12 +16,9 @@ import sys
 import types
 from types import ModuleType
 
-from .extras import INSTALL, require
+from .extras import require
 
-__all__ = ['ROTATED_INSTALL_HINT', 'require_mmrotate', 'uses_mmrotate',
-           'require_for_config']
-
-ROTATED_INSTALL_HINT = INSTALL['rotated']
+__all__ = ['require_mmrotate', 'uses_mmrotate', 'require_for_config']
 
 
 class _MissingTorchvision(types.ModuleType):
@@ -59,8 +56,8 @@ def require_mmrotate(feature: str = 'oriented boxes',
     Returns:
         module: ``mmrotate``.
     """
-    mmrotate = require(feature, 'mmrotate', extra='rotated')
-    require(feature, 'mmrotate.structures', extra='rotated')
+    mmrotate, _ = require(feature, 'mmrotate', 'mmrotate.structures',
+                          extra='rotated')
     if models and 'mmrotate.models' not in sys.modules:
         stand_in = None
         if not _torchvision_imports():

@@ -1,9 +1,11 @@
 """The one guard of the optional dependencies."""
 import json
+import os.path as osp
 import sys
 
 import pytest
 
+import mmretina
 from mmretina.utils.extras import INSTALL, require
 
 
@@ -25,9 +27,6 @@ def test_a_missing_module_names_feature_module_and_install(monkeypatch):
 
 @pytest.mark.parametrize('extra', sorted(INSTALL))
 def test_every_extra_installs_a_requirements_file(extra):
-    import os.path as osp
-
-    import mmretina
     repo = osp.dirname(osp.dirname(osp.abspath(mmretina.__file__)))
     assert INSTALL[extra].startswith(f'pip install -r requirements/{extra}.txt')
     assert osp.isfile(osp.join(repo, 'requirements', f'{extra}.txt'))
