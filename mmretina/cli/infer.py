@@ -42,6 +42,7 @@ from mmretina.cli.options import (add_device_arg, add_raster_args,
                                   resolve_gsd, resolve_tile)
 from mmretina.deploy.backends import BACKENDS
 from mmretina.engine.resume import check_checkpoint
+from mmretina.utils import close_distributed
 
 
 def parse_args(argv=None):
@@ -190,7 +191,14 @@ def init_dist(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    try:
+        _main(parse_args(argv))
+    finally:
+        # a gloo rank that exits with its group alive can abort at shutdown
+        close_distributed()
+
+
+def _main(args):
     images = list_images(args.image)
     if args.out and len(images) > 1:
         raise SystemExit('error: --out names one PNG; use --out-dir for '

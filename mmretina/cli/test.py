@@ -32,7 +32,8 @@ from mmretina.cli.options import (add_device_arg,  # noqa: E402
                                   add_window_args, default_device)
 from mmretina.deploy.backends import BACKENDS  # noqa: E402
 from mmretina.engine.resume import check_checkpoint  # noqa: E402
-from mmretina.utils import setup_cpu_distributed  # noqa: E402
+from mmretina.utils import (close_distributed,  # noqa: E402
+                            setup_cpu_distributed)
 
 
 # TODO: support fuse_conv_bn and format_only
@@ -109,7 +110,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    try:
+        _main(parse_args(argv))
+    finally:
+        # a gloo rank that exits with its group alive can abort at shutdown
+        close_distributed()
+
+
+def _main(args):
 
     # Reduce the number of repeated compilations and improve
     # testing speed.

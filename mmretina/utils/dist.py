@@ -14,6 +14,13 @@ machine :func:`setup_cpu_distributed` (called by ``tools/train.py`` and
   (unless the config already sets ``model_wrapper_cfg``).
 
 With CUDA available it does nothing, so GPU runs behave exactly as mmdet's.
+
+:func:`close_distributed` destroys the default process group at the end of a
+command. mmengine's Runner never does; with gloo, a process that exits with
+the group alive can abort at interpreter shutdown ("terminate called without
+an active exception", SIGABRT) after its work is done, because gloo's worker
+threads still hold tensors while Python is torn down (pytorch/pytorch#190489,
+#179291), and torchrun then reports the whole run as failed.
 """
 import datetime
 import os
@@ -22,7 +29,7 @@ import subprocess
 import torch
 import torch.distributed as torch_dist
 
-__all__ = ['setup_cpu_distributed']
+__all__ = ['close_distributed', 'setup_cpu_distributed']
 
 
 def _set_env_from_launcher(launcher: str) -> None:
@@ -85,3 +92,14 @@ def setup_cpu_distributed(cfg) -> bool:
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     return True
+
+
+def close_distributed() -> None:
+    """Destroy the default process group, if one is initialised.
+
+    Called in a ``finally`` by the train, test and predict commands so that
+    a finished (or failed) rank leaves no gloo / NCCL threads for the
+    interpreter's shutdown. Does nothing in a single-process run.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

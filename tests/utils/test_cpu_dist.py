@@ -54,3 +54,37 @@ def test_slurm_env_translated(monkeypatch):
             os.environ['LOCAL_RANK']) == ('1', '2', '1')
     assert os.environ['MASTER_PORT'] == '29500'
     assert cfg.model_wrapper_cfg.type == 'Custom'  # user's choice kept
+
+
+def _init_single_process_gloo(tmp_path):
+    torch.distributed.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+        world_size=1)
+
+
+def test_close_distributed_destroys_the_group(tmp_path):
+    cpu_dist.close_distributed()  # nothing initialised: a no-op
+    _init_single_process_gloo(tmp_path)
+    assert torch.distributed.is_initialized()
+    cpu_dist.close_distributed()
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize('command', ['train', 'test', 'infer'])
+def test_commands_close_the_group_when_they_fail(command, tmp_path,
+                                                 monkeypatch):
+    """A rank that stops (or finishes) leaves no process group behind: gloo
+    threads alive at interpreter shutdown abort the process (SIGABRT) and
+    torchrun reports the run as failed."""
+    import importlib
+    cli = importlib.import_module(f'mmretina.cli.{command}')
+
+    def fails(args):
+        _init_single_process_gloo(tmp_path)
+        raise RuntimeError('stopped inside the run')
+
+    monkeypatch.setattr(cli, 'parse_args', lambda argv: None)
+    monkeypatch.setattr(cli, '_main', fails)
+    with pytest.raises(RuntimeError, match='stopped inside the run'):
+        cli.main([])
+    assert not torch.distributed.is_initialized()
