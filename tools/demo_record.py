@@ -4,12 +4,19 @@ of ``benchmarks/report.py`` (the README's results table renders it).
     python tools/demo_record.py accuracy WORK_DIR/test
     python tools/demo_record.py write CONFIG --job-s 778 --train-s 667 \\
         --test-dir WORK_DIR/test [--figure 'KEY=VALUE' ...] --out REC.json
+    python tools/demo_record.py field --out REC.json CONFIG CHECKPOINT \\
+        --coco data/deepforest/annotations/val.json \\
+        --img-dir data/deepforest/images --out-dir WORK_DIR/field_test
 
 ``accuracy`` prints the test metrics of the latest ``tools/test.py`` run
 under a work dir; ``write`` writes the record of the job: the CPU (and
 whether it runs bf16 natively), the precision the config trains in there,
 the whole job's and the training's seconds as the script timed them, the
-test mAP50 / mAP, the date and the commit.
+test mAP50 / mAP, the date and the commit. ``field`` runs the field
+evaluation (``tools/analysis_tools/eval_field.py`` with the arguments after
+``--out REC.json``) and writes its table as a record: precision, recall,
+mAP, mAP50 and the counts per image and overall (the GIS training guide
+renders it).
 """
 import argparse
 import glob
@@ -93,6 +100,48 @@ def main_job_record(config: str, cpu: str, bf16_native: bool,
     return record
 
 
+FIELD_COLUMNS = ('image', 'precision', 'recall', 'mAP', 'mAP50', 'matched',
+                 'labels')
+
+
+def field_record(summary: Dict, eval_argv: Sequence[str], cpu: str,
+                 commit: Optional[str] = None) -> Dict:
+    """The record of one field evaluation.
+
+    Args:
+        summary (dict): the ``summary.json`` ``eval_field.py`` wrote
+            (:func:`mmretina.evaluation.field.field_summary`).
+        eval_argv (list[str]): ``eval_field.py``'s arguments.
+        cpu (str): the CPU line of the run.
+        commit (str, optional): the code run (default: this clone's).
+
+    Returns:
+        dict: a record of ``benchmarks/report.py``: a row per image (its
+        file name) and one for all, precision and recall at
+        ``summary['iou_thr']`` with scores >= ``summary['score_thr']``.
+    """
+
+    def fmt(v):
+        return '-' if v is None else f'{v:.3f}'
+
+    def row(name, r):
+        return [name, fmt(r['precision']), fmt(r['recall']), fmt(r['mAP']),
+                fmt(r['mAP50']), str(r['tp']), str(r['n_gt']),
+                str(r['n_pred'])]
+
+    thr = summary['score_thr']
+    columns = FIELD_COLUMNS + (f'detections >= {thr}', )
+    rows = [row(osp.basename(k), r)
+            for k, r in summary['per_raster'].items()]
+    rows.append(row('overall (mean over images)', summary['overall']))
+    notes = [f"Box precision / recall at IoU {summary['iou_thr']}, "
+             f'detections >= {thr}, averaged over images; mAP and mAP50 '
+             'over every detection.']
+    return table_record('tools/analysis_tools/eval_field.py', cpu, columns,
+                        rows, notes=notes, argv=list(eval_argv),
+                        commit=commit)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -109,7 +158,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     w.add_argument('--figure', action='append', default=[],
                    metavar='KEY=VALUE', help='another figure of the run')
     w.add_argument('--out', required=True)
+    f = sub.add_parser('field', help='run the field evaluation and write '
+                       'its record')
+    f.add_argument('--out', required=True, help='the record (.json)')
+    f.add_argument('eval_args', nargs=argparse.REMAINDER,
+                   help="eval_field.py's arguments")
     args = p.parse_args(argv)
+    if args.cmd == 'field':
+        return field(args.eval_args, args.out)
     metrics = test_metrics(args.test_dir)
     if args.cmd == 'accuracy':
         print(', '.join(f'{k} {metrics.get(k, float("nan")):.3f}'
@@ -129,6 +185,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              precision, args.job_s, args.train_s, metrics,
                              figures)
     write_record(args.out, record)
+    return 0
+
+
+def field(eval_argv: Sequence[str], out: str) -> int:
+    """Run ``eval_field.py`` with ``eval_argv``; on success write the record
+    of its ``summary.json`` to ``out``. Returns its exit status."""
+    from mmretina.cli import eval_field
+    from mmretina.utils.cpu_info import describe_cpu
+    eval_args = eval_field.parse_args(eval_argv)
+    status = eval_field.main(eval_argv)
+    if status:
+        return status
+    with open(osp.join(eval_args.out_dir, 'summary.json')) as f:
+        summary = json.load(f)
+    write_record(out, field_record(summary, eval_argv,
+                                   describe_cpu().summary()))
     return 0
 
 

@@ -92,7 +92,8 @@ def main(argv=None) -> int:
                                       resolve_tile)
     from mmretina.datasets.converters.records import ConversionError
     from mmretina.evaluation.field_run import FieldEvaluator
-    from mmretina.engine.resume import check_checkpoint
+    from mmretina.engine.resume import (CorruptCheckpointError,
+                                        check_checkpoint)
     try:
         check_checkpoint(args.checkpoint, 'load')
         model = init_model(args.config, args.checkpoint,
@@ -117,7 +118,8 @@ def main(argv=None) -> int:
         else:
             images = ev.coco(args.coco, args.img_dir)
         ev.write(images, args.out_dir)
-    except (ConversionError, ValueError, OSError, ImportError) as e:
+    except (ConversionError, CorruptCheckpointError, ValueError, OSError,
+            ImportError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

@@ -66,9 +66,14 @@ CASES = {
 }
 
 
+# The heads' weights come from the global RNG: seeded here, so that a test's
+# inputs do not depend on the tests run before it (seed 12 gave a gradient
+# element of 3.6e-3 beside a tensor maximum of 3.7, see below)
+@pytest.mark.parametrize('seed', [0, 12])
 @pytest.mark.parametrize('case', list(CASES))
-def test_loss_and_grad_match_mmdet(case):
+def test_loss_and_grad_match_mmdet(case, seed):
     shapes, num_gts = CASES[case]
+    torch.manual_seed(seed)
     ours, theirs = build_pair()
     metas, gts, pad_hw, gen = make_batch(shapes, num_gts)
     feats = head_outputs(ours, pad_hw, len(shapes), gen)
@@ -90,9 +95,12 @@ def test_loss_and_grad_match_mmdet(case):
     assert float(tc) > 0
     torch.testing.assert_close(oc, tc, rtol=1e-5, atol=0)
     torch.testing.assert_close(ob, tb, rtol=1e-5, atol=1e-7)
-    for name in grads[1]:
+    for name, theirs_grad in grads[1].items():
+        # float32 sums in another order: an element differs by a few ulps of
+        # the tensor's largest (4.8e-7 of 3.7 once), not of its own value
         torch.testing.assert_close(
-            grads[0][name], grads[1][name], rtol=1e-4, atol=1e-7, msg=name)
+            grads[0][name], theirs_grad, rtol=1e-4,
+            atol=1e-6 * float(theirs_grad.abs().max()), msg=name)
 
 
 def random_outputs(pad_hw, num_imgs, gen, num_anchors=9):
