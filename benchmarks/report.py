@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 BLOCK = re.compile(r'(<!-- benchmark: (?P<paths>[^>\n]*?) -->\n)(?P<body>.*?)'
                    r'(<!-- /benchmark -->)', re.S)
-FIGURE = re.compile(r'(<!-- figure: (?P<path>[^#\s]+)#(?P<key>[^>\n]*?) -->)'
+FIGURE = re.compile(r'(<!-- figure: (?P<path>[^#\s]+)#(?P<key>(?:(?!-->)[^\n])*?) -->)'
                     r'(?P<value>[^<\n]*)(<!-- /figure -->)')
 FIELDS = ('benchmark', 'provenance', 'command', 'date', 'commit', 'cpu',
           'columns', 'rows')

@@ -174,6 +174,21 @@ def test_page_with_a_figure_disagreeing_with_its_record_fails(tmp_path):
     assert report.main(['update', str(page), '--check']) == 0
 
 
+def test_figure_keyed_by_a_column_with_a_comparison_is_checked(tmp_path):
+    """A column such as 'detections >= 0.3' (its '>' once hid the tag from
+    the check, which then passed whatever value the page held)."""
+    report.write_record(str(tmp_path / 'run.json'), report.table_record(
+        'benchmarks/bench_x.py', 'AMD EPYC', ['raster', 'detections >= 0.3'],
+        [['a.tif', '54']], argv=[]))
+    page = tmp_path / 'page.md'
+    tag = '<!-- figure: run.json#1/detections >= 0.3 -->{}<!-- /figure -->\n'
+    page.write_text(tag.format('54'))
+    assert report.update_page(str(page), check=True) == []
+    page.write_text(tag.format('62'))
+    assert report.update_page(str(page), check=True) == [
+        "run.json#1/detections >= 0.3 ('62' is '54' in the record)"]
+
+
 def test_page_with_a_hand_edited_table_fails(tmp_path):
     rec = record(tmp_path)
     page = tmp_path / 'page.md'
