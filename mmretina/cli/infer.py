@@ -191,11 +191,13 @@ def init_dist(args):
 
 
 def main(argv=None):
+    finished = False
     try:
         _main(parse_args(argv))
+        finished = True
     finally:
         # a gloo rank that exits with its group alive can abort at shutdown
-        close_distributed()
+        close_distributed(wait=finished)
 
 
 def _main(args):

@@ -94,12 +94,21 @@ def setup_cpu_distributed(cfg) -> bool:
     return True
 
 
-def close_distributed() -> None:
+def close_distributed(wait: bool = True) -> None:
     """Destroy the default process group, if one is initialised.
 
     Called in a ``finally`` by the train, test and predict commands so that
     a finished (or failed) rank leaves no gloo / NCCL threads for the
     interpreter's shutdown. Does nothing in a single-process run.
+
+    Args:
+        wait (bool): first wait at a barrier for the other ranks (a run that
+            finished: rank 0 may still be saving its last checkpoint, and a
+            rank tearing gloo down while a peer is busy was seen to abort
+            the same way). False when the run failed: the other ranks may
+            never arrive.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        if wait:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()

@@ -88,3 +88,33 @@ def test_commands_close_the_group_when_they_fail(command, tmp_path,
     with pytest.raises(RuntimeError, match='stopped inside the run'):
         cli.main([])
     assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize('command', ['train', 'test', 'infer'])
+def test_commands_wait_for_the_other_ranks_when_they_finish(
+        command, tmp_path, monkeypatch):
+    """A finished rank waits at a barrier before tearing the group down
+    (rank 0 may still be saving); a failed one does not (see above)."""
+    import importlib
+    cli = importlib.import_module(f'mmretina.cli.{command}')
+    barriers = []
+    real_barrier = cpu_dist.torch_dist.barrier
+    monkeypatch.setattr(cpu_dist.torch_dist, 'barrier',
+                        lambda: barriers.append(1) or real_barrier())
+    monkeypatch.setattr(cli, 'parse_args', lambda argv: None)
+    monkeypatch.setattr(cli, '_main',
+                        lambda args: _init_single_process_gloo(tmp_path))
+    cli.main([])
+    assert barriers == [1]
+    assert not torch.distributed.is_initialized()
+
+    def fails(args):
+        _init_single_process_gloo(tmp_path / 'again')
+        raise RuntimeError('stopped')
+
+    (tmp_path / 'again').mkdir()
+    monkeypatch.setattr(cli, '_main', fails)
+    with pytest.raises(RuntimeError):
+        cli.main([])
+    assert barriers == [1]  # no barrier after a failure
+    assert not torch.distributed.is_initialized()
