@@ -42,7 +42,7 @@ from mmretina.cli.options import (add_device_arg, add_raster_args,
                                   resolve_gsd, resolve_tile)
 from mmretina.deploy.backends import BACKENDS
 from mmretina.engine.resume import check_checkpoint
-from mmretina.utils import close_distributed
+from mmretina.utils import closing_distributed
 
 
 def parse_args(argv=None):
@@ -191,13 +191,9 @@ def init_dist(args):
 
 
 def main(argv=None):
-    finished = False
-    try:
+    # a gloo rank that exits with its group alive can abort at shutdown
+    with closing_distributed():
         _main(parse_args(argv))
-        finished = True
-    finally:
-        # a gloo rank that exits with its group alive can abort at shutdown
-        close_distributed(wait=finished)
 
 
 def _main(args):

@@ -32,7 +32,7 @@ from mmretina.cli.options import (add_device_arg,  # noqa: E402
                                   add_window_args, default_device)
 from mmretina.deploy.backends import BACKENDS  # noqa: E402
 from mmretina.engine.resume import check_checkpoint  # noqa: E402
-from mmretina.utils import (close_distributed,  # noqa: E402
+from mmretina.utils import (closing_distributed,  # noqa: E402
                             setup_cpu_distributed)
 
 
@@ -110,13 +110,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    finished = False
-    try:
+    # a gloo rank that exits with its group alive can abort at shutdown
+    with closing_distributed():
         _main(parse_args(argv))
-        finished = True
-    finally:
-        # a gloo rank that exits with its group alive can abort at shutdown
-        close_distributed(wait=finished)
 
 
 def _main(args):

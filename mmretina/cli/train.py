@@ -32,7 +32,7 @@ from mmengine.runner import Runner
 import mmretina  # noqa: F401  (registers mmretina.* modules)
 from mmretina.engine.hooks import (ensure_finite_loss_guard,
                                    non_finite_message)
-from mmretina.utils import close_distributed, setup_cpu_distributed
+from mmretina.utils import closing_distributed, setup_cpu_distributed
 from mmretina.engine.resume import check_resume
 from mmretina.utils.mmrotate import require_for_config
 
@@ -115,13 +115,9 @@ def _amp_device_available():
 
 
 def main(argv=None):
-    finished = False
-    try:
+    # a gloo rank that exits with its group alive can abort at shutdown
+    with closing_distributed():
         _main(parse_args(argv))
-        finished = True
-    finally:
-        # a gloo rank that exits with its group alive can abort at shutdown
-        close_distributed(wait=finished)
 
 
 def _main(args):

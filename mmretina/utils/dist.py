@@ -22,6 +22,7 @@ an active exception", SIGABRT) after its work is done, because gloo's worker
 threads still hold tensors while Python is torn down (pytorch/pytorch#190489,
 #179291), and torchrun then reports the whole run as failed.
 """
+import contextlib
 import datetime
 import os
 import subprocess
@@ -29,7 +30,7 @@ import subprocess
 import torch
 import torch.distributed as torch_dist
 
-__all__ = ['close_distributed', 'setup_cpu_distributed']
+__all__ = ['close_distributed', 'closing_distributed', 'setup_cpu_distributed']
 
 
 def _set_env_from_launcher(launcher: str) -> None:
@@ -112,3 +113,15 @@ def close_distributed(wait: bool = True) -> None:
         if wait:
             torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def closing_distributed():
+    """Run a command's body, then :func:`close_distributed`: waiting for the
+    other ranks when the body finished, not when it raised."""
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        close_distributed(wait=finished)
