@@ -146,6 +146,11 @@ def main(argv=None) -> int:
                    help='evaluate each raster at N x N offsets of the '
                    "model's pixel grid and report means (default 1: the "
                    'rasters as they are)')
+    p.add_argument('--rules', nargs='+', choices=('auto', 'off'),
+                   default=['auto', 'off'],
+                   help='the GSD rules to read the resampled rasters with '
+                   '(default both; the original and the controls are always '
+                   'read with auto)')
     p.add_argument('--no-controls', dest='controls', action='store_false',
                    help='leave out the nearest-made rasters and the '
                    'blurred original (see the module docstring)')
@@ -173,7 +178,7 @@ def main(argv=None) -> int:
                           overlap=0.25, batch_size=4, progress=False)
     stem = osp.join(args.out_dir,
                     osp.splitext(osp.basename(args.raster))[0])
-    # (GSD or None for the raster's own, path, evaluated with --gsd off too)
+    # (GSD or None for the raster's own, path, read with every --rules)
     rasters = [(None, args.raster, False)] + [
         (g, resample(args.raster, g, f'{stem}_{g:g}m.tif'), True)
         for g in args.gsds]
@@ -211,9 +216,8 @@ def main(argv=None) -> int:
     rows = []
     reference = None  # the original's (precision, recall) per offset
     for g, path, off_too in rasters:
-        for rule, read_at in (('auto', gsd), ('off', None)):
-            if rule == 'off' and not off_too:
-                continue
+        for rule in args.rules if off_too else ['auto']:
+            read_at = gsd if rule == 'auto' else None
             t0 = time.perf_counter()
             per = np.array([evaluate(path, read_at, rule, dx, dy)
                             for dx, dy in offsets])

@@ -136,6 +136,16 @@ def test_offsets_pair_every_version_with_the_original(tmp_path):
     assert [off[c] for c in ('precision@0.4', 'recall@0.4', 'mAP50')] != \
         [original[c] for c in ('precision@0.4', 'recall@0.4', 'mAP50')]
 
+    # --rules auto: no row read as it is; one offset: the columns of old
+    assert eval_gsd.main([config, ckpt, src, str(tmp_path / 'c.gpkg'),
+                          '--gsds', '0.05', '--rules', 'auto',
+                          '--no-controls', '--out-dir',
+                          str(tmp_path / 'runs1'), '--json', out]) == 0
+    rec = report.read_record(out)
+    assert [(r[0], r[2]) for r in rec['rows']] == [
+        ('site.tif', 'auto'), ('site_0.05m.tif', 'auto')]
+    assert rec['columns'][-1] == 'detections >= 0.3'
+
 
 def test_offsets_must_be_positive(capsys):
     with pytest.raises(SystemExit):
