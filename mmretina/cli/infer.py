@@ -3,6 +3,8 @@
   # a raster (GeoTIFF, COG, JPEG 2000, VRT, PNG, ...): read window by window
   # at the model's ground sample distance, a GeoPackage in its CRS
   mmretina predict ortho.tif CONFIG CHECKPOINT --out-dir out/
+  # the same into outputs/ (mmdet's image_demo.py default)
+  mmretina predict ortho.tif CONFIG CHECKPOINT
   # one image, a PNG with boxes
   mmretina predict IMAGE CONFIG CHECKPOINT --out result.png
   # a folder, an exported model on onnxruntime / OpenVINO
@@ -45,6 +47,10 @@ from mmretina.engine.resume import check_checkpoint
 from mmretina.utils import closing_distributed
 
 
+# where the outputs go when neither --out nor --out-dir is given
+DEFAULT_OUT_DIR = 'outputs'
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog='mmretina predict',
@@ -74,7 +80,9 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='output PNG (one input image only)')
     parser.add_argument(
         '--out-dir', help='directory for PNGs, results.json, '
-        'detections.csv and the GIS layers (GeoPackage unless --format)')
+        'detections.csv and the GIS layers (GeoPackage unless --format); '
+        f'default {DEFAULT_OUT_DIR}/ when --out is not given, as mmdet\'s '
+        'demo/image_demo.py')
     add_window_args(parser)
     add_score_thr_arg(parser, 'draw and write to CSV / GIS layers')
     add_device_arg(parser)
@@ -126,7 +134,7 @@ def parse_args(argv=None):
     if args.backend != 'pytorch' and args.cfg_options:
         parser.error('--cfg-options applies to --backend pytorch only')
     if not args.out and not args.out_dir:
-        parser.error('give --out PNG or --out-dir DIR')
+        args.out_dir = DEFAULT_OUT_DIR
     if args.device is None:
         args.device = default_device()
     if args.fuse_conv_bn and (args.backend != 'pytorch'
@@ -203,6 +211,9 @@ def _main(args):
                          f'{len(images)} images')
     rank, world_size = init_dist(args)
     log = print if rank == 0 else (lambda line: None)
+    if args.out_dir == DEFAULT_OUT_DIR and not args.out:
+        log(f'outputs go to {DEFAULT_OUT_DIR}/ (--out-dir for another '
+            'folder)')
     backend, cfg = build_backend(args)
     tile = resolve_tile(args.tile, model_window(cfg))
     gsd = resolve_gsd(args.gsd, model_gsd(cfg), log)

@@ -129,9 +129,10 @@ def test_infer_argument_errors(df_onnx, tmp_path, capsys):
     with pytest.raises(SystemExit):
         infer.parse_args(['x.png', df_onnx[0], '--out', 'a.png'])
     assert 'takes CONFIG CHECKPOINT, got 1' in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        infer.parse_args(['x.png', 'a.py', 'b.pth'])
-    assert '--out PNG or --out-dir' in capsys.readouterr().err
+    # neither --out nor --out-dir: outputs/, as mmdet's image_demo.py
+    assert infer.parse_args(['x.png', 'a.py', 'b.pth']).out_dir == 'outputs'
+    assert infer.parse_args(['x.png', 'a.py', 'b.pth', '--out',
+                             'a.png']).out_dir is None
     with pytest.raises(SystemExit):
         infer.parse_args(['x.png', df_onnx[0], '--backend', 'onnxruntime',
                           '--fuse-conv-bn', '--out', 'a.png'])
@@ -139,6 +140,25 @@ def test_infer_argument_errors(df_onnx, tmp_path, capsys):
         in capsys.readouterr().err
     with pytest.raises(SystemExit, match='no image'):
         infer.list_images(str(tmp_path))
+
+
+def test_predict_with_no_flag_writes_the_layer_into_outputs(
+        image_dir, df_checkpoint, tmp_path, monkeypatch, capsys):
+    """``mmretina predict RASTER CONFIG CHECKPOINT``: the GeoTIFF read at
+    the model's GSD in its windows, its GeoPackage, CSV, COCO results and
+    preview in ./outputs/."""
+    pytest.importorskip('pyogrio')
+    from mmretina.cli import main as cli
+    monkeypatch.chdir(tmp_path)
+    config, ckpt = df_checkpoint
+    cli.main(['predict', osp.join(image_dir, 'OSBS_029.tif'), config, ckpt,
+              '--no-progress'])
+    assert 'outputs go to outputs/' in capsys.readouterr().out
+    out = tmp_path / 'outputs'
+    for name in ('OSBS_029.gpkg', 'OSBS_029_detections.png', 'results.json',
+                 'detections.csv'):
+        assert (out / name).is_file(), name
+    assert len(_read_csv(out / 'detections.csv')) > 0
 
 
 def _coco_from_voc(df_images, root):
