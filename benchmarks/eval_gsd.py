@@ -158,6 +158,7 @@ def main(argv=None) -> int:
     if args.offsets < 1:
         p.error(f'--offsets must be 1 or more, got {args.offsets}')
 
+    import numpy as np
     import rasterio
     import torch
     from mmdet.apis import init_detector
@@ -192,7 +193,6 @@ def main(argv=None) -> int:
                                  'nearest'), False) for g in args.gsds]
         rasters += [(None, blurred(args.raster, n, f'{stem}_blurred_x{n}.tif'),
                      False) for n in factors]
-    import numpy as np
     offsets = [(dx, dy) for dy in range(args.offsets)
                for dx in range(args.offsets)]
     unit = gsd
