@@ -198,6 +198,12 @@ def check_resume(cfg) -> None:
     local to check.
     """
     target = resume_target(cfg)
+    if target is None and _last_checkpoint_is_empty(cfg):
+        # mmengine would resume from '' and fail inside torch.load
+        last = osp.join(cfg.work_dir, 'last_checkpoint')
+        raise CorruptCheckpointError(
+            f"cannot resume: '{last}' is empty (the run was probably "
+            'interrupted while writing it). ' + _pick_one(cfg.work_dir))
     if target is None or not _is_local(target):
         return
     how = 'resume' if cfg.get('resume') else 'load'
@@ -208,6 +214,19 @@ def check_resume(cfg) -> None:
             f"names '{target}', which does not exist (was the work dir "
             'moved or the file deleted?). ' + _pick_one(cfg.work_dir))
     check_checkpoint(target, how)
+
+
+def _last_checkpoint_is_empty(cfg) -> bool:
+    """Whether ``cfg`` auto-resumes from a ``last_checkpoint`` file that
+    names nothing."""
+    if cfg.get('load_from') or not cfg.get('resume') or \
+            not cfg.get('work_dir'):
+        return False
+    last = osp.join(cfg.work_dir, 'last_checkpoint')
+    if not osp.isfile(last):
+        return False
+    with open(last) as f:
+        return not f.read().strip()
 
 
 def _pick_one(work_dir: str) -> str:

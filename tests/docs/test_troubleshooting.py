@@ -867,6 +867,10 @@ def test_interrupted_run_messages(tmp_path):
     empty = tmp_path / 'empty'
     empty.mkdir()
     (empty / 'last_checkpoint').write_text('/old/place/iter_10.pth')
+    unwritten = tmp_path / 'unwritten'  # killed before naming its file
+    unwritten.mkdir()
+    (unwritten / 'last_checkpoint').write_text('')
+    (unwritten / 'iter_10.pth').write_bytes(intact)
 
     produced = [_raised(call) for call in [
         lambda: check_checkpoint(str(run / 'iter_6.pth'), 'resume'),
@@ -880,5 +884,7 @@ def test_interrupted_run_messages(tmp_path):
         lambda: check_checkpoint(str(alone / 'iter_2.pth'), 'load'),
         lambda: check_resume(Config(dict(work_dir=str(moved), resume=True))),
         lambda: check_resume(Config(dict(work_dir=str(empty), resume=True))),
+        lambda: check_resume(Config(dict(work_dir=str(unwritten),
+                                         resume=True))),
     ]]
     _check('Interrupted runs and damaged checkpoints', produced)

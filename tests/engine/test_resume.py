@@ -133,6 +133,20 @@ def test_last_checkpoint_naming_a_moved_file(work_dir):
         f"{work_dir / 'iter_10.pth'}.")
 
 
+def test_empty_last_checkpoint_names_the_newest_intact_one(work_dir):
+    """A kill between creating last_checkpoint and writing it leaves it
+    empty; mmengine would then resume from ''."""
+    (work_dir / 'last_checkpoint').write_text('')
+    with pytest.raises(CorruptCheckpointError) as exc:
+        check_resume(resume_cfg(work_dir))
+    assert str(exc.value) == (
+        f"cannot resume: '{work_dir / 'last_checkpoint'}' is empty (the run "
+        'was probably interrupted while writing it). Resume explicitly with '
+        f"--resume {work_dir / 'iter_10.pth'}.")
+    # an explicit checkpoint does not read last_checkpoint
+    check_resume(resume_cfg(work_dir, load_from=str(work_dir / 'iter_4.pth')))
+
+
 def test_no_intact_checkpoint_left(tmp_path):
     path = tmp_path / 'iter_2.pth'
     path.write_bytes(b'PK\x03\x04 cut')

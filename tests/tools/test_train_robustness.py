@@ -90,9 +90,11 @@ def killed_and_reference(small_config, tools_helpers, tmp_path_factory):
             train_args(h, small_config, killed_dir), cwd=h.REPO_ROOT,
             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        # last_checkpoint is written right after the checkpoint itself
+        # last_checkpoint is written right after the checkpoint itself;
+        # kill once it names it (created is not yet written)
         deadline = time.time() + 240
-        while not (killed_dir / 'last_checkpoint').exists():
+        last_file = killed_dir / 'last_checkpoint'
+        while not (last_file.exists() and last_file.read_text().strip()):
             assert victim.poll() is None, victim_log.read_text()[-6000:]
             assert time.time() < deadline, 'no checkpoint within 240 s'
             time.sleep(0.02)
