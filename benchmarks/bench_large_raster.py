@@ -138,6 +138,7 @@ def worker(args) -> dict:
     from mmretina.inference.tiled import TiledInferencer
     from mmretina.inference.tiled import load_image
     from mmretina.deploy.pytorch import optimize_for_cpu
+    from mmretina.inference.outputs import RunOutputs
     from mmretina.inference.run import InferenceRun
     if args.mode == 'exported':  # tools/infer.py MODEL.onnx --backend B
         from mmretina.deploy.backends import build_backend
@@ -170,7 +171,7 @@ def worker(args) -> dict:
                 return wrapper
 
             for cls, name in ((InferenceRun, '_finish'),
-                              (InferenceRun, '_write_collections'),
+                              (RunOutputs, 'write_collections'),
                               (RasterSource, 'overview')):
                 setattr(cls, name, timed(getattr(cls, name)))
             with tempfile.TemporaryDirectory() as d:
