@@ -148,14 +148,15 @@ def intact_checkpoints(directory: str,
 def resume_target(cfg) -> Optional[str]:
     """The checkpoint ``Runner.load_or_resume`` will read for ``cfg``, as
     mmengine picks it: ``load_from`` if set, else with ``resume=True`` the
-    path in ``work_dir/last_checkpoint`` (None if there is none)."""
+    path in ``work_dir/last_checkpoint`` (None if there is none; ``''``
+    when the file is empty, which mmengine would try to load)."""
     if cfg.get('load_from'):
         return cfg.load_from
     if cfg.get('resume') and cfg.get('work_dir'):
         last = osp.join(cfg.work_dir, 'last_checkpoint')
         if osp.isfile(last):
             with open(last) as f:
-                return f.read().strip() or None
+                return f.read().strip()
     return None
 
 
@@ -198,7 +199,7 @@ def check_resume(cfg) -> None:
     local to check.
     """
     target = resume_target(cfg)
-    if target is None and _last_checkpoint_is_empty(cfg):
+    if target == '':
         # mmengine would resume from '' and fail inside torch.load
         last = osp.join(cfg.work_dir, 'last_checkpoint')
         raise CorruptCheckpointError(
@@ -214,19 +215,6 @@ def check_resume(cfg) -> None:
             f"names '{target}', which does not exist (was the work dir "
             'moved or the file deleted?). ' + _pick_one(cfg.work_dir))
     check_checkpoint(target, how)
-
-
-def _last_checkpoint_is_empty(cfg) -> bool:
-    """Whether ``cfg`` auto-resumes from a ``last_checkpoint`` file that
-    names nothing."""
-    if cfg.get('load_from') or not cfg.get('resume') or \
-            not cfg.get('work_dir'):
-        return False
-    last = osp.join(cfg.work_dir, 'last_checkpoint')
-    if not osp.isfile(last):
-        return False
-    with open(last) as f:
-        return not f.read().strip()
 
 
 def _pick_one(work_dir: str) -> str:
